@@ -1,0 +1,56 @@
+# pullwatch — every dependency installs from here (Python into .venv, Debian packages with apt-get,
+# Azurite from npm into node_modules). Targets are idempotent and quiet when already done.
+SHELL := /bin/bash
+PY := .venv/bin/python
+PIP := .venv/bin/pip
+STAMP := .make
+APT_PACKAGES := docker-registry skopeo
+export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
+
+.PHONY: setup test demo bench lint typecheck unit clean
+
+setup: $(STAMP)/venv $(STAMP)/apt $(STAMP)/npm
+
+$(STAMP)/venv: requirements.txt requirements-dev.txt pyproject.toml
+	@mkdir -p $(STAMP)
+	@test -x $(PY) || python3 -m venv .venv
+	@echo "setup: installing Python packages into .venv"
+	@$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
+	@$(PIP) install -q --disable-pip-version-check --no-deps -e .
+	@touch $@
+
+$(STAMP)/apt:
+	@mkdir -p $(STAMP)
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "setup: apt-get install$$missing"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+	fi
+	@touch $@
+
+$(STAMP)/npm: package.json
+	@mkdir -p $(STAMP)
+	@test -x node_modules/.bin/azurite || { echo "setup: npm install (Azurite)"; npm install --no-audit --no-fund --silent; }
+	@touch $@
+
+lint: setup
+	@ruff check shared sandbox tests function_app.py
+	@ruff format --check shared sandbox tests function_app.py
+
+typecheck: setup
+	@mypy --strict shared/
+
+unit: setup
+	@pytest -q -n 2 --dist loadgroup
+
+test: lint typecheck unit
+
+demo: setup
+	@pullwatch sandbox run sandbox/worlds/demo.yaml
+
+bench: setup
+	@$(PY) -m bench
+
+clean:
+	rm -rf .venv node_modules $(STAMP) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,209 @@
+"""The ``pullwatch`` command line (contract: ../shared/spec/cli.md).
+
+Exit statuses: 0 ran and found no ``error``; 1 ran and found at least one ``error``; 2 bad usage,
+bad input or could not run. Errors go to stderr as one clear message, never a traceback
+(``PULLWATCH_DEBUG=1`` shows it). ``--json`` prints exactly one JSON document on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from functools import wraps
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+
+from shared.errors import PullwatchError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_FOUND_ERRORS, EXIT_CANNOT_RUN = 0, 1, 2
+
+
+def fail(message: str) -> NoReturn:
+    click.echo(f"pullwatch: {message}", err=True)
+    sys.exit(EXIT_CANNOT_RUN)
+
+
+def _known_errors() -> tuple[type[BaseException], ...]:
+    from shared.config import ConfigError
+    from shared.findings import FindingError
+
+    known: list[type[BaseException]] = [PullwatchError, ConfigError, FindingError]
+    try:
+        from sandbox.world import WorldError
+
+        known.append(WorldError)
+    except ImportError:  # pragma: no cover - the sandbox is not shipped to Azure
+        pass
+    return tuple(known)
+
+
+def clean_errors(fn: F) -> F:
+    """Turn every error into one line on stderr and exit 2: no traceback reaches a user."""
+
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except (click.exceptions.Exit, click.ClickException, SystemExit, KeyboardInterrupt):
+            raise
+        except _known_errors() as exc:
+            fail(str(exc))
+        except Exception as exc:
+            if os.environ.get("PULLWATCH_DEBUG"):
+                raise
+            fail(f"internal error ({type(exc).__name__}): {exc}. Set PULLWATCH_DEBUG=1 for details.")
+
+    return wrapper  # type: ignore[return-value]
+
+
+def emit_json(document: Any) -> None:
+    click.echo(json.dumps(document, indent=2, sort_keys=False))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="pullwatch", prog_name="pullwatch")
+def cli() -> None:
+    """pullwatch: keeps AKS clusters able to pull their images.
+
+    It checks role assignments, the registry pull path, pull secrets and failing pods, and tells
+    Teams or Slack what broke, why, and the command that fixes it.
+    """
+
+
+# --- explain ----------------------------------------------------------------------------------
+
+@cli.command()
+@click.argument("message", nargs=-1, required=True)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@clean_errors
+def explain(message: Sequence[str], as_json: bool) -> None:
+    """Explain kubelet / container-runtime pull-error text.
+
+    MESSAGE is the text (several arguments are joined with spaces), or - to read it from stdin.
+    Exit 1 when the text names a pull failure with a cause, 0 when it carries no cause.
+    """
+    from shared.explain import explain as explain_text
+
+    text = sys.stdin.read() if list(message) == ["-"] else " ".join(message)
+    if not text.strip():
+        fail("explain: no message given (pass the text, or - to read stdin)")
+    result = explain_text(text)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        from shared.render.terminal import print_explanation
+
+        print_explanation(result)
+    sys.exit(EXIT_OK if result.cause in ("no_detail",) else EXIT_FOUND_ERRORS)
+
+
+# --- render -----------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--format", "fmt", type=click.Choice(["slack", "teams"]), required=True,
+              help="Which webhook payload to print.")
+@click.argument("findings_file", metavar="FINDINGS.json")
+@clean_errors
+def render(fmt: str, findings_file: str) -> None:
+    """Print the webhook payload FINDINGS.json (or - for stdin) would produce, without sending it."""
+    from shared.findings import load_document
+    from shared.render import payload_for
+
+    if findings_file == "-":
+        text, source = sys.stdin.read(), "stdin"
+    else:
+        try:
+            text, source = Path(findings_file).read_text(encoding="utf-8"), findings_file
+        except OSError as exc:
+            fail(f"render: cannot read {findings_file} ({exc.strerror})")
+    findings = load_document(text, source)
+    emit_json(payload_for(fmt, findings))
+
+
+# --- audit ------------------------------------------------------------------------------------
+
+@cli.command()
+@click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
+              help="Subscription to audit (repeatable; default: every one the credential can read).")
+@click.option("--cluster", "clusters", multiple=True, metavar="RESOURCE_ID",
+              help="managedCluster resource ID to audit (repeatable).")
+@click.option("--registry", "registries", multiple=True, metavar="HOST",
+              help="Extra registry host to check for every cluster (repeatable).")
+@click.option("--probe", is_flag=True, help="Run opt-in in-cluster pull probe pods.")
+@click.option("--read-secrets", is_flag=True, help="Read pull-secret content and try its credentials.")
+@click.option("--notify", is_flag=True, help="Post new and resolved findings to the configured webhooks.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@clean_errors
+def audit(subscriptions: Sequence[str], clusters: Sequence[str], registries: Sequence[str], probe: bool,
+          read_secrets: bool, notify: bool, as_json: bool) -> None:
+    """Audit real Azure with DefaultAzureCredential and print the findings."""
+    from shared.config import Settings
+    from shared.findings import has_errors
+    from shared.pipeline import AuditRequest, run_cli_audit
+
+    settings = Settings.from_env()
+    request = AuditRequest(subscriptions=tuple(subscriptions), clusters=tuple(clusters),
+                           registries=tuple(registries), probe=probe or settings.probe,
+                           read_secrets=read_secrets or settings.read_secrets, notify=notify)
+    result = run_cli_audit(settings, request)
+    if as_json:
+        emit_json(result.to_dict())
+    else:
+        from shared.render.terminal import print_findings
+
+        print_findings(result.findings, unchecked=result.unchecked)
+    sys.exit(EXIT_FOUND_ERRORS if has_errors(result.findings) else EXIT_OK)
+
+
+# --- sandbox ----------------------------------------------------------------------------------
+
+@cli.group()
+def sandbox() -> None:
+    """Build a local Azure estate from a world file and run pullwatch against it."""
+
+
+@sandbox.command("run")
+@click.argument("world", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON document.")
+@click.option("--check", is_flag=True, help="Exit 1 when the findings differ from the world's expect.")
+@clean_errors
+def sandbox_run(world: str, as_json: bool, check: bool) -> None:
+    """Build WORLD, run the initial audit and the timeline, print findings and notifications."""
+    from sandbox.runner import run_world
+
+    report, differences = run_world(Path(world), quiet=as_json)
+    if as_json:
+        emit_json(report)
+    else:
+        from sandbox.report import print_report
+
+        print_report(report, differences if check else None)
+    if check and differences:
+        for line in differences:
+            click.echo(f"expect: {line}", err=True)
+        sys.exit(EXIT_FOUND_ERRORS)
+    sys.exit(EXIT_OK)
+
+
+@sandbox.command("up")
+@click.argument("world", type=click.Path(dir_okay=False))
+@clean_errors
+def sandbox_up(world: str) -> None:
+    """Build WORLD and keep it running, printing endpoints and settings, until interrupted."""
+    from sandbox.runner import keep_world_up
+
+    keep_world_up(Path(world))
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    cli.main(args=list(argv) if argv is not None else None, prog_name="pullwatch")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
