@@ -86,7 +86,7 @@ def explain(message: Sequence[str], as_json: bool) -> None:
     """Explain kubelet / container-runtime pull-error text.
 
     MESSAGE is the text (several arguments are joined with spaces), or - to read it from stdin.
-    Exit 1 when the text names a pull failure with a cause, 0 when it carries no cause.
+    Exit 0 when the text was read (whatever its cause), 2 when there is nothing to read.
     """
     from shared.explain import explain as explain_text
 
@@ -100,7 +100,7 @@ def explain(message: Sequence[str], as_json: bool) -> None:
         from shared.render.terminal import print_explanation
 
         print_explanation(result)
-    sys.exit(EXIT_OK if result.cause in ("no_detail",) else EXIT_FOUND_ERRORS)
+    sys.exit(EXIT_OK)
 
 
 # --- render -----------------------------------------------------------------------------------
