@@ -1,0 +1,235 @@
+"""Where pullwatch may connect: the name map, the address policy, and a pinned-address HTTP adapter.
+
+Every registry connection goes through :class:`NetGuard`:
+
+1. **Resolve** the host: a name in ``Settings.hosts`` (``PULLWATCH_HOSTS``) maps to the given
+   ``ip:port`` (``null`` = the name does not resolve); any other name goes to the system resolver.
+2. **Check** every address the name resolved to. Refused unless inside ``Settings.allow_addresses``:
+   loopback, link-local (169.254.0.0/16, fe80::/10, which holds the cloud metadata service),
+   private (RFC 1918, ULA fc00::/7, CGNAT 100.64.0.0/10), unspecified, multicast, reserved, and the
+   metadata addresses themselves. A name mapped in ``Settings.hosts`` is trusted as configured (the
+   operator chose the address), so the sandbox can map ``contosoacr.azurecr.io`` to 127.0.0.1
+   while ``localhost`` or ``127.0.0.1`` in an image reference is still refused.
+3. **Connect** to the checked address, never to the name again (no DNS rebinding), with TLS
+   verified against the original host name (SNI and hostname check) and the system CAs plus
+   ``Settings.ca_bundle``.
+
+Public interface::
+
+    NetGuard(settings)
+        .resolve(host: str, port: int) -> Endpoint            # NameNotResolved / AddressRefused
+        .address_allowed(address: str) -> bool
+        .ssl_context() -> ssl.SSLContext
+    PinnedAdapter(guard, pool_maxsize=8)   # requests HTTPAdapter: https only, pinned addresses
+    Endpoint(host, port, address, connect_port)
+    NameNotResolved, AddressRefused, PlainHttpRefused   (requests.ConnectionError subclasses)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import ssl
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.connectionpool import HTTPSConnectionPool
+
+from shared.config import Settings
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Cloud metadata / wire-server addresses, refused even if an allow-list would admit their range.
+METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
+    {
+        ipaddress.ip_address("169.254.169.254"),  # Azure IMDS, AWS, GCP
+        ipaddress.ip_address("168.63.129.16"),  # Azure wire server
+        ipaddress.ip_address("fd00:ec2::254"),  # AWS IMDS over IPv6
+    }
+)
+_CGNAT = ipaddress.ip_network("100.64.0.0/10")
+
+
+class NameNotResolved(requests.exceptions.ConnectionError):
+    """The host name does not resolve (or is mapped to null in PULLWATCH_HOSTS)."""
+
+
+class AddressRefused(requests.exceptions.ConnectionError):
+    """The host resolves to an address pullwatch must not connect to."""
+
+
+class PlainHttpRefused(requests.exceptions.ConnectionError):
+    """A plain-HTTP URL: registries are only spoken to over TLS."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str  # the name asked for (lower-case)
+    port: int  # the port asked for
+    address: str  # the checked address to connect to
+    connect_port: int  # the port to connect to (the mapped one, or ``port``)
+    mapped: bool = False  # True when it came from Settings.hosts
+
+
+def address_refusal(address: IPAddress) -> str | None:
+    """Why an address is not a public unicast address, or None when it is."""
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address_refusal(address.ipv4_mapped)
+    if address in METADATA_ADDRESSES:
+        return "a cloud metadata address"
+    if address.is_unspecified:
+        return "the unspecified address"
+    if address.is_loopback:
+        return "a loopback address"
+    if address.is_link_local:
+        return "a link-local address"
+    if address.is_multicast:
+        return "a multicast address"
+    if isinstance(address, ipaddress.IPv4Address) and address in _CGNAT:
+        return "a shared (CGNAT) address"
+    if address.is_private:
+        return "a private address"
+    if address.is_reserved or not address.is_global:
+        return "a reserved address"
+    return None
+
+
+class NetGuard:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._hosts: Mapping[str, tuple[str, int] | None] = {k.lower(): v for k, v in settings.hosts.items()}
+        self._context: ssl.SSLContext | None = None
+        self._lock = threading.Lock()
+
+    def address_allowed(self, address: str) -> bool:
+        ip = ipaddress.ip_address(address)
+        if ip in METADATA_ADDRESSES:
+            return False
+        if any(ip.version == net.version and ip in net for net in self.settings.allow_addresses):
+            return True
+        return address_refusal(ip) is None
+
+    def resolve(self, host: str, port: int) -> Endpoint:
+        """Resolve and check ``host``; raise NameNotResolved or AddressRefused with a clear message."""
+        name = host.strip("[]").lower()
+        if name in self._hosts:
+            target = self._hosts[name]
+            if target is None:
+                raise NameNotResolved(f"{name} does not resolve (mapped to null in PULLWATCH_HOSTS)")
+            return Endpoint(name, port, target[0], target[1], mapped=True)
+        try:
+            literal: IPAddress | None = ipaddress.ip_address(name)
+        except ValueError:
+            literal = None
+        if literal is not None:
+            addresses = [str(literal)]
+        else:
+            try:
+                infos = socket.getaddrinfo(name, port, type=socket.SOCK_STREAM)
+            except (socket.gaierror, UnicodeError) as exc:
+                raise NameNotResolved(f"{name} does not resolve ({exc})") from None
+            addresses = list(dict.fromkeys(str(info[4][0]) for info in infos))
+            if not addresses:
+                raise NameNotResolved(f"{name} does not resolve (no addresses)")
+        for address in addresses:
+            if not self.address_allowed(address):
+                why = address_refusal(ipaddress.ip_address(address)) or "not allowed"
+                raise AddressRefused(
+                    f"{name} resolves to {address}, {why}; refused "
+                    "(PULLWATCH_ALLOW_ADDRESSES can admit a range)"
+                )
+        return Endpoint(name, port, addresses[0], port)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """System CAs plus ``Settings.ca_bundle``; hostname checked; TLS 1.2 or later."""
+        with self._lock:
+            if self._context is None:
+                ctx = ssl.create_default_context()
+                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                if self.settings.ca_bundle:
+                    ctx.load_verify_locations(cafile=self.settings.ca_bundle)
+                self._context = ctx
+            return self._context
+
+
+def _host_header(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return shown if port == 443 else f"{shown}:{port}"
+
+
+class PinnedAdapter(HTTPAdapter):
+    """A requests adapter that connects only over HTTPS, to the address :class:`NetGuard` checked.
+
+    One urllib3 pool per (host, port), created on first use: the name is resolved and checked once,
+    the pool connects to that address, sends SNI and checks the certificate for the real host name.
+    Proxies from the environment are ignored (the session should set ``trust_env = False``).
+    """
+
+    def __init__(self, guard: NetGuard, pool_maxsize: int = 8) -> None:
+        self.guard = guard
+        self._maxsize = pool_maxsize
+        self._pools: dict[tuple[str, int], HTTPSConnectionPool] = {}
+        self._pools_lock = threading.Lock()
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+
+    @staticmethod
+    def _target(url: str) -> tuple[str, int]:
+        parts = urlsplit(url)
+        if parts.scheme != "https":
+            raise PlainHttpRefused(
+                f"refusing plain-HTTP URL for {parts.hostname}: registries are spoken to over TLS"
+            )
+        if not parts.hostname:
+            raise NameNotResolved("URL has no host")
+        return parts.hostname.lower(), parts.port or 443
+
+    def pool_for(self, host: str, port: int) -> HTTPSConnectionPool:
+        key = (host, port)
+        with self._pools_lock:
+            pool = self._pools.get(key)
+        if pool is not None:
+            return pool
+        endpoint = self.guard.resolve(host, port)
+        pool = HTTPSConnectionPool(
+            host=endpoint.address,
+            port=endpoint.connect_port,
+            maxsize=self._maxsize,
+            block=False,
+            ssl_context=self.guard.ssl_context(),
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+        )
+        with self._pools_lock:
+            existing = self._pools.setdefault(key, pool)
+        if existing is not pool:
+            pool.close()
+        return existing
+
+    def get_connection_with_tls_context(
+        self, request: requests.PreparedRequest, verify: Any, proxies: Any = None, cert: Any = None
+    ) -> HTTPSConnectionPool:
+        host, port = self._target(request.url or "")
+        return self.pool_for(host, port)
+
+    def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
+        """Verification is fixed by the pool's SSL context; nothing per request can weaken it."""
+
+    def send(self, request: requests.PreparedRequest, *args: Any, **kwargs: Any) -> requests.Response:
+        host, port = self._target(request.url or "")
+        request.headers["Host"] = _host_header(host, port)
+        kwargs["proxies"] = {}
+        return super().send(request, *args, **kwargs)
+
+    def close(self) -> None:
+        with self._pools_lock:
+            pools = list(self._pools.values())
+            self._pools.clear()
+        for pool in pools:
+            pool.close()
+        super().close()
