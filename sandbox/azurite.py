@@ -6,6 +6,7 @@ Data lives in memory and in a temp folder that ``stop()`` removes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -39,15 +40,34 @@ class Azurite:
         self.ports: dict[str, int] = {}
 
     def start(self, timeout: float = 30.0) -> Azurite:
-        cmd = [str(azurite_binary()), "--silent", "--inMemoryPersistence", "--skipApiVersionCheck",
-               "--disableTelemetry", "--loose",
-               "--blobPort", "0", "--queuePort", "0", "--tablePort", "0"]
+        cmd = [
+            str(azurite_binary()),
+            "--silent",
+            "--inMemoryPersistence",
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
+            "--blobPort",
+            "0",
+            "--queuePort",
+            "0",
+            "--tablePort",
+            "0",
+        ]
         log_path = self.workdir / "azurite.out"
         self._out = open(log_path, "w")  # noqa: SIM115 - closed in stop()
-        self.process = subprocess.Popen(cmd, stdout=self._out, stderr=subprocess.STDOUT, text=True,
-                                        start_new_session=True, cwd=self.workdir)
+        self.process = subprocess.Popen(
+            cmd,
+            stdout=self._out,
+            stderr=subprocess.STDOUT,
+            text=True,
+            start_new_session=True,
+            cwd=self.workdir,
+        )
         deadline = time.monotonic() + timeout
-        pattern = re.compile(r"Azurite (Blob|Queue|Table) service is successfully listening at http://[\d.]+:(\d+)")
+        pattern = re.compile(
+            r"Azurite (Blob|Queue|Table) service is successfully listening at http://[\d.]+:(\d+)"
+        )
         while time.monotonic() < deadline:
             text = log_path.read_text()
             found = {m.group(1).lower(): int(m.group(2)) for m in pattern.finditer(text)}
@@ -59,16 +79,18 @@ class Azurite:
                 raise AzuriteError(f"Azurite exited at start: {text[-500:]}")
             time.sleep(0.1)
         self.stop()
-        raise AzuriteError("Azurite did not start within %.0f s" % timeout)
+        raise AzuriteError(f"Azurite did not start within {timeout:.0f} s")
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}/{ACCOUNT}"
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
-                f"BlobEndpoint={self.url('blob')};QueueEndpoint={self.url('queue')};"
-                f"TableEndpoint={self.url('table')};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={KEY};"
+            f"BlobEndpoint={self.url('blob')};QueueEndpoint={self.url('queue')};"
+            f"TableEndpoint={self.url('table')};"
+        )
 
     @property
     def table_url(self) -> str:
@@ -84,10 +106,8 @@ class Azurite:
                 os.killpg(self.process.pid, signal.SIGTERM)
                 self.process.wait(timeout=10)
             except (ProcessLookupError, subprocess.TimeoutExpired):
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.killpg(self.process.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
                 self.process.wait(timeout=5)
         self.process = None
         if getattr(self, "_out", None) is not None:

@@ -7,6 +7,7 @@ and stops cleanly (``stop()`` closes the listener and every open connection).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import socket
@@ -26,7 +27,7 @@ log = logging.getLogger("sandbox.http")
 @dataclass
 class Request:
     method: str
-    path: str                                  # without the query string, not unquoted
+    path: str  # without the query string, not unquoted
     query: dict[str, list[str]]
     headers: Message
     body: bytes
@@ -74,16 +75,22 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: _Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("%s %s", self.server.name, format % args)
 
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
-        request = Request(method=self.command, path=split.path, query=parse_qs(split.query, keep_blank_values=True),
-                          headers=self.headers, body=body, client=self.client_address[:2],
-                          server_name=self.server.name)
+        request = Request(
+            method=self.command,
+            path=split.path,
+            query=parse_qs(split.query, keep_blank_values=True),
+            headers=self.headers,
+            body=body,
+            client=self.client_address[:2],
+            server_name=self.server.name,
+        )
         try:
             response = self.server.handler(request)
         except Exception:  # a stand-in bug must show as a 500, and in the log
@@ -155,7 +162,9 @@ class _Server(ThreadingHTTPServer):
 class Server:
     """``Server(handler, cert=(cert_path, key_path))``: HTTPS when a certificate is given."""
 
-    def __init__(self, handler: Handler, *, cert: tuple[Path, Path] | None = None, name: str = "sandbox") -> None:
+    def __init__(
+        self, handler: Handler, *, cert: tuple[Path, Path] | None = None, name: str = "sandbox"
+    ) -> None:
         context = None
         if cert is not None:
             context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -178,8 +187,12 @@ class Server:
         return f"{self.scheme}://127.0.0.1:{self.port}"
 
     def start(self) -> Server:
-        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
-                                        name=f"sandbox-{self.name}", daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name=f"sandbox-{self.name}",
+            daemon=True,
+        )
         self._thread.start()
         return self
 
@@ -190,10 +203,8 @@ class Server:
         with self._server.lock:
             conns = list(self._server.connections)
         for conn in conns:
-            try:
+            with contextlib.suppress(OSError):
                 conn.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
             conn.close()
         self._server.server_close()
         self._thread.join(timeout=5)

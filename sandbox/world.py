@@ -23,8 +23,15 @@ FAULTS = ("dns", "timeout", "refused", "tls", "rate_limit", "server_error", "fir
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 SECRET_TYPES_WITH_AUTHS = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 ROLE_MODES = ("LegacyRegistryPermissions", "AbacRepositoryPermissions")
-CHANGES = ("addRoleAssignment", "removeRoleAssignment", "pushImage", "deleteImage", "setRegistry",
-           "setCluster", "restartWorkload")
+CHANGES = (
+    "addRoleAssignment",
+    "removeRoleAssignment",
+    "pushImage",
+    "deleteImage",
+    "setRegistry",
+    "setCluster",
+    "restartWorkload",
+)
 
 
 class WorldError(ValueError):
@@ -43,10 +50,10 @@ class Platform:
 
 @dataclass
 class Registry:
-    key: str                       # as written in the world
-    kind: str                      # "acr" | "generic" | "dockerhub"
-    host: str                      # login server / host
-    name: str                      # ACR name, or the host for others
+    key: str  # as written in the world
+    kind: str  # "acr" | "generic" | "dockerhub"
+    host: str  # login server / host
+    name: str  # ACR name, or the host for others
     repositories: dict[str, dict[str, list[Platform]]]
     subscription: str = DEFAULT_SUBSCRIPTION
     resource_group: str = "rg-registries"
@@ -61,7 +68,7 @@ class Registry:
     anonymous_pull_enabled: bool = False
     authentication_as_arm: bool = True
     replications: list[str] = field(default_factory=list)
-    anonymous: bool = False        # generic / Docker Hub: anonymous pulls allowed
+    anonymous: bool = False  # generic / Docker Hub: anonymous pulls allowed
     users: dict[str, str] = field(default_factory=dict)
     anonymous_rate_limit: int | None = None
     line: int = 0
@@ -72,8 +79,10 @@ class Registry:
 
     @property
     def resource_id(self) -> str:
-        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.ContainerRegistry/registries/{self.name}")
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerRegistry/registries/{self.name}"
+        )
 
 
 @dataclass
@@ -92,7 +101,7 @@ class Workload:
     init_images: list[str] = field(default_factory=list)
     replicas: int = 1
     service_account: str = "default"
-    image_pull_secrets: list[str] | None = None   # None: not set on the pod
+    image_pull_secrets: list[str] | None = None  # None: not set on the pod
     node_pool: str | None = None
     line: int = 0
 
@@ -125,23 +134,25 @@ class Cluster:
     vnet: str | None = None
     node_pools: list[NodePool] = field(default_factory=lambda: [NodePool("system")])
     namespaces: dict[str, Namespace] = field(default_factory=dict)
-    aad: bool = False              # Entra-enabled API server (extension; default off)
-    private: bool = False          # private API server unreachable from the app (extension)
+    aad: bool = False  # Entra-enabled API server (extension; default off)
+    private: bool = False  # private API server unreachable from the app (extension)
     tags: dict[str, str] = field(default_factory=dict)
     kubernetes_version: str = "1.32.7"
     line: int = 0
 
     @property
     def resource_id(self) -> str:
-        return (f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
-                f"/providers/Microsoft.ContainerService/managedClusters/{self.name}")
+        return (
+            f"/subscriptions/{self.subscription}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.ContainerService/managedClusters/{self.name}"
+        )
 
 
 @dataclass
 class RoleAssignment:
-    principal: str                 # kubelet:<cluster> | sp:<cluster> | group:<name> | app
+    principal: str  # kubelet:<cluster> | sp:<cluster> | group:<name> | app
     role: str
-    scope: str                     # registry:<n> | resourceGroup:<n> | subscription[:<id>] | managementGroup:<n>
+    scope: str  # registry:<n> | resourceGroup:<n> | subscription[:<id>] | managementGroup:<n>
     repositories: list[str] | None = None
     line: int = 0
 
@@ -155,9 +166,9 @@ class Fault:
 
 @dataclass
 class Step:
-    kind: str                      # audit | change | event | wait
-    raw: dict[str, Any]            # the entry as written
-    value: Any                     # audit: str; change: (name, args); event: Path; wait: seconds
+    kind: str  # audit | change | event | wait
+    raw: dict[str, Any]  # the entry as written
+    value: Any  # audit: str; change: (name, args); event: Path; wait: seconds
     line: int = 0
 
 
@@ -168,14 +179,15 @@ class World:
     description: str = ""
     tenant: str = DEFAULT_TENANT
     subscriptions: list[str] = field(default_factory=lambda: [DEFAULT_SUBSCRIPTION])
-    registries: dict[str, Registry] = field(default_factory=dict)     # by host
+    registries: dict[str, Registry] = field(default_factory=dict)  # by host
     clusters: dict[str, Cluster] = field(default_factory=dict)
     groups: dict[str, list[str]] = field(default_factory=dict)
     custom_roles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     role_assignments: list[RoleAssignment] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
     webhooks: dict[str, dict[str, Any]] = field(
-        default_factory=lambda: {"slack": {"fail": []}, "teams": {"fail": []}})
+        default_factory=lambda: {"slack": {"fail": []}, "teams": {"fail": []}}
+    )
     timeline: list[Step] = field(default_factory=list)
     expect: list[dict[str, Any]] | None = None
 
@@ -199,6 +211,7 @@ DOCKERHUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "re
 
 # --- parsing ---------------------------------------------------------------------------------
 
+
 class _Doc:
     """Plain values from YAML plus the line of every path, for error messages."""
 
@@ -221,8 +234,10 @@ class _Doc:
             for key_node, value_node in node.value:
                 key = self._scalar(key_node)
                 if key in out:
-                    raise WorldError(f"{self.source}:{key_node.start_mark.line + 1}: "
-                                     f"{_fmt(path)}: key {key!r} appears twice")
+                    raise WorldError(
+                        f"{self.source}:{key_node.start_mark.line + 1}: "
+                        f"{_fmt(path)}: key {key!r} appears twice"
+                    )
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
                 out[key] = self._convert(value_node, (*path, key))
             return out
@@ -259,8 +274,13 @@ class _Reader:
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
 
-    def mapping(self, value: Any, path: tuple[Any, ...], allowed: tuple[str, ...] | None = None,
-                required: tuple[str, ...] = ()) -> dict[str, Any]:
+    def mapping(
+        self,
+        value: Any,
+        path: tuple[Any, ...],
+        allowed: tuple[str, ...] | None = None,
+        required: tuple[str, ...] = (),
+    ) -> dict[str, Any]:
         if value is None:
             value = {}
         if not isinstance(value, dict):
@@ -269,7 +289,9 @@ class _Reader:
             if not isinstance(key, str):
                 raise self.doc.error((*path, key), f"keys must be strings, got {key!r}")
             if allowed is not None and key not in allowed:
-                raise self.doc.error((*path, key), f"unknown key {key!r} (expected one of: {', '.join(allowed)})")
+                raise self.doc.error(
+                    (*path, key), f"unknown key {key!r} (expected one of: {', '.join(allowed)})"
+                )
         for key in required:
             if key not in value:
                 raise self.doc.error(path, f"missing required key {key!r}")
@@ -324,9 +346,26 @@ def load(path: str | Path) -> World:
 def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     doc = _Doc(text, source)
     r = _Reader(doc)
-    top = r.mapping(doc.value, (), ("name", "description", "tenant", "subscriptions", "registries",
-                                    "clusters", "groups", "customRoles", "roleAssignments", "faults",
-                                    "webhooks", "timeline", "expect"), required=("name",))
+    top = r.mapping(
+        doc.value,
+        (),
+        (
+            "name",
+            "description",
+            "tenant",
+            "subscriptions",
+            "registries",
+            "clusters",
+            "groups",
+            "customRoles",
+            "roleAssignments",
+            "faults",
+            "webhooks",
+            "timeline",
+            "expect",
+        ),
+        required=("name",),
+    )
     world = World(name=r.text(top["name"], ("name",)), path=path)
     world.description = r.text(top.get("description", ""), ("description",)) if top.get("description") else ""
     if "tenant" in top:
@@ -349,8 +388,9 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     for name, spec in r.mapping(top.get("customRoles"), ("customRoles",)).items():
         p = ("customRoles", name)
         m = r.mapping(spec, p, ("actions", "notActions", "dataActions", "notDataActions"))
-        world.custom_roles[name] = {k: r.texts(m.get(k), (*p, k))
-                                    for k in ("actions", "notActions", "dataActions", "notDataActions")}
+        world.custom_roles[name] = {
+            k: r.texts(m.get(k), (*p, k)) for k in ("actions", "notActions", "dataActions", "notDataActions")
+        }
 
     for name, spec in r.mapping(top.get("clusters"), ("clusters",)).items():
         world.clusters[name] = _cluster(r, world, name, spec)
@@ -361,8 +401,9 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     for i, spec in enumerate(r.seq(top.get("faults"), ("faults",))):
         p = ("faults", i)
         m = r.mapping(spec, p, ("host", "fault", "from"), required=("host", "fault"))
-        fault = Fault(host=r.text(m["host"], (*p, "host")).lower(),
-                      fault=r.text(m["fault"], (*p, "fault"), FAULTS))
+        fault = Fault(
+            host=r.text(m["host"], (*p, "host")).lower(), fault=r.text(m["fault"], (*p, "fault"), FAULTS)
+        )
         if "from" in m:
             fault.from_cluster = r.text(m["from"], (*p, "from"))
             if fault.from_cluster not in world.clusters:
@@ -382,8 +423,10 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
                     fails.append(v)
                 else:
                     fails.append(r.text(v, ("webhooks", sink, "fail", j)))
-            world.webhooks[sink] = {"fail": fails,
-                                    "down": r.boolean(m["down"], ("webhooks", sink, "down")) if "down" in m else False}
+            world.webhooks[sink] = {
+                "fail": fails,
+                "down": r.boolean(m["down"], ("webhooks", sink, "down")) if "down" in m else False,
+            }
 
     for i, spec in enumerate(r.seq(top.get("timeline"), ("timeline",))):
         world.timeline.append(_step(r, world, ("timeline", i), spec))
@@ -391,17 +434,38 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     if "expect" in top:
         exp = r.mapping(top["expect"], ("expect",), ("findings",))
         world.expect = []
-        from_fields = ("code", "severity", "cluster", "registry", "image", "namespace", "workload",
-                       "node_pool", "cause")
+        from_fields = (
+            "code",
+            "severity",
+            "cluster",
+            "registry",
+            "image",
+            "namespace",
+            "workload",
+            "node_pool",
+            "cause",
+        )
         for i, spec in enumerate(r.seq(exp.get("findings"), ("expect", "findings"))):
             m = r.mapping(spec, ("expect", "findings", i), from_fields, required=("code",))
             world.expect.append({k: (None if v is None else str(v)) for k, v in m.items()})
     return world
 
 
-_REG_ACR_KEYS = ("subscription", "resourceGroup", "location", "sku", "tenant", "publicNetworkAccess",
-                 "networkRuleSet", "privateEndpoints", "roleAssignmentMode", "anonymousPullEnabled",
-                 "authenticationAsArm", "replications", "repositories")
+_REG_ACR_KEYS = (
+    "subscription",
+    "resourceGroup",
+    "location",
+    "sku",
+    "tenant",
+    "publicNetworkAccess",
+    "networkRuleSet",
+    "privateEndpoints",
+    "roleAssignmentMode",
+    "anonymousPullEnabled",
+    "authenticationAsArm",
+    "replications",
+    "repositories",
+)
 _REG_OTHER_KEYS = ("anonymous", "users", "repositories", "anonymousRateLimit")
 
 
@@ -412,9 +476,16 @@ def _registry(r: _Reader, world: World, key: str, spec: Any) -> Registry:
         if not re.fullmatch(r"[a-zA-Z0-9]{5,50}", key):
             raise r.doc.error(p, f"ACR name {key!r} must be 5-50 letters or digits")
         m = r.mapping(spec, p, _REG_ACR_KEYS)
-        reg = Registry(key=key, kind="acr", host=f"{key.lower()}.azurecr.io", name=key,
-                       repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
-                       tenant=world.tenant, subscription=world.subscriptions[0], line=line)
+        reg = Registry(
+            key=key,
+            kind="acr",
+            host=f"{key.lower()}.azurecr.io",
+            name=key,
+            repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
+            tenant=world.tenant,
+            subscription=world.subscriptions[0],
+            line=line,
+        )
         _apply_acr(r, world, reg, m, p)
         return reg
     host = key.lower()
@@ -422,9 +493,15 @@ def _registry(r: _Reader, world: World, key: str, spec: Any) -> Registry:
     if host in DOCKERHUB_ALIASES:
         host, kind = "docker.io", "dockerhub"
     m = r.mapping(spec, p, _REG_OTHER_KEYS)
-    reg = Registry(key=key, kind=kind, host=host, name=host,
-                   repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
-                   anonymous=kind == "dockerhub", line=line)
+    reg = Registry(
+        key=key,
+        kind=kind,
+        host=host,
+        name=host,
+        repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
+        anonymous=kind == "dockerhub",
+        line=line,
+    )
     if "anonymous" in m:
         reg.anonymous = r.boolean(m["anonymous"], (*p, "anonymous"))
     if "users" in m:
@@ -438,8 +515,10 @@ def _registry(r: _Reader, world: World, key: str, spec: Any) -> Registry:
 def _apply_acr(r: _Reader, world: World, reg: Registry, m: dict[str, Any], p: tuple[Any, ...]) -> None:
     """Apply ACR keys (used at load and by setRegistry)."""
     simple: dict[str, tuple[str, Callable[..., Any]]] = {
-        "subscription": ("subscription", r.text), "resourceGroup": ("resource_group", r.text),
-        "location": ("location", r.text), "tenant": ("tenant", r.text),
+        "subscription": ("subscription", r.text),
+        "resourceGroup": ("resource_group", r.text),
+        "location": ("location", r.text),
+        "tenant": ("tenant", r.text),
     }
     for k, (attr, fn) in simple.items():
         if k in m:
@@ -447,8 +526,9 @@ def _apply_acr(r: _Reader, world: World, reg: Registry, m: dict[str, Any], p: tu
     if "sku" in m:
         reg.sku = r.text(m["sku"], (*p, "sku"), ("Basic", "Standard", "Premium"))
     if "publicNetworkAccess" in m:
-        reg.public_network_access = r.text(m["publicNetworkAccess"], (*p, "publicNetworkAccess"),
-                                           ("Enabled", "Disabled"))
+        reg.public_network_access = r.text(
+            m["publicNetworkAccess"], (*p, "publicNetworkAccess"), ("Enabled", "Disabled")
+        )
     if "networkRuleSet" in m:
         q = (*p, "networkRuleSet")
         nrs = r.mapping(m["networkRuleSet"], q, ("defaultAction", "ipRules"))
@@ -496,8 +576,21 @@ def _platforms(r: _Reader, value: Any, p: tuple[Any, ...]) -> list[Platform]:
     return out
 
 
-_CLUSTER_KEYS = ("subscription", "resourceGroup", "location", "identity", "servicePrincipalSecretExpired",
-                 "egressIPs", "vnet", "nodePools", "namespaces", "aad", "private", "tags", "kubernetesVersion")
+_CLUSTER_KEYS = (
+    "subscription",
+    "resourceGroup",
+    "location",
+    "identity",
+    "servicePrincipalSecretExpired",
+    "egressIPs",
+    "vnet",
+    "nodePools",
+    "namespaces",
+    "aad",
+    "private",
+    "tags",
+    "kubernetesVersion",
+)
 
 
 def _cluster(r: _Reader, world: World, name: str, spec: Any) -> Cluster:
@@ -512,15 +605,24 @@ def _apply_cluster(r: _Reader, world: World, c: Cluster, m: dict[str, Any], p: t
     if "subscription" in m:
         c.subscription = r.text(m["subscription"], (*p, "subscription"))
         if c.subscription not in world.subscriptions:
-            raise r.doc.error((*p, "subscription"), f"subscription {c.subscription} is not in 'subscriptions'")
-    for k, attr in (("resourceGroup", "resource_group"), ("location", "location"),
-                    ("vnet", "vnet"), ("kubernetesVersion", "kubernetes_version")):
+            raise r.doc.error(
+                (*p, "subscription"), f"subscription {c.subscription} is not in 'subscriptions'"
+            )
+    for k, attr in (
+        ("resourceGroup", "resource_group"),
+        ("location", "location"),
+        ("vnet", "vnet"),
+        ("kubernetesVersion", "kubernetes_version"),
+    ):
         if k in m:
             setattr(c, attr, r.text(m[k], (*p, k)))
     if "identity" in m:
         c.identity = r.text(m["identity"], (*p, "identity"), ("managed", "servicePrincipal"))
-    for k, attr in (("servicePrincipalSecretExpired", "service_principal_secret_expired"),
-                    ("aad", "aad"), ("private", "private")):
+    for k, attr in (
+        ("servicePrincipalSecretExpired", "service_principal_secret_expired"),
+        ("aad", "aad"),
+        ("private", "private"),
+    ):
         if k in m:
             setattr(c, attr, r.boolean(m[k], (*p, k)))
     if "egressIPs" in m:
@@ -532,11 +634,14 @@ def _apply_cluster(r: _Reader, world: World, c: Cluster, m: dict[str, Any], p: t
         for i, spec in enumerate(r.seq(m["nodePools"], (*p, "nodePools"))):
             q = (*p, "nodePools", i)
             pm = r.mapping(spec, q, ("name", "os", "arch", "count"), required=("name",))
-            pools.append(NodePool(
-                name=r.text(pm["name"], (*q, "name")),
-                os=r.text(pm.get("os", "linux"), (*q, "os"), ("linux", "windows")),
-                arch=r.text(pm.get("arch", "amd64"), (*q, "arch"), ("amd64", "arm64")),
-                count=r.integer(pm.get("count", 1), (*q, "count"), 1)))
+            pools.append(
+                NodePool(
+                    name=r.text(pm["name"], (*q, "name")),
+                    os=r.text(pm.get("os", "linux"), (*q, "os"), ("linux", "windows")),
+                    arch=r.text(pm.get("arch", "amd64"), (*q, "arch"), ("amd64", "arm64")),
+                    count=r.integer(pm.get("count", 1), (*q, "count"), 1),
+                )
+            )
         if not pools:
             raise r.doc.error((*p, "nodePools"), "a cluster needs at least one node pool")
         c.node_pools = pools
@@ -560,7 +665,9 @@ def _namespace(r: _Reader, c: Cluster, name: str, spec: Any, p: tuple[Any, ...])
         secret = Secret(name=sname, type=r.text(sm["type"], (*q, "type")))
         if "auths" in sm:
             if secret.type not in SECRET_TYPES_WITH_AUTHS:
-                raise r.doc.error((*q, "auths"), f"'auths' needs a type of {' or '.join(SECRET_TYPES_WITH_AUTHS)}")
+                raise r.doc.error(
+                    (*q, "auths"), f"'auths' needs a type of {' or '.join(SECRET_TYPES_WITH_AUTHS)}"
+                )
             secret.auths = {}
             for host, entry in r.mapping(sm["auths"], (*q, "auths")).items():
                 em = r.mapping(entry, (*q, "auths", host), ("username", "password", "auth", "email"))
@@ -573,11 +680,27 @@ def _namespace(r: _Reader, c: Cluster, name: str, spec: Any, p: tuple[Any, ...])
     seen: set[tuple[str, str]] = set()
     for i, w_spec in enumerate(r.seq(m.get("workloads"), (*p, "workloads"))):
         q = (*p, "workloads", i)
-        wm = r.mapping(w_spec, q, ("kind", "name", "image", "initImages", "replicas", "serviceAccount",
-                                   "imagePullSecrets", "nodePool"), required=("kind", "name", "image"))
-        w = Workload(kind=r.text(wm["kind"], (*q, "kind"), WORKLOAD_KINDS),
-                     name=r.text(wm["name"], (*q, "name")),
-                     image=r.text(wm["image"], (*q, "image")), line=r.doc.line(q))
+        wm = r.mapping(
+            w_spec,
+            q,
+            (
+                "kind",
+                "name",
+                "image",
+                "initImages",
+                "replicas",
+                "serviceAccount",
+                "imagePullSecrets",
+                "nodePool",
+            ),
+            required=("kind", "name", "image"),
+        )
+        w = Workload(
+            kind=r.text(wm["kind"], (*q, "kind"), WORKLOAD_KINDS),
+            name=r.text(wm["name"], (*q, "name")),
+            image=r.text(wm["image"], (*q, "image")),
+            line=r.doc.line(q),
+        )
         if not re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", w.name) or len(w.name) > 52:
             raise r.doc.error((*q, "name"), f"workload name {w.name!r} is not a valid Kubernetes name")
         if (w.kind, w.name) in seen:
@@ -603,10 +726,15 @@ _SCOPE = re.compile(r"^(registry|resourceGroup|managementGroup):(.+)$|^subscript
 
 
 def _assignment(r: _Reader, world: World, p: tuple[Any, ...], spec: Any) -> RoleAssignment:
-    m = r.mapping(spec, p, ("principal", "role", "scope", "repositories"), required=("principal", "role", "scope"))
-    a = RoleAssignment(principal=r.text(m["principal"], (*p, "principal")),
-                       role=r.text(m["role"], (*p, "role")),
-                       scope=r.text(m["scope"], (*p, "scope")), line=r.doc.line(p))
+    m = r.mapping(
+        spec, p, ("principal", "role", "scope", "repositories"), required=("principal", "role", "scope")
+    )
+    a = RoleAssignment(
+        principal=r.text(m["principal"], (*p, "principal")),
+        role=r.text(m["role"], (*p, "role")),
+        scope=r.text(m["scope"], (*p, "scope")),
+        line=r.doc.line(p),
+    )
     check_principal(world, a.principal, lambda msg: r.doc.error((*p, "principal"), msg))
     check_scope(world, a.scope, lambda msg: r.doc.error((*p, "scope"), msg))
     if "repositories" in m:
@@ -628,8 +756,10 @@ def check_principal(world: World, principal: str, error: Callable[[str], WorldEr
 def check_scope(world: World, scope: str, error: Callable[[str], WorldError]) -> None:
     sm = _SCOPE.match(scope)
     if not sm:
-        raise error(f"scope {scope!r} is not registry:<name>, resourceGroup:<name>, subscription[:<id>] "
-                    "or managementGroup:<name>")
+        raise error(
+            f"scope {scope!r} is not registry:<name>, resourceGroup:<name>, subscription[:<id>] "
+            "or managementGroup:<name>"
+        )
     if sm.group(1) == "registry":
         try:
             world.registry(sm.group(2))
@@ -674,8 +804,9 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
     if name in ("addRoleAssignment", "removeRoleAssignment"):
         required = ("principal", "role", "scope") if name == "addRoleAssignment" else ("principal", "scope")
         m = r.mapping(args, q, ("principal", "role", "scope", "repositories"), required=required)
-        check_principal(world, r.text(m["principal"], (*q, "principal")),
-                        lambda msg: r.doc.error((*q, "principal"), msg))
+        check_principal(
+            world, r.text(m["principal"], (*q, "principal")), lambda msg: r.doc.error((*q, "principal"), msg)
+        )
         check_scope(world, r.text(m["scope"], (*q, "scope")), lambda msg: r.doc.error((*q, "scope"), msg))
         out = {k: (r.texts(v, (*q, k)) if k == "repositories" else r.text(v, (*q, k))) for k, v in m.items()}
         return out
@@ -719,7 +850,9 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
             raise r.doc.error((*q, "name"), f"no cluster named {cname!r}")
         import copy
 
-        _apply_cluster(r, world, copy.deepcopy(world.clusters[cname]), {k: v for k, v in m.items() if k != "name"}, q)
+        _apply_cluster(
+            r, world, copy.deepcopy(world.clusters[cname]), {k: v for k, v in m.items() if k != "name"}, q
+        )
         return dict(m)
     m = r.mapping(args, q, ("cluster", "namespace", "name"), required=("cluster", "namespace", "name"))
     cname = r.text(m["cluster"], (*q, "cluster"))
@@ -751,5 +884,7 @@ def apply_registry_change(world: World, args: dict[str, Any]) -> Registry:
 def apply_cluster_change(world: World, args: dict[str, Any]) -> Cluster:
     """Apply a validated setCluster change to the world; returns the cluster."""
     c = world.clusters[args["name"]]
-    _apply_cluster(_Reader(_Doc("{}", "change")), world, c, {k: v for k, v in args.items() if k != "name"}, ())
+    _apply_cluster(
+        _Reader(_Doc("{}", "change")), world, c, {k: v for k, v in args.items() if k != "name"}, ()
+    )
     return c

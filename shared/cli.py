@@ -78,6 +78,7 @@ def cli() -> None:
 
 # --- explain ----------------------------------------------------------------------------------
 
+
 @cli.command()
 @click.argument("message", nargs=-1, required=True)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
@@ -105,9 +106,15 @@ def explain(message: Sequence[str], as_json: bool) -> None:
 
 # --- render -----------------------------------------------------------------------------------
 
+
 @cli.command()
-@click.option("--format", "fmt", type=click.Choice(["slack", "teams"]), required=True,
-              help="Which webhook payload to print.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["slack", "teams"]),
+    required=True,
+    help="Which webhook payload to print.",
+)
 @click.argument("findings_file", metavar="FINDINGS.json")
 @clean_errors
 def render(fmt: str, findings_file: str) -> None:
@@ -128,29 +135,57 @@ def render(fmt: str, findings_file: str) -> None:
 
 # --- audit ------------------------------------------------------------------------------------
 
+
 @cli.command()
-@click.option("--subscription", "subscriptions", multiple=True, metavar="ID",
-              help="Subscription to audit (repeatable; default: every one the credential can read).")
-@click.option("--cluster", "clusters", multiple=True, metavar="RESOURCE_ID",
-              help="managedCluster resource ID to audit (repeatable).")
-@click.option("--registry", "registries", multiple=True, metavar="HOST",
-              help="Extra registry host to check for every cluster (repeatable).")
+@click.option(
+    "--subscription",
+    "subscriptions",
+    multiple=True,
+    metavar="ID",
+    help="Subscription to audit (repeatable; default: every one the credential can read).",
+)
+@click.option(
+    "--cluster",
+    "clusters",
+    multiple=True,
+    metavar="RESOURCE_ID",
+    help="managedCluster resource ID to audit (repeatable).",
+)
+@click.option(
+    "--registry",
+    "registries",
+    multiple=True,
+    metavar="HOST",
+    help="Extra registry host to check for every cluster (repeatable).",
+)
 @click.option("--probe", is_flag=True, help="Run opt-in in-cluster pull probe pods.")
 @click.option("--read-secrets", is_flag=True, help="Read pull-secret content and try its credentials.")
 @click.option("--notify", is_flag=True, help="Post new and resolved findings to the configured webhooks.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @clean_errors
-def audit(subscriptions: Sequence[str], clusters: Sequence[str], registries: Sequence[str], probe: bool,
-          read_secrets: bool, notify: bool, as_json: bool) -> None:
+def audit(
+    subscriptions: Sequence[str],
+    clusters: Sequence[str],
+    registries: Sequence[str],
+    probe: bool,
+    read_secrets: bool,
+    notify: bool,
+    as_json: bool,
+) -> None:
     """Audit real Azure with DefaultAzureCredential and print the findings."""
     from shared.config import Settings
     from shared.findings import has_errors
     from shared.pipeline import AuditRequest, run_cli_audit
 
     settings = Settings.from_env()
-    request = AuditRequest(subscriptions=tuple(subscriptions), clusters=tuple(clusters),
-                           registries=tuple(registries), probe=probe or settings.probe,
-                           read_secrets=read_secrets or settings.read_secrets, notify=notify)
+    request = AuditRequest(
+        subscriptions=tuple(subscriptions),
+        clusters=tuple(clusters),
+        registries=tuple(registries),
+        probe=probe or settings.probe,
+        read_secrets=read_secrets or settings.read_secrets,
+        notify=notify,
+    )
     result = run_cli_audit(settings, request)
     if as_json:
         emit_json(result.to_dict())
@@ -162,6 +197,7 @@ def audit(subscriptions: Sequence[str], clusters: Sequence[str], registries: Seq
 
 
 # --- sandbox ----------------------------------------------------------------------------------
+
 
 @cli.group()
 def sandbox() -> None:

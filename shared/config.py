@@ -27,39 +27,121 @@ class Setting:
 
 
 SETTINGS: tuple[Setting, ...] = (
-    Setting("PULLWATCH_SUBSCRIPTIONS", "", "Comma-separated subscription IDs to watch (empty: every one the identity can read)."),
-    Setting("PULLWATCH_CLUSTERS", "", "Comma-separated managedCluster resource IDs to watch (empty: every cluster in the subscriptions)."),
+    Setting(
+        "PULLWATCH_SUBSCRIPTIONS",
+        "",
+        "Comma-separated subscription IDs to watch (empty: every one the identity can read).",
+    ),
+    Setting(
+        "PULLWATCH_CLUSTERS",
+        "",
+        "Comma-separated managedCluster resource IDs to watch (empty: every cluster in the subscriptions).",
+    ),
     Setting("PULLWATCH_REGISTRIES", "", "Comma-separated extra registry hosts to check for every cluster."),
     Setting("PULLWATCH_AUDIT_SCHEDULE", "0 0 2 * * *", "NCRONTAB schedule (UTC) of the nightly audit."),
-    Setting("PULLWATCH_READ_SECRETS", "false", "true: read pull-secret content and try its credentials (needs secret read on clusters)."),
+    Setting(
+        "PULLWATCH_READ_SECRETS",
+        "false",
+        "true: read pull-secret content and try its credentials (needs secret read on clusters).",
+    ),
     Setting("PULLWATCH_PROBE", "false", "true: run in-cluster pull probe pods per node pool and registry."),
     Setting("PULLWATCH_PROBE_NAMESPACE", "pullwatch-probe", "Namespace of the in-cluster probe pods."),
-    Setting("PULLWATCH_PROBE_IMAGES", "{}", "JSON object: registry host -> image the probe pulls (default: the smallest image a workload uses)."),
-    Setting("PULLWATCH_SLACK_WEBHOOK_URL", "", "Default Slack incoming-webhook URL (secret: a Key Vault reference in Azure).", secret=True),
-    Setting("PULLWATCH_TEAMS_WEBHOOK_URL", "", "Default Teams Workflows webhook URL (secret: a Key Vault reference in Azure).", secret=True),
-    Setting("PULLWATCH_ROUTES", "[]", "JSON list of routes: {match: {cluster, subscription, tag}, min_severity, slack, teams}; webhook values name settings holding the URLs."),
-    Setting("PULLWATCH_MIN_SEVERITY", "warning", "Least severity that is notified on the default channels (error, warning, unknown, info)."),
-    Setting("PULLWATCH_REMINDER_HOURS", "24", "Still-open findings are repeated in the nightly digest at most this often."),
-    Setting("PULLWATCH_DEBOUNCE_SECONDS", "60", "Events for one cluster within this window are coalesced into one audit."),
-    Setting("PULLWATCH_POD_GRACE_SECONDS", "300", "Pods younger than this are not yet reported as failing to pull."),
-    Setting("PULLWATCH_SLOW_MS", "3000", "REGISTRY_SLOW threshold for token + manifest latency, in milliseconds."),
+    Setting(
+        "PULLWATCH_PROBE_IMAGES",
+        "{}",
+        "JSON object: registry host -> image the probe pulls (default: the smallest image a workload uses).",
+    ),
+    Setting(
+        "PULLWATCH_SLACK_WEBHOOK_URL",
+        "",
+        "Default Slack incoming-webhook URL (secret: a Key Vault reference in Azure).",
+        secret=True,
+    ),
+    Setting(
+        "PULLWATCH_TEAMS_WEBHOOK_URL",
+        "",
+        "Default Teams Workflows webhook URL (secret: a Key Vault reference in Azure).",
+        secret=True,
+    ),
+    Setting(
+        "PULLWATCH_ROUTES",
+        "[]",
+        "JSON list of routes: {match: {cluster, subscription, tag}, min_severity, slack, teams}; webhook values name settings holding the URLs.",
+    ),
+    Setting(
+        "PULLWATCH_MIN_SEVERITY",
+        "warning",
+        "Least severity that is notified on the default channels (error, warning, unknown, info).",
+    ),
+    Setting(
+        "PULLWATCH_REMINDER_HOURS",
+        "24",
+        "Still-open findings are repeated in the nightly digest at most this often.",
+    ),
+    Setting(
+        "PULLWATCH_DEBOUNCE_SECONDS",
+        "60",
+        "Events for one cluster within this window are coalesced into one audit.",
+    ),
+    Setting(
+        "PULLWATCH_POD_GRACE_SECONDS",
+        "300",
+        "Pods younger than this are not yet reported as failing to pull.",
+    ),
+    Setting(
+        "PULLWATCH_SLOW_MS", "3000", "REGISTRY_SLOW threshold for token + manifest latency, in milliseconds."
+    ),
     Setting("PULLWATCH_HTTP_TIMEOUT_SECONDS", "10", "Timeout of every network call, in seconds."),
     Setting("PULLWATCH_RETRY_BASE_SECONDS", "1.0", "First backoff delay of bounded retries (429 / 5xx)."),
     Setting("PULLWATCH_RETRIES", "3", "Retries after the first attempt for 429 / 5xx answers."),
     Setting("PULLWATCH_REGISTRY_CONCURRENCY", "8", "Concurrent requests per registry."),
     Setting("PULLWATCH_ARM_ENDPOINT", "https://management.azure.com", "Azure Resource Manager endpoint."),
-    Setting("PULLWATCH_GRAPH_ENDPOINT", "https://graph.microsoft.com", "Microsoft Graph endpoint (service-principal clusters)."),
-    Setting("PULLWATCH_CA_BUNDLE", "", "Path of extra CA certificates to trust (sandbox, TLS-intercepting proxies)."),
-    Setting("PULLWATCH_HOSTS", "{}", "JSON object: host name -> 'ip:port' (or null: does not resolve). Test/sandbox name map honoured by pullwatch's HTTP layer."),
-    Setting("PULLWATCH_ALLOW_ADDRESSES", "", "Comma-separated CIDRs registries may resolve to besides public addresses (e.g. 10.0.0.0/8 for private endpoints)."),
-    Setting("PULLWATCH_TRUSTED_TENANTS", "", "Comma-separated tenant IDs whose registries may receive an Entra token (default: the app's tenant)."),
+    Setting(
+        "PULLWATCH_GRAPH_ENDPOINT",
+        "https://graph.microsoft.com",
+        "Microsoft Graph endpoint (service-principal clusters).",
+    ),
+    Setting(
+        "PULLWATCH_CA_BUNDLE",
+        "",
+        "Path of extra CA certificates to trust (sandbox, TLS-intercepting proxies).",
+    ),
+    Setting(
+        "PULLWATCH_HOSTS",
+        "{}",
+        "JSON object: host name -> 'ip:port' (or null: does not resolve). Test/sandbox name map honoured by pullwatch's HTTP layer.",
+    ),
+    Setting(
+        "PULLWATCH_ALLOW_ADDRESSES",
+        "",
+        "Comma-separated CIDRs registries may resolve to besides public addresses (e.g. 10.0.0.0/8 for private endpoints).",
+    ),
+    Setting(
+        "PULLWATCH_TRUSTED_TENANTS",
+        "",
+        "Comma-separated tenant IDs whose registries may receive an Entra token (default: the app's tenant).",
+    ),
     Setting("AZURE_TENANT_ID", "", "Tenant of pullwatch's identity."),
     Setting("AZURE_CLIENT_ID", "", "Client ID of the user-assigned managed identity pullwatch runs as."),
-    Setting("AzureWebJobsStorage", "", "Storage for queues, tables and the outbox (identity-based in Azure: AzureWebJobsStorage__accountName)."),
-    Setting("AzureWebJobsStorage__accountName", "", "Storage account name for identity-based connections (Azure)."),
+    Setting(
+        "AzureWebJobsStorage",
+        "",
+        "Storage for queues, tables and the outbox (identity-based in Azure: AzureWebJobsStorage__accountName).",
+    ),
+    Setting(
+        "AzureWebJobsStorage__accountName", "", "Storage account name for identity-based connections (Azure)."
+    ),
     Setting("PULLWATCH_AUDIT_QUEUE", "pullwatch-audit", "Queue of per-cluster audit messages."),
-    Setting("PULLWATCH_STATE_TABLE", "pullwatchstate", "Table holding open findings, sent messages, seen events and the outbox."),
-    Setting("APPLICATIONINSIGHTS_CONNECTION_STRING", "", "Application Insights connection string (OpenTelemetry export when set)."),
+    Setting(
+        "PULLWATCH_STATE_TABLE",
+        "pullwatchstate",
+        "Table holding open findings, sent messages, seen events and the outbox.",
+    ),
+    Setting(
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+        "",
+        "Application Insights connection string (OpenTelemetry export when set).",
+    ),
 )
 
 _BY_NAME = {s.name: s for s in SETTINGS}

@@ -62,8 +62,13 @@ def test_request_log_counts_by_kind() -> None:
     log.count("registry", "a.azurecr.io")
     log.count("registry", "a.azurecr.io")
     log.count("kubernetes", "aks-prod")
-    assert log.snapshot() == {"arm": 1, "entra": 0, "graph": 0, "kubernetes": {"aks-prod": 1},
-                              "registry": {"a.azurecr.io": 2}}
+    assert log.snapshot() == {
+        "arm": 1,
+        "entra": 0,
+        "graph": 0,
+        "kubernetes": {"aks-prod": 1},
+        "registry": {"a.azurecr.io": 2},
+    }
     with pytest.raises(ValueError):
         log.count("nope")
 
@@ -80,7 +85,7 @@ def test_azurite_starts_serves_tables_and_leaves_nothing_behind() -> None:
     finally:
         server.stop()
     assert not workdir.exists()
-    assert pid is not None and not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+    assert (pid is not None and not Path(f"/proc/{pid}").exists()) or _is_zombie(pid)
     _ = ssl  # keep import for typing of TLS errors above
 
 

@@ -1,0 +1,199 @@
+"""Event Grid deliveries → typed events (both the Event Grid and the CloudEvents 1.0 schema).
+
+A delivery is a JSON array (or one object). Every element is parsed on its own: a malformed one is
+returned as a :class:`Rejected` with its id and the reason, and never fails the others.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+ACR_EVENTS = ("ImagePushed", "ImageDeleted", "ChartPushed", "ChartDeleted")
+AKS_EVENTS = (
+    "NewKubernetesVersionAvailable",
+    "ClusterSupportEnding",
+    "ClusterSupportEnded",
+    "NodePoolRollingStarted",
+    "NodePoolRollingSucceeded",
+    "NodePoolRollingFailed",
+)
+RESOURCE_EVENTS = ("ResourceWriteSuccess", "ResourceDeleteSuccess", "ResourceActionSuccess")
+VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+
+KNOWN_TYPES = frozenset(
+    [f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS]
+    + [f"Microsoft.ContainerService.{t}" for t in AKS_EVENTS]
+    + [f"Microsoft.Resources.{t}" for t in RESOURCE_EVENTS]
+    + [VALIDATION_EVENT]
+)
+
+_SHORT_ACR = {t: f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS}  # 2018-2021 docs' short names
+
+
+@dataclass(frozen=True)
+class AzureEvent:
+    id: str
+    type: str  # full event type, e.g. Microsoft.ContainerRegistry.ImagePushed
+    source: str  # Event Grid `topic` / CloudEvents `source`: a resource ID
+    subject: str
+    time: str | None
+    data: Mapping[str, Any] = field(default_factory=dict)
+    schema: str = "eventgrid"  # "eventgrid" | "cloudevents"
+
+    @property
+    def short_type(self) -> str:
+        return self.type.rsplit(".", 1)[-1]
+
+
+@dataclass(frozen=True)
+class Rejected:
+    index: int
+    id: str | None
+    reason: str
+
+
+@dataclass(frozen=True)
+class Delivery:
+    events: tuple[AzureEvent, ...]
+    rejected: tuple[Rejected, ...]
+    validation_code: str | None = None
+
+
+def parse_delivery(body: Any) -> Delivery:
+    """Parse a webhook body (already JSON-decoded): an array of events or one event."""
+    items: Sequence[Any]
+    if isinstance(body, list):
+        items = body
+    elif isinstance(body, dict):
+        items = [body]
+    else:
+        return Delivery((), (Rejected(0, None, f"delivery is {type(body).__name__}, not an event array"),))
+    events: list[AzureEvent] = []
+    rejected: list[Rejected] = []
+    validation: str | None = None
+    for index, item in enumerate(items):
+        try:
+            event = parse_event(item)
+        except ValueError as exc:
+            event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            rejected.append(Rejected(index, event_id, str(exc)))
+            continue
+        if event.type == VALIDATION_EVENT:
+            code = event.data.get("validationCode")
+            if isinstance(code, str):
+                validation = code
+            continue
+        events.append(event)
+    return Delivery(tuple(events), tuple(rejected), validation)
+
+
+def _text(item: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
+    value = item.get(name)
+    if value is None:
+        if required:
+            raise ValueError(f"missing field {name!r}")
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"field {name!r} must be a string, not {type(value).__name__}")
+    return value
+
+
+def parse_event(item: Any) -> AzureEvent:
+    """One event in either schema; raises ValueError naming what is wrong."""
+    if not isinstance(item, Mapping):
+        raise ValueError(f"event is {type(item).__name__}, not an object")
+    if "specversion" in item:
+        schema = "cloudevents"
+        event_type = _text(item, "type")
+        source = _text(item, "source")
+        time = _text(item, "time", required=False)
+    else:
+        schema = "eventgrid"
+        event_type = _text(item, "eventType")
+        source = _text(item, "topic", required=False) or ""
+        time = _text(item, "eventTime", required=False)
+    event_id = _text(item, "id")
+    subject = _text(item, "subject", required=False) or ""
+    assert event_type is not None and event_id is not None
+    event_type = _SHORT_ACR.get(event_type, event_type)
+    if event_type not in KNOWN_TYPES:
+        raise ValueError(f"unknown event type {event_type!r}")
+    data = item.get("data")
+    if data is None:
+        data = {}
+    if not isinstance(data, Mapping):
+        raise ValueError(f"field 'data' must be an object, not {type(data).__name__}")
+    if not event_id.strip():
+        raise ValueError("field 'id' is empty")
+    return AzureEvent(
+        id=event_id,
+        type=event_type,
+        source=source or "",
+        subject=subject,
+        time=time,
+        data=dict(data),
+        schema=schema,
+    )
+
+
+# --- resource IDs ------------------------------------------------------------------------------
+
+_ID = re.compile(
+    r"^/subscriptions/(?P<sub>[^/]+)(?:/resourcegroups/(?P<rg>[^/]+))?"
+    r"(?:/providers/(?P<ns>[^/]+)/(?P<type>[^/]+)/(?P<name>[^/]+)(?P<rest>/.*)?)?/?$",
+    re.I,
+)
+
+
+@dataclass(frozen=True)
+class ResourceId:
+    subscription: str
+    resource_group: str | None
+    namespace: str | None
+    type: str | None
+    name: str | None
+    rest: str  # child path after the top-level resource, e.g. /agentPools/np1
+
+    @property
+    def top(self) -> str:
+        """The ID of the top-level resource (no child path), in canonical casing."""
+        out = f"/subscriptions/{self.subscription}"
+        if self.resource_group:
+            out += f"/resourceGroups/{self.resource_group}"
+        if self.namespace:
+            out += f"/providers/{self.namespace}/{self.type}/{self.name}"
+        return out
+
+    @property
+    def kind(self) -> str:
+        return f"{self.namespace}/{self.type}".lower() if self.namespace else ""
+
+
+def parse_resource_id(text: str) -> ResourceId | None:
+    match = _ID.match(text.strip())
+    if not match:
+        return None
+    return ResourceId(
+        subscription=match["sub"],
+        resource_group=match["rg"],
+        namespace=match["ns"],
+        type=match["type"],
+        name=match["name"],
+        rest=match["rest"] or "",
+    )
+
+
+def same_id(a: str | None, b: str | None) -> bool:
+    return a is not None and b is not None and a.rstrip("/").lower() == b.rstrip("/").lower()
+
+
+def scope_contains(scope: str, resource_id: str) -> bool:
+    """True when an assignment at ``scope`` applies to ``resource_id`` (same or an ancestor scope)."""
+    s = scope.rstrip("/").lower()
+    r = resource_id.rstrip("/").lower()
+    if s.startswith("/providers/microsoft.management/managementgroups/") or s in ("", "/"):
+        return True  # a management group sits above every subscription we watch
+    return r == s or r.startswith(s + "/")
