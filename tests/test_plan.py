@@ -205,7 +205,7 @@ def test_audit_message_round_trip_and_bad_messages() -> None:
         "[]",
         '{"cluster": 3}',
         '{"cluster": "aks-prod"}',
-        '{"cluster": "%s", "hints": [1]}' % CLUSTER,
+        json.dumps({"cluster": CLUSTER, "hints": [1]}),
     ):
         with pytest.raises(InputError):
             AuditRequest.from_json(bad)
