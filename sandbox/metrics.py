@@ -26,9 +26,13 @@ class RequestLog:
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
-            return {"arm": self._flat["arm"], "entra": self._flat["entra"], "graph": self._flat["graph"],
-                    "kubernetes": dict(sorted(self._keyed["kubernetes"].items())),
-                    "registry": dict(sorted(self._keyed["registry"].items()))}
+            return {
+                "arm": self._flat["arm"],
+                "entra": self._flat["entra"],
+                "graph": self._flat["graph"],
+                "kubernetes": dict(sorted(self._keyed["kubernetes"].items())),
+                "registry": dict(sorted(self._keyed["registry"].items())),
+            }
 
     def reset(self) -> None:
         with self._lock:
