@@ -1,0 +1,85 @@
+"""Compare an audit's findings with the last stored state: new, still open, resolved (pure).
+
+Only *new* and *resolved* findings produce messages; *still open* ones are repeated in a reminder
+at most every ``Settings.reminder_hours`` (the nightly digest).
+
+A target whose checks were incomplete never resolves its findings by silence. Every check follows
+one convention: a ``CHECK_INCOMPLETE`` finding's evidence has ``"check"`` (a catalogue group —
+roles, images, network, access, secrets, cluster, performance — or ``"all"``) and ``"reason"``,
+and its ``registry`` is set when it concerns one registry. A previous finding that is missing from
+the current audit stays open when a current ``CHECK_INCOMPLETE`` of the same cluster covers its
+group (``"all"`` covers every group) and its registry (the incomplete check's registry is None, or
+the same host).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from shared.findings import CATALOGUE, Finding, dedupe, sort_findings
+
+INCOMPLETE = "CHECK_INCOMPLETE"
+ALL_CHECKS = "all"
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed for one target between two audits (each tuple sorted, most urgent first)."""
+
+    new: tuple[Finding, ...] = ()
+    still_open: tuple[Finding, ...] = ()
+    resolved: tuple[Finding, ...] = ()
+
+    @property
+    def open(self) -> tuple[Finding, ...]:
+        """Every finding that is open after this audit (what the state store keeps)."""
+        return self.new + self.still_open
+
+    @property
+    def changed(self) -> bool:
+        """True when there is something to announce (new or resolved)."""
+        return bool(self.new or self.resolved)
+
+
+def _lower(value: str | None) -> str | None:
+    return value.lower() if value else None
+
+
+def _covers(incomplete: Finding, previous: Finding) -> bool:
+    """Does this current CHECK_INCOMPLETE leave ``previous`` unconfirmed (so it must stay open)?"""
+    if _lower(incomplete.cluster) != _lower(previous.cluster):
+        return False
+    check = str(incomplete.evidence.get("check") or ALL_CHECKS).strip().lower()
+    group = CATALOGUE[previous.code].group
+    if check not in (ALL_CHECKS, group):
+        return False
+    return incomplete.registry is None or _lower(incomplete.registry) == _lower(previous.registry)
+
+
+def compare(previous: Iterable[Finding], current: Iterable[Finding]) -> Changes:
+    """Split ``current`` against ``previous`` by finding identity (``Finding.key``).
+
+    * new: in current, not in previous;
+    * still open: in both (the current finding, with its fresher message and evidence), plus a
+      previous finding missing now whose check did not complete (the previous finding is kept);
+    * resolved: in previous, missing now, and its check completed.
+    """
+    before = {f.key: f for f in dedupe(previous)}
+    now = {f.key: f for f in dedupe(current)}
+    incomplete = [f for f in now.values() if f.code == INCOMPLETE]
+    new = [f for k, f in now.items() if k not in before]
+    still_open = [f for k, f in now.items() if k in before]
+    resolved = []
+    for key, old in before.items():
+        if key in now:
+            continue
+        if old.code != INCOMPLETE and any(_covers(i, old) for i in incomplete):
+            still_open.append(old)
+        else:
+            resolved.append(old)
+    return Changes(
+        new=tuple(sort_findings(new)),
+        still_open=tuple(sort_findings(still_open)),
+        resolved=tuple(sort_findings(resolved)),
+    )

@@ -1,0 +1,381 @@
+"""What pullwatch remembers between runs, in one Azure Table (``Settings.state_table``).
+
+Partitions (PartitionKey → RowKey):
+
+* ``open~<target>`` → sha256 of ``Finding.key_text``: one entity per open finding of a target
+  (a cluster resource ID), with when it was first seen and last reminded;
+* ``outbox`` → message id: rendered messages not yet accepted by their webhook;
+* ``sent`` → message id: messages a webhook accepted (and permanent failures, ``status=failed``);
+* ``event`` → sha256 of the event id: Event Grid event ids already handled (de-duplication).
+
+Keys are made safe for Table storage (no ``/ \\ # ?`` or control characters). Large JSON values are
+split over several string properties (a property holds at most 64 KiB).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceNotFoundError,
+)
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from shared.config import Settings
+from shared.errors import UpstreamError
+from shared.findings import Finding
+
+log = logging.getLogger("pullwatch.state")
+
+OUTBOX = "outbox"
+SENT = "sent"
+EVENTS = "event"
+_OPEN = "open~"
+_CHUNK = 30_000  # characters per string property (UTF-16 limit is 32 K characters)
+
+
+def safe_key(text: str) -> str:
+    """An injective, Table-safe rendering of ``text`` (percent-encoding with ``!`` for ``%``)."""
+    return quote(text, safe="").replace("%", "!")
+
+
+def finding_row_key(finding: Finding) -> str:
+    return hashlib.sha256(finding.key_text.encode("utf-8")).hexdigest()
+
+
+def target_partition(target: str) -> str:
+    return _OPEN + safe_key(target.lower())
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _put_text(entity: dict[str, Any], name: str, text: str) -> None:
+    chunks = [text[i : i + _CHUNK] for i in range(0, len(text), _CHUNK)] or [""]
+    entity[f"{name}_parts"] = len(chunks)
+    for i, chunk in enumerate(chunks):
+        entity[f"{name}_{i}"] = chunk
+
+
+def _get_text(entity: Mapping[str, Any], name: str) -> str:
+    parts = int(entity.get(f"{name}_parts") or 0)
+    return "".join(str(entity.get(f"{name}_{i}") or "") for i in range(parts))
+
+
+def _as_datetime(value: Any) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value))
+
+
+@dataclass(frozen=True)
+class OpenFinding:
+    finding: Finding
+    first_seen: datetime
+    last_reminded: datetime | None
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    """A rendered message waiting for its webhook. ``channel`` is ``kind:SETTING_NAME``."""
+
+    message_id: str
+    channel: str
+    payload: dict[str, Any]
+    created: datetime
+    attempts: int = 0
+    last_error: str | None = None
+
+    @property
+    def kind(self) -> str:
+        return self.channel.split(":", 1)[0]
+
+    @property
+    def setting(self) -> str:
+        return self.channel.split(":", 1)[1]
+
+
+def _storage_error(what: str, exc: AzureError) -> UpstreamError:
+    status = exc.status_code if isinstance(exc, HttpResponseError) else None
+    code = getattr(exc, "error_code", None)
+    detail = f"HTTP {status}" if status else type(exc).__name__
+    return UpstreamError(
+        f"state storage: {what} failed ({detail}{', ' + str(code) if code else ''})",
+        status=status,
+        code=str(code) if code else None,
+    )
+
+
+class StateStore:
+    """Open findings, the outbox, sent messages and seen events over one ``TableClient``.
+
+    ``StateStore(table_client)``, ``StateStore(connection_string, table_name=…)`` or
+    ``StateStore(account_url, credential=…, table_name=…)``. The table is created on first use.
+    """
+
+    def __init__(
+        self,
+        table: TableClient | str,
+        *,
+        credential: TokenCredential | None = None,
+        table_name: str = "pullwatchstate",
+    ) -> None:
+        if isinstance(table, TableClient):
+            self._table = table
+        elif "://" in table and "=" not in table:
+            if credential is None:
+                raise ValueError("StateStore: an account URL needs a credential")
+            self._table = TableServiceClient(endpoint=table, credential=credential).get_table_client(
+                table_name
+            )
+        else:
+            self._table = TableClient.from_connection_string(table, table_name=table_name)
+        self._ready = False
+
+    @classmethod
+    def from_settings(cls, settings: Settings, credential: TokenCredential | None = None) -> StateStore:
+        """Identity-based when ``AzureWebJobsStorage__accountName`` is set, else the connection string."""
+        if settings.storage_account:
+            if credential is None:
+                raise ValueError("StateStore.from_settings: identity-based storage needs a credential")
+            url = f"https://{settings.storage_account}.table.core.windows.net"
+            return cls(url, credential=credential, table_name=settings.state_table)
+        if settings.storage_connection:
+            return cls(settings.storage_connection, table_name=settings.state_table)
+        raise UpstreamError(
+            "state storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName"
+        )
+
+    @property
+    def table(self) -> TableClient:
+        if not self._ready:
+            try:
+                self._table.create_table()
+            except ResourceExistsError:
+                pass
+            except AzureError as exc:
+                raise _storage_error("creating the state table", exc) from None
+            self._ready = True
+        return self._table
+
+    def close(self) -> None:
+        self._table.close()
+
+    # --- entity helpers ------------------------------------------------------------------------
+
+    def _query(self, partition: str) -> Iterator[dict[str, Any]]:
+        escaped = partition.replace("'", "''")
+        try:
+            yield from self.table.query_entities(f"PartitionKey eq '{escaped}'")
+        except AzureError as exc:
+            raise _storage_error(f"reading partition {partition[:60]}", exc) from None
+
+    def _upsert(self, entity: dict[str, Any], what: str) -> None:
+        try:
+            self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+        except AzureError as exc:
+            raise _storage_error(what, exc) from None
+
+    def _delete(self, partition: str, row: str, what: str) -> None:
+        try:
+            self.table.delete_entity(partition_key=partition, row_key=row)
+        except ResourceNotFoundError:
+            pass
+        except AzureError as exc:
+            raise _storage_error(what, exc) from None
+
+    # --- open findings -------------------------------------------------------------------------
+
+    def open_entries(self, target: str) -> list[OpenFinding]:
+        out = []
+        for entity in self._query(target_partition(target)):
+            finding = Finding.from_dict(json.loads(_get_text(entity, "finding")))
+            out.append(
+                OpenFinding(
+                    finding,
+                    _as_datetime(entity.get("first_seen")) or _now(),
+                    _as_datetime(entity.get("last_reminded")),
+                )
+            )
+        return out
+
+    def open_findings(self, target: str) -> list[Finding]:
+        """The target's findings that were open after the last audit (``previous`` for compare)."""
+        return [e.finding for e in self.open_entries(target)]
+
+    def save_open(self, target: str, findings: Iterable[Finding], *, now: datetime | None = None) -> None:
+        """Make ``findings`` the target's open findings: keep first-seen/last-reminded of those
+        that were open before, add the others, delete the ones no longer open."""
+        now = now or _now()
+        partition = target_partition(target)
+        existing = {e["RowKey"]: e for e in self._query(partition)}
+        keep = set()
+        for finding in findings:
+            row = finding_row_key(finding)
+            keep.add(row)
+            old = existing.get(row, {})
+            entity: dict[str, Any] = {
+                "PartitionKey": partition,
+                "RowKey": row,
+                "target": target,
+                "code": finding.code,
+                "severity": finding.level.value,
+                "first_seen": _as_datetime(old.get("first_seen")) or now,
+                "last_reminded": _as_datetime(old.get("last_reminded")) or "",
+            }
+            _put_text(entity, "finding", json.dumps(finding.to_dict()))
+            self._upsert(entity, "saving an open finding")
+        for row in existing.keys() - keep:
+            self._delete(partition, row, "deleting a resolved finding")
+
+    def due_reminders(
+        self, target: str, findings: Iterable[Finding], hours: float, *, now: datetime | None = None
+    ) -> list[Finding]:
+        """The findings not reminded (nor first seen) within ``hours``: the ones a reminder repeats."""
+        now = now or _now()
+        entries = {finding_row_key(e.finding): e for e in self.open_entries(target)}
+        due = []
+        for finding in findings:
+            entry = entries.get(finding_row_key(finding))
+            last = (entry.last_reminded or entry.first_seen) if entry else None
+            if last is None or now - last >= timedelta(hours=hours):
+                due.append(finding)
+        return due
+
+    def mark_reminded(self, target: str, findings: Iterable[Finding], *, now: datetime | None = None) -> None:
+        now = now or _now()
+        partition = target_partition(target)
+        for finding in findings:
+            entity = {"PartitionKey": partition, "RowKey": finding_row_key(finding), "last_reminded": now}
+            try:
+                self.table.update_entity(entity, mode=UpdateMode.MERGE)
+            except ResourceNotFoundError:
+                continue
+            except AzureError as exc:
+                raise _storage_error("marking a reminder", exc) from None
+
+    # --- outbox and sent messages --------------------------------------------------------------
+
+    def enqueue(
+        self, channel: str, payload: Mapping[str, Any], *, now: datetime | None = None
+    ) -> OutboxMessage:
+        """Store a message before it is sent (so a crash never drops it)."""
+        now = now or _now()
+        # Time-ordered ids keep the outbox in creation order.
+        message_id = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:12]}"
+        message = OutboxMessage(message_id, channel, dict(payload), now)
+        self._save_outbox(message)
+        return message
+
+    def _save_outbox(self, message: OutboxMessage) -> None:
+        entity: dict[str, Any] = {
+            "PartitionKey": OUTBOX,
+            "RowKey": message.message_id,
+            "channel": message.channel,
+            "created": message.created,
+            "attempts": message.attempts,
+            "last_error": message.last_error or "",
+        }
+        _put_text(entity, "payload", json.dumps(message.payload, ensure_ascii=False))
+        self._upsert(entity, "saving an outbox message")
+
+    def outbox(self) -> list[OutboxMessage]:
+        out = []
+        for entity in self._query(OUTBOX):
+            out.append(
+                OutboxMessage(
+                    message_id=str(entity["RowKey"]),
+                    channel=str(entity["channel"]),
+                    payload=json.loads(_get_text(entity, "payload") or "{}"),
+                    created=_as_datetime(entity.get("created")) or _now(),
+                    attempts=int(entity.get("attempts") or 0),
+                    last_error=entity.get("last_error") or None,
+                )
+            )
+        return sorted(out, key=lambda m: m.message_id)
+
+    def note_attempt(self, message: OutboxMessage, error: str) -> OutboxMessage:
+        updated = OutboxMessage(
+            message.message_id, message.channel, message.payload, message.created, message.attempts + 1, error
+        )
+        self._save_outbox(updated)
+        return updated
+
+    def record_sent(self, message: OutboxMessage, *, status: int, now: datetime | None = None) -> None:
+        """The webhook accepted ``message``: record it, then drop it from the outbox."""
+        self._record(message, "sent", status, None, now)
+
+    def record_failed(
+        self, message: OutboxMessage, *, status: int | None, error: str, now: datetime | None = None
+    ) -> None:
+        """A permanent failure: record it (never retried), then drop it from the outbox."""
+        self._record(message, "failed", status, error, now)
+
+    def _record(
+        self,
+        message: OutboxMessage,
+        outcome: str,
+        status: int | None,
+        error: str | None,
+        now: datetime | None,
+    ) -> None:
+        entity: dict[str, Any] = {
+            "PartitionKey": SENT,
+            "RowKey": message.message_id,
+            "channel": message.channel,
+            "status": outcome,
+            "http_status": status or 0,
+            "error": error or "",
+            "created": message.created,
+            "at": now or _now(),
+            "attempts": message.attempts + 1,
+        }
+        self._upsert(entity, "recording a sent message")
+        self._delete(OUTBOX, message.message_id, "removing a delivered message from the outbox")
+
+    def sent_messages(self) -> list[dict[str, Any]]:
+        return sorted((dict(e) for e in self._query(SENT)), key=lambda e: str(e["RowKey"]))
+
+    # --- Event Grid de-duplication -------------------------------------------------------------
+
+    def seen_event(self, event_id: str, ttl: float | timedelta, *, now: datetime | None = None) -> bool:
+        """Record-and-test: True when ``event_id`` was already recorded within ``ttl`` (seconds or a
+        timedelta), i.e. a duplicate to skip; otherwise record it now and return False."""
+        now = now or _now()
+        ttl = ttl if isinstance(ttl, timedelta) else timedelta(seconds=ttl)
+        row = hashlib.sha256(event_id.encode("utf-8")).hexdigest()
+        entity = {"PartitionKey": EVENTS, "RowKey": row, "seen": now}
+        try:
+            self.table.create_entity(entity)
+            return False
+        except ResourceExistsError:
+            pass
+        except AzureError as exc:
+            raise _storage_error("recording an event id", exc) from None
+        old: Mapping[str, Any]
+        try:
+            old = self.table.get_entity(EVENTS, row)
+        except ResourceNotFoundError:
+            old = {}
+        except AzureError as exc:
+            raise _storage_error("reading an event id", exc) from None
+        seen = _as_datetime(old.get("seen"))
+        if seen is not None and now - seen < ttl:
+            return True
+        self._upsert(entity, "recording an event id")
+        return False
