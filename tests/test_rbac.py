@@ -1,0 +1,202 @@
+"""Effective permissions, wildcards and scope inheritance (cases from Azure's RBAC documentation)."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.model import PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
+from shared.rbac import (
+    ACR_PULL,
+    CONTENT_READ,
+    CONTRIBUTOR,
+    OWNER,
+    PULL_ACTION,
+    READER,
+    REPOSITORY_READER,
+    action_matches,
+    assignments_for,
+    pull_access,
+    role_grants_action,
+    role_grants_data_action,
+    scope_covers,
+)
+
+SUB = "22222222-2222-2222-2222-222222222222"
+RG = f"/subscriptions/{SUB}/resourceGroups/rg-shared"
+REG_ID = f"{RG}/providers/Microsoft.ContainerRegistry/registries/contosoacr"
+KUBELET = "aaaaaaaa-0000-0000-0000-000000000001"
+GROUP = "bbbbbbbb-0000-0000-0000-000000000002"
+OTHER = "cccccccc-0000-0000-0000-000000000003"
+
+REGISTRY = RegistryInfo(
+    id=REG_ID,
+    name="contosoacr",
+    login_server="contosoacr.azurecr.io",
+    subscription_id=SUB,
+    resource_group="rg-shared",
+    location="westeurope",
+)
+IDENTITY = PullIdentity(KUBELET, "kubelet")
+
+
+def role_id(guid: str, sub: str = SUB) -> str:
+    return f"/subscriptions/{sub}/providers/Microsoft.Authorization/roleDefinitions/{guid}"
+
+
+def assign(scope: str, role: str, principal: str = KUBELET, n: int = 1, **kw: object) -> RoleAssignment:
+    return RoleAssignment(
+        id=f"{scope}/providers/Microsoft.Authorization/roleAssignments/{n:08d}",
+        scope=scope,
+        principal_id=principal,
+        principal_type="ServicePrincipal",
+        role_definition_id=role_id(role),
+        **kw,
+    )  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "action", "expected"),
+    [
+        ("*", PULL_ACTION, True),
+        ("*/read", PULL_ACTION, True),
+        ("*/write", PULL_ACTION, False),
+        ("Microsoft.ContainerRegistry/*", PULL_ACTION, True),
+        ("microsoft.containerregistry/registries/PULL/READ", PULL_ACTION, True),
+        ("Microsoft.ContainerRegistry/registries/*/read", PULL_ACTION, True),
+        ("Microsoft.ContainerRegistry/registries/push/write", PULL_ACTION, False),
+        ("Microsoft.ContainerRegistry/registries/pull", PULL_ACTION, False),  # no implicit suffix
+        ("Microsoft.Storage/*", PULL_ACTION, False),
+        ("Microsoft.Authorization/roleAssignments/*", "Microsoft.Authorization/roleAssignments/write", True),
+        ("Microsoft.Authorization/roleDefinitions/*", "Microsoft.Authorization/roleAssignments/write", False),
+        ("Microsoft.ContainerRegistry/registries.pull/read", PULL_ACTION, False),  # '.' is literal
+    ],
+)
+def test_action_wildcards(pattern: str, action: str, expected: bool) -> None:
+    assert action_matches(pattern, action) is expected
+
+
+def test_not_actions_are_subtracted_within_the_role() -> None:
+    custom = RoleDefinition(
+        id="x",
+        name="x",
+        role_name="NoAcr",
+        role_type="CustomRole",
+        actions=("*",),
+        not_actions=("Microsoft.ContainerRegistry/*",),
+    )
+    assert not role_grants_action(custom, PULL_ACTION)
+    assert role_grants_action(custom, "Microsoft.Compute/virtualMachines/read")
+
+
+def test_star_actions_grant_no_data_actions() -> None:
+    owner = RoleDefinition(id="o", name=OWNER, role_name="Owner", actions=("*",))
+    assert role_grants_action(owner, PULL_ACTION)
+    assert not role_grants_data_action(owner, CONTENT_READ)
+    data = RoleDefinition(
+        id="d",
+        name="d",
+        role_name="AllData",
+        data_actions=("Microsoft.ContainerRegistry/registries/repositories/*",),
+        not_data_actions=("Microsoft.ContainerRegistry/registries/repositories/content/read",),
+    )
+    assert not role_grants_data_action(data, CONTENT_READ)
+
+
+@pytest.mark.parametrize(
+    ("scope", "listed_for", "expected"),
+    [
+        (REG_ID, None, True),
+        (REG_ID.upper(), None, True),  # IDs compare case-insensitively
+        (REG_ID.replace("resourceGroups", "resourcegroups"), None, True),
+        (RG, None, True),
+        (f"/subscriptions/{SUB}", None, True),
+        ("/", None, True),
+        ("/providers/Microsoft.Management/managementGroups/contoso", SUB, True),
+        (
+            "/providers/Microsoft.Management/managementGroups/contoso",
+            "99999999-9999-9999-9999-999999999999",
+            False,
+        ),
+        (f"{RG}2", None, False),  # "rg-shared2" is not an ancestor of "rg-shared"
+        (f"/subscriptions/{SUB}/resourceGroups/rg-other", None, False),
+        (f"{REG_ID}-dev", None, False),
+        ("/subscriptions/99999999-9999-9999-9999-999999999999", None, False),
+    ],
+)
+def test_scope_inheritance(scope: str, listed_for: str | None, expected: bool) -> None:
+    assert scope_covers(scope, REG_ID, SUB, listed_for) is expected
+
+
+@pytest.mark.parametrize(
+    ("assignments", "groups", "granted"),
+    [
+        ([assign(REG_ID, ACR_PULL)], [], True),
+        ([assign(RG, ACR_PULL)], [], True),
+        ([assign(f"/subscriptions/{SUB}", ACR_PULL)], [], True),
+        ([assign("/providers/Microsoft.Management/managementGroups/mg", ACR_PULL, listed_for=SUB)], [], True),
+        ([assign(REG_ID, ACR_PULL, principal=GROUP)], [GROUP], True),
+        ([assign(REG_ID, ACR_PULL, principal=GROUP)], [], False),  # not a member
+        ([assign(REG_ID, ACR_PULL, principal=OTHER)], [], False),
+        ([assign(REG_ID, READER)], [], True),  # Reader's */read includes pull/read
+        ([assign(REG_ID, OWNER)], [], True),
+        ([assign(REG_ID, CONTRIBUTOR)], [], True),
+        ([assign(REG_ID, REPOSITORY_READER)], [], False),  # data actions only: not honoured in classic mode
+        ([assign(f"{RG}/providers/Microsoft.ContainerRegistry/registries/otheracr", ACR_PULL)], [], False),
+        ([], [], False),
+    ],
+)
+def test_classic_pull_right(assignments: list[RoleAssignment], groups: list[str], granted: bool) -> None:
+    access = pull_access(IDENTITY, groups, REGISTRY, assignments, {})
+    assert access.granted is granted
+
+
+def test_identity_matches_case_insensitively() -> None:
+    a = assign(REG_ID, ACR_PULL, principal=KUBELET.upper())
+    assert pull_access(IDENTITY, [], REGISTRY, [a], {}).granted
+
+
+def test_custom_role_from_listed_definitions() -> None:
+    guid = "dddddddd-0000-0000-0000-00000000000d"
+    puller = RoleDefinition(
+        id=role_id(guid),
+        name=guid,
+        role_name="ImagePuller",
+        role_type="CustomRole",
+        actions=("Microsoft.ContainerRegistry/registries/*/read",),
+    )
+    denier = RoleDefinition(
+        id=role_id(guid),
+        name=guid,
+        role_name="AllButAcr",
+        role_type="CustomRole",
+        actions=("*",),
+        not_actions=("Microsoft.ContainerRegistry/registries/pull/read",),
+    )
+    a = assign(REG_ID, guid)
+    assert pull_access(IDENTITY, [], REGISTRY, [a], {guid: puller}).granted
+    assert not pull_access(IDENTITY, [], REGISTRY, [a], {guid: denier}).granted
+    unknown = pull_access(IDENTITY, [], REGISTRY, [a], {})
+    assert not unknown.granted and unknown.unknown  # cannot say: definition missing
+
+
+def test_listed_definition_wins_over_builtin_table() -> None:
+    # If ARM says AcrPull lost its action, believe ARM.
+    changed = RoleDefinition(id=role_id(ACR_PULL), name=ACR_PULL, role_name="AcrPull", actions=("x/read",))
+    assert not pull_access(IDENTITY, [], REGISTRY, [assign(REG_ID, ACR_PULL)], {ACR_PULL: changed}).granted
+
+
+def test_management_group_assignment_from_another_subscription_list_does_not_apply() -> None:
+    mg = "/providers/Microsoft.Management/managementGroups/other"
+    a = assign(mg, ACR_PULL, listed_for="99999999-9999-9999-9999-999999999999")
+    assert assignments_for(IDENTITY, [], REGISTRY, [a]) == []
+    same = assign(mg, ACR_PULL, listed_for=SUB)
+    assert assignments_for(IDENTITY, [], REGISTRY, [a, same]) == [a]  # the same assignment, listed for SUB
+
+
+def test_abac_mode_ignores_acrpull_and_honours_repository_reader() -> None:
+    abac = RegistryInfo(**{**REGISTRY.__dict__, "role_assignment_mode": "AbacRepositoryPermissions"})
+    legacy_only = pull_access(IDENTITY, [], abac, [assign(REG_ID, ACR_PULL), assign(REG_ID, OWNER, n=2)], {})
+    assert not legacy_only.granted and not legacy_only.honored
+    assert legacy_only.roles == ("AcrPull", "Owner")
+    reader = pull_access(IDENTITY, [], abac, [assign(RG, REPOSITORY_READER)], {}, ["web"])
+    assert reader.granted and reader.honored and not reader.conditional
