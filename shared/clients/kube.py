@@ -1,0 +1,451 @@
+"""The one seam to a cluster's Kubernetes API (the official ``kubernetes`` client, 37.x).
+
+Connect from the kubeconfig that ARM's ``listClusterUserCredential`` returns. For Entra-enabled
+(AAD) clusters that kubeconfig's user runs the ``kubelogin`` exec plugin; pullwatch never runs it:
+it builds the ``kubernetes.client.Configuration`` itself from the kubeconfig's server and CA and
+sends a bearer token for the AKS server application (:data:`AKS_SCOPE`) from the function's own
+credential. The CLI may use a local kubeconfig context (``from_context``), where the user's own
+exec plugins run as kubectl would run them.
+
+Every call has a timeout and counts in :attr:`KubeClient.api_calls`. Lists are paged
+(``limit``/``continue``) and read as raw JSON (the generated models are too slow and heavy for
+clusters of tens of thousands of pods); :func:`collect` reduces them to
+:class:`shared.workloads.Snapshot` facts page by page.
+
+Errors: :class:`KubeUnreachable` (connection refused / timed out / TLS: private clusters),
+:class:`KubeAccessDenied` (401 / 403), :class:`KubeError` (any other answer).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import os
+import shutil
+import tempfile
+import weakref
+from collections.abc import Callable, Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import urllib3
+import yaml
+from kubernetes import client as k8s
+from kubernetes.client.exceptions import ApiException
+
+from shared.errors import InputError, UpstreamError
+from shared.workloads import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_EVENT_REASONS, Snapshot, SnapshotBuilder
+
+log = logging.getLogger("pullwatch.kube")
+
+#: The AKS Entra server application (the same for every AKS cluster) and its token scope.
+AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
+AKS_SCOPE = f"{AKS_SERVER_APP_ID}/.default"
+METADATA_ONLY_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+
+
+class KubeError(UpstreamError):
+    """The Kubernetes API answered with an error."""
+
+
+class KubeUnreachable(UpstreamError):
+    """The API server cannot be reached (private cluster, network, TLS): the cluster check is
+    incomplete."""
+
+
+class KubeAccessDenied(UpstreamError):
+    """The API server refused pullwatch's credential (401) or its RBAC rights (403)."""
+
+
+# (api group, method name) per kind: every one a cluster-wide list.
+_LISTS: Mapping[str, tuple[str, str]] = {
+    "nodes": ("core", "list_node"),
+    "pods": ("core", "list_pod_for_all_namespaces"),
+    "serviceaccounts": ("core", "list_service_account_for_all_namespaces"),
+    "events": ("core", "list_event_for_all_namespaces"),
+    "secrets": ("core", "list_secret_for_all_namespaces"),
+    "deployments": ("apps", "list_deployment_for_all_namespaces"),
+    "replicasets": ("apps", "list_replica_set_for_all_namespaces"),
+    "statefulsets": ("apps", "list_stateful_set_for_all_namespaces"),
+    "daemonsets": ("apps", "list_daemon_set_for_all_namespaces"),
+    "jobs": ("batch", "list_job_for_all_namespaces"),
+    "cronjobs": ("batch", "list_cron_job_for_all_namespaces"),
+}
+
+
+def _b64(value: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise InputError(f"kubeconfig: {what} is not base64") from None
+
+
+def _named(items: Any, name: str | None, what: str) -> Mapping[str, Any]:
+    for item in items or []:
+        if isinstance(item, Mapping) and (name is None or item.get("name") == name):
+            body = item.get(what)
+            if isinstance(body, Mapping):
+                return body
+    raise InputError(f"kubeconfig: no {what} named {name!r}")
+
+
+class KubeClient:
+    """``KubeClient(configuration, timeout=…)``; usually built with :meth:`from_kubeconfig`."""
+
+    def __init__(self, configuration: k8s.Configuration, *, timeout: float, name: str = "") -> None:
+        if timeout <= 0:
+            raise InputError("KubeClient: timeout must be positive")
+        self.timeout = timeout
+        self.name = name or configuration.host
+        self.host = configuration.host
+        self.api_calls = 0
+        self._api = k8s.ApiClient(configuration)
+        self._apis: dict[str, Any] = {
+            "core": k8s.CoreV1Api(self._api),
+            "apps": k8s.AppsV1Api(self._api),
+            "batch": k8s.BatchV1Api(self._api),
+        }
+        self._tempdir: str | None = None
+
+    # construction -----------------------------------------------------------------------------
+    @classmethod
+    def from_kubeconfig(
+        cls,
+        kubeconfig: bytes | str,
+        *,
+        bearer_token: Callable[[], str] | None = None,
+        timeout: float,
+        context: str | None = None,
+    ) -> KubeClient:
+        """From a kubeconfig's text (the decoded ``listClusterUserCredential`` value).
+
+        ``bearer_token`` returns an Entra access token for :data:`AKS_SCOPE`; it is asked for on each
+        request (the credential caches) and replaces the user's exec / auth-provider plugin, or any
+        token in the kubeconfig. Client certificates (local-account clusters) and static tokens are
+        used as given.
+        """
+        try:
+            doc = yaml.safe_load(kubeconfig)
+        except yaml.YAMLError:
+            raise InputError("kubeconfig: not YAML") from None
+        if not isinstance(doc, Mapping):
+            raise InputError("kubeconfig: not a kubeconfig document")
+        ctx_name = context or doc.get("current-context")
+        ctx = (
+            _named(doc.get("contexts"), ctx_name, "context")
+            if ctx_name
+            else _named(doc.get("contexts"), None, "context")
+        )
+        cluster = _named(doc.get("clusters"), ctx.get("cluster"), "cluster")
+        user = _named(doc.get("users"), ctx.get("user"), "user") if ctx.get("user") else {}
+        server = cluster.get("server")
+        if not isinstance(server, str) or not server.startswith("https://"):
+            raise InputError("kubeconfig: the cluster's server must be an https:// URL")
+        config = k8s.Configuration(host=server.rstrip("/"))
+        config.retries = 0  # an unreachable server fails at once; the caller decides about retries
+        if cluster.get("insecure-skip-tls-verify"):
+            config.verify_ssl = False
+        if cluster.get("certificate-authority-data"):
+            config.ssl_ca_cert = None
+            config.ca_cert_data = _b64(
+                str(cluster["certificate-authority-data"]), "certificate-authority-data"
+            ).decode("ascii", "replace")
+        elif cluster.get("certificate-authority"):
+            config.ssl_ca_cert = str(cluster["certificate-authority"])
+        tempdir = None
+        if bearer_token is not None:
+
+            def refresh(cfg: k8s.Configuration) -> None:
+                cfg.api_key["BearerToken"] = bearer_token()
+
+            config.api_key_prefix["BearerToken"] = "Bearer"
+            config.refresh_api_key_hook = refresh  # type: ignore[assignment]
+        elif user.get("token"):
+            config.api_key["BearerToken"] = str(user["token"])
+            config.api_key_prefix["BearerToken"] = "Bearer"
+        elif user.get("client-certificate-data") and user.get("client-key-data"):
+            tempdir = tempfile.mkdtemp(prefix="pullwatch-kube-")
+            cert, key = Path(tempdir) / "client.crt", Path(tempdir) / "client.key"
+            for path, field_name in ((cert, "client-certificate-data"), (key, "client-key-data")):
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(_b64(str(user[field_name]), field_name))
+            config.cert_file, config.key_file = str(cert), str(key)
+        elif user.get("exec") or user.get("auth-provider"):
+            raise InputError(
+                "kubeconfig: the user authenticates with an exec/auth-provider plugin "
+                "(kubelogin); pass bearer_token for Entra-enabled clusters"
+            )
+        out = cls(config, timeout=timeout, name=str(ctx_name or server))
+        if tempdir is not None:
+            out._tempdir = tempdir
+            weakref.finalize(out, shutil.rmtree, tempdir, True)
+        return out
+
+    @classmethod
+    def from_context(
+        cls, path: str | Path | None = None, context: str | None = None, *, timeout: float = 10.0
+    ) -> KubeClient:
+        """From a local kubeconfig (default ``$KUBECONFIG`` / ``~/.kube/config``) and context, for
+        the CLI: the kubernetes package's loader runs the user's exec plugins as kubectl would."""
+        from kubernetes import config as k8s_config
+        from kubernetes.config.config_exception import ConfigException
+
+        config = k8s.Configuration()
+        try:
+            k8s_config.load_kube_config(  # type: ignore[no-untyped-call]
+                config_file=str(path) if path else None,
+                context=context,
+                client_configuration=config,
+                persist_config=False,
+            )
+        except (ConfigException, OSError) as exc:
+            raise InputError(f"kubeconfig {path or '~/.kube/config'}: {exc}") from None
+        config.retries = 0
+        return cls(config, timeout=timeout, name=context or str(config.host))
+
+    def close(self) -> None:
+        self._api.close()  # type: ignore[no-untyped-call]
+        if self._tempdir:
+            shutil.rmtree(self._tempdir, ignore_errors=True)
+            self._tempdir = None
+
+    def __enter__(self) -> KubeClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # calls ------------------------------------------------------------------------------------
+    def _call(self, group: str, method: str, what: str, **kwargs: Any) -> Any:
+        """One API call with the timeout, raw JSON out, project errors on failure."""
+        self.api_calls += 1
+        fn = getattr(self._apis[group], method)
+        try:
+            response = fn(_preload_content=False, _request_timeout=(self.timeout, self.timeout), **kwargs)
+            data = response.data
+        except ApiException as exc:
+            status = int(exc.status or 0)
+            reason = _api_reason(exc)
+            if status in (401, 403):
+                raise KubeAccessDenied(
+                    f"Kubernetes API of {self.name} refused {what}: {status} {reason}",
+                    status=status,
+                    code=reason,
+                ) from None
+            raise KubeError(
+                f"Kubernetes API of {self.name} failed {what}: {status} {reason}", status=status, code=reason
+            ) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise KubeUnreachable(
+                f"Kubernetes API server of {self.name} unreachable ({what}): {_network_reason(exc)}",
+                code="unreachable",
+            ) from None
+        if not data:
+            return None
+        try:
+            return json.loads(data)
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            raise KubeError(
+                f"Kubernetes API of {self.name} answered {what} with a body that is not JSON"
+            ) from None
+
+    def list_objects(
+        self,
+        kind: str,
+        *,
+        field_selector: str | None = None,
+        label_selector: str | None = None,
+        page_size: int = 500,
+        metadata_only: bool = False,
+    ) -> Iterator[dict[str, Any]]:
+        """Every object of ``kind`` (see :data:`_LISTS`) cluster-wide, page by page."""
+        if kind not in _LISTS:
+            raise InputError(f"unknown kind {kind!r} (expected one of: {', '.join(_LISTS)})")
+        if page_size <= 0:
+            raise InputError("page_size must be positive")
+        group, method = _LISTS[kind]
+        token: str | None = None
+        headers = {"Accept": METADATA_ONLY_ACCEPT} if metadata_only else None
+        while True:
+            kwargs: dict[str, Any] = {"limit": page_size}
+            if token:
+                kwargs["_continue"] = token
+            if field_selector:
+                kwargs["field_selector"] = field_selector
+            if label_selector:
+                kwargs["label_selector"] = label_selector
+            if headers:
+                kwargs["_headers"] = headers
+            page = self._call(group, method, f"list {kind}", **kwargs) or {}
+            yield from (item for item in page.get("items") or [] if isinstance(item, dict))
+            token = (page.get("metadata") or {}).get("continue") or None
+            if not token:
+                return
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] | None = self._call(
+                "core",
+                "read_namespaced_secret",
+                f"read secret {namespace}/{name}",
+                name=name,
+                namespace=namespace,
+            )
+            return found
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> None:
+        try:
+            self._call("core", "read_namespace", f"read namespace {name}", name=name)
+            return
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
+        try:
+            self._call("core", "create_namespace", f"create namespace {name}", body=body)
+        except KubeError as exc:
+            if exc.status != 409:  # created meanwhile
+                raise
+
+    def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        created: dict[str, Any] = (
+            self._call(
+                "core",
+                "create_namespaced_pod",
+                f"create pod in {namespace}",
+                namespace=namespace,
+                body=dict(body),
+            )
+            or {}
+        )
+        return created
+
+    def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            found: dict[str, Any] | None = self._call(
+                "core", "read_namespaced_pod", f"read pod {namespace}/{name}", name=name, namespace=namespace
+            )
+            return found
+        except KubeError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_pod(self, namespace: str, name: str) -> bool:
+        """Delete now (grace period 0); False when it was already gone."""
+        try:
+            self._call(
+                "core",
+                "delete_namespaced_pod",
+                f"delete pod {namespace}/{name}",
+                name=name,
+                namespace=namespace,
+                grace_period_seconds=0,
+            )
+            return True
+        except KubeError as exc:
+            if exc.status == 404:
+                return False
+            raise
+
+    def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
+        page = (
+            self._call(
+                "core",
+                "list_namespaced_event",
+                f"list events of pod {namespace}/{name}",
+                namespace=namespace,
+                field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}",
+            )
+            or {}
+        )
+        return [e for e in page.get("items") or [] if isinstance(e, dict)]
+
+
+def _api_reason(exc: ApiException) -> str:
+    body = exc.body
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    if isinstance(body, str) and body:
+        try:
+            status = json.loads(body)
+            if isinstance(status, dict) and status.get("reason"):
+                return str(status["reason"])
+        except json.JSONDecodeError:
+            pass
+    return str(exc.reason or "error")
+
+
+def _network_reason(exc: BaseException) -> str:
+    inner: BaseException = exc
+    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
+        inner = exc.reason
+    if (
+        isinstance(inner, urllib3.exceptions.SSLError)
+        or "SSL" in type(inner).__name__
+        or "certificate" in str(inner)
+    ):
+        return "TLS handshake or certificate verification failed"
+    if isinstance(
+        inner, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ReadTimeoutError | TimeoutError
+    ):
+        return "timed out"
+    if isinstance(inner, urllib3.exceptions.NameResolutionError):
+        return "name does not resolve"
+    if isinstance(inner, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
+        return "connection refused or network unreachable"
+    return type(inner).__name__
+
+
+def collect(
+    client: KubeClient,
+    cluster_id: str,
+    *,
+    read_secrets: bool,
+    page_size: int = 500,
+    now: Callable[[], datetime] | None = None,
+) -> Snapshot:
+    """Everything the cluster-side checks read, in a constant number of cluster-wide list calls
+    (each paged): nodes, controllers, pods, service accounts, pull-related pod events (one list
+    per reason, with a field selector), and secrets — names only (metadata-only list) plus the
+    pull-secret types (two type field selectors; content only when ``read_secrets``)."""
+    started = client.api_calls
+    b = SnapshotBuilder(cluster_id, read_secrets=read_secrets)
+    for kind, add in (
+        ("nodes", b.add_node),
+        ("deployments", b.add_deployment),
+        ("replicasets", b.add_replicaset),
+        ("statefulsets", b.add_statefulset),
+        ("daemonsets", b.add_daemonset),
+        ("jobs", b.add_job),
+        ("cronjobs", b.add_cronjob),
+        ("pods", b.add_pod),
+        ("serviceaccounts", b.add_service_account),
+    ):
+        for obj in client.list_objects(kind, page_size=page_size):
+            add(obj)
+    for reason in PULL_EVENT_REASONS:
+        for obj in client.list_objects(
+            "events", page_size=page_size, field_selector=f"involvedObject.kind=Pod,reason={reason}"
+        ):
+            b.add_event(obj)
+    # Pull-secret types first (content only with read_secrets), then every secret's name so that
+    # a secret of another type that a pod names is told apart from a missing one.
+    for stype in (DOCKER_CONFIG_JSON, DOCKER_CFG):
+        for obj in client.list_objects(
+            "secrets", page_size=page_size, field_selector=f"type={stype}", metadata_only=not read_secrets
+        ):
+            b.add_secret(obj, known_type=stype)
+    for obj in client.list_objects("secrets", page_size=page_size, metadata_only=True):
+        obj.pop("data", None)  # a server that ignores the metadata-only Accept still sends no content on
+        b.add_secret(obj)
+    clock = now or (lambda: datetime.now(UTC))
+    return b.build(api_calls=client.api_calls - started, collected_at=clock())
