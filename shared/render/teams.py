@@ -74,7 +74,7 @@ def _kind_heading(kind: str) -> dict[str, Any]:
 def _line(line: Line) -> dict[str, Any]:
     color = "Good" if line.kind == RESOLVED else COLORS[line.severity]
     label = "Resolved" if line.kind == RESOLVED else line.severity.value.upper()
-    head = f"**{label}** · **{_md(line.title)}** ({line.code})"
+    head = f"**{label}** · **{_md(line.title)}** ({_md(line.code)})"
     if line.count > 1:
         head += f" · {line.count} findings"
     items: list[dict[str, Any]] = [
@@ -96,7 +96,6 @@ def _envelope(body: list[dict[str, Any]]) -> dict[str, Any]:
         "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
         "type": "AdaptiveCard",
         "version": CARD_VERSION,
-        "msteams": {"width": "Full"},
         "body": body,
     }
     return {
