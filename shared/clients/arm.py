@@ -59,6 +59,7 @@ from shared.model import (
     RoleDefinition,
     Subscription,
 )
+from shared.rbac import BUILTIN_ROLES
 
 ARM_SCOPE = "https://management.azure.com/.default"
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -509,11 +510,12 @@ class ArmClient:
         return self._definition_by_id[key]
 
     def definitions_for(self, assignments: list[RoleAssignment], scope: str) -> dict[str, RoleDefinition]:
-        """Definitions at ``scope`` (one list, cached) plus any other role the assignments name
-        (one GET each, cached)."""
+        """Definitions at ``scope`` (one list, cached) plus any other non-built-in role the
+        assignments name (one GET each, cached: custom roles defined elsewhere)."""
         defs = dict(self.list_role_definitions(scope))
         for a in assignments:
-            if a.role_guid not in defs:
+            # Built-in roles are the same everywhere: shared.rbac knows the ones that matter.
+            if a.role_guid not in defs and a.role_guid not in BUILTIN_ROLES:
                 d = self.role_definition(a.role_definition_id)
                 if d is not None:
                     defs[d.guid] = d

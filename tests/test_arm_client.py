@@ -1,0 +1,255 @@
+"""The ARM seam with the real Azure SDK clients over HTTPS, against the wire samples served by
+tests/arm_samples_server.py (and, further down, against the sandbox's ARM + Entra stand-ins)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from arm_samples_server import (
+    DENIED_SUB,
+    GROUPS,
+    KUBELET_OBJECT_ID,
+    SP_APP_ID,
+    SP_OBJECT_ID,
+    SUB,
+    TENANT,
+    TOKEN,
+    ArmSamples,
+)
+from azure.core.credentials import AccessToken
+
+from shared.checks.roles import resolve_pull_identity, role_findings
+from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound, ArmUnavailable
+from shared.errors import UpstreamError
+
+CLUSTER_ID = f"/subscriptions/{SUB}/resourcegroups/rg1/providers/Microsoft.ContainerService/managedClusters/clustername1"
+
+
+class StaticCredential:
+    """A TokenCredential issuing one fixed token, remembering the scopes asked for."""
+
+    def __init__(self, token: str = TOKEN) -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int(time.time()) + 3600)
+
+
+@pytest.fixture
+def samples(tmp_path: Path) -> Iterator[ArmSamples]:
+    with ArmSamples(tmp_path) as server:
+        yield server
+
+
+@pytest.fixture
+def arm(samples: ArmSamples) -> Iterator[ArmClient]:
+    client = ArmClient(
+        StaticCredential(),
+        endpoint=samples.url,
+        graph_endpoint=samples.url,
+        ca_bundle=samples.ca_bundle,
+        timeout=5,
+        retries=1,
+    )
+    with client:
+        yield client
+
+
+def test_subscriptions_and_clusters(arm: ArmClient, samples: ArmSamples) -> None:
+    [sub] = arm.list_subscriptions()
+    assert sub.subscription_id == SUB and sub.tenant_id == TENANT
+    clusters = arm.list_clusters(SUB)
+    assert [c.name for c in clusters] == ["clustername1", "clustername2"]
+    c = clusters[0]
+    assert c.kubelet_object_id == KUBELET_OBJECT_ID and c.kubelet_client_id == "kubelet-client-id"
+    assert c.subscription_id == SUB and c.resource_group == "rg1" and c.location == "location1"
+    assert c.tenant_id == TENANT
+    assert c.fqdn == "dnsprefix1-abcd1234.hcp.eastus.azmk8s.io" and not c.private_cluster
+    assert [(p.name, p.os, p.arch, p.count) for p in c.node_pools] == [("nodepool1", "linux", "amd64", 3)]
+    assert [i.rsplit("/", 1)[-1] for i in c.outbound_ip_ids] == ["mgdoutboundip1", "mgdoutboundip2"]
+    assert c.tags == {"archv2": "", "tier": "production"}
+    sp = clusters[1]
+    assert sp.private_cluster and sp.fqdn == "domain1.privatelink.location1.azmk8s.io"
+    assert sp.kubelet_object_id is None and sp.service_principal_client_id == SP_APP_ID
+    assert all(p.startswith("/subscriptions") for p in samples.paths())
+    assert "api-version=" in samples.paths("managedClusters")[0]
+
+
+def test_get_cluster_and_kubeconfig(arm: ArmClient) -> None:
+    cluster = arm.get_cluster(CLUSTER_ID)
+    assert cluster.id == CLUSTER_ID and cluster.name == "clustername1"
+    assert arm.cluster_user_kubeconfig(CLUSTER_ID) == b"credentialValue1"  # base64 decoded by the SDK
+
+
+def test_not_found_and_bad_ids(arm: ArmClient) -> None:
+    with pytest.raises(ArmNotFound) as err:
+        arm.get_cluster(CLUSTER_ID.replace("clustername1", "nope"))
+    assert err.value.status == 404 and err.value.code == "ResourceNotFound"
+    assert "nope" in str(err.value)
+    with pytest.raises(UpstreamError, match="not a managedCluster resource ID"):
+        arm.get_cluster("/subscriptions/x")
+
+
+def test_registries_with_role_assignment_mode(arm: ArmClient, samples: ArmSamples) -> None:
+    arm.list_subscriptions()
+    regs = {r.name: r for r in arm.list_registries(SUB)}  # two pages (nextLink)
+    assert set(regs) == {"myRegistry", "oldRegistry", "abacRegistry"}
+    assert regs["myRegistry"].role_assignment_mode == "LegacyRegistryPermissions"
+    assert regs["myRegistry"].login_server == "myregistry.azurecr.io"
+    assert regs["oldRegistry"].role_assignment_mode == "LegacyRegistryPermissions"  # absent = classic
+    abac = regs["abacRegistry"]
+    assert abac.abac and abac.tenant_id == TENANT
+    assert abac.public_network_access == "Disabled" and abac.network_default_action == "Deny"
+    assert abac.ip_rules == ("20.50.1.10",)
+    assert abac.private_endpoint_ids[0].endswith("/privateEndpoints/peexample01")
+    assert not abac.authentication_as_arm and regs["myRegistry"].authentication_as_arm
+    assert abac.replication_locations == ("westeurope", "westus")
+    assert len(samples.paths("/replications")) == 1  # Premium only
+    assert any("api-version=2025-11-01" in p for p in samples.paths("/registries"))
+
+
+def test_role_assignments_one_list_all_pages(arm: ArmClient, samples: ArmSamples) -> None:
+    assignments = arm.list_role_assignments(SUB)
+    assert len(assignments) == 4
+    assert len(samples.paths("roleAssignments")) == 2  # one list, two pages
+    assert all("$filter" not in p for p in samples.paths("roleAssignments"))  # unfiltered
+    mg = next(a for a in assignments if "managementGroups" in a.scope)
+    assert (
+        mg.principal_id == KUBELET_OBJECT_ID and mg.listed_for == SUB and mg.role_guid.startswith("7f951dda")
+    )
+    cond = next(a for a in assignments if a.condition)
+    assert cond.condition_version == "2.0" and "team-a/" in (cond.condition or "")
+
+
+def test_role_definitions_cached(arm: ArmClient, samples: ArmSamples) -> None:
+    defs = arm.list_role_definitions(f"/subscriptions/{SUB}")
+    again = arm.list_role_definitions(f"/subscriptions/{SUB}/")
+    assert defs is again and len(samples.paths("roleDefinitions")) == 1
+    acr_pull = defs["7f951dda-4ed3-4680-a7ca-43fe172d538d"]
+    assert acr_pull.role_name == "AcrPull" and acr_pull.actions == (
+        "Microsoft.ContainerRegistry/registries/pull/read",
+    )
+    assert defs["roledefinitionid"].data_actions == ("dataAction",)
+    extra = arm.role_definition(
+        "/subscriptions/x/providers/Microsoft.Authorization/roleDefinitions/8311e382-0749-4cb8-b61a-304f252e45ec"
+    )
+    assert extra is not None and extra.role_name == "AcrPush"
+    assert len(samples.paths("roleDefinitions")) == 1  # served from the cached list
+
+
+def test_graph_lookups(arm: ArmClient, samples: ArmSamples) -> None:
+    assert arm.service_principal_object_id(SP_APP_ID) == SP_OBJECT_ID
+    assert arm.service_principal_object_id("ffffffff-0000-0000-0000-000000000000") is None
+    assert arm.member_groups(SP_OBJECT_ID) == tuple(GROUPS)  # two pages, directory roles left out
+    assert arm.member_groups(SP_OBJECT_ID.upper()) == tuple(GROUPS)  # cached
+    graph_paths = samples.paths("/v1.0/")
+    assert sum("transitiveMemberOf" in p for p in graph_paths) == 2
+    assert arm.request_counts() == {"arm": 0, "graph": 4}
+
+
+def test_scopes_and_token_sent(samples: ArmSamples) -> None:
+    cred = StaticCredential()
+    with ArmClient(
+        cred, endpoint=samples.url, graph_endpoint=samples.url, ca_bundle=samples.ca_bundle
+    ) as arm:
+        arm.list_subscriptions()
+        arm.member_groups(SP_OBJECT_ID)
+    assert ("https://management.azure.com/.default",) in cred.scopes
+    assert ("https://graph.microsoft.com/.default",) in cred.scopes
+    assert set(samples.tokens) == {TOKEN}
+
+
+def test_access_denied_is_a_project_error_without_token(arm: ArmClient) -> None:
+    with pytest.raises(ArmAccessDenied) as err:
+        arm.list_role_assignments(DENIED_SUB)
+    assert err.value.status == 403 and err.value.code == "AuthorizationFailed"
+    assert TOKEN not in str(err.value)
+    assert isinstance(err.value, UpstreamError)
+
+
+def test_untrusted_certificate_fails_cleanly(samples: ArmSamples) -> None:
+    with (
+        ArmClient(
+            StaticCredential(),
+            endpoint=samples.url,
+            graph_endpoint=samples.url,
+            ca_bundle=None,
+            timeout=5,
+            retries=0,
+        ) as arm,
+        pytest.raises(ArmUnavailable, match="listing subscriptions"),
+    ):
+        arm.list_subscriptions()
+
+
+def test_timeout_on_a_silent_server(tmp_path: Path) -> None:
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the TCP connection, never answers the TLS handshake
+    try:
+        url = f"https://127.0.0.1:{silent.getsockname()[1]}"
+        with ArmClient(StaticCredential(), endpoint=url, graph_endpoint=url, timeout=0.5, retries=0) as arm:
+            started = time.monotonic()
+            with pytest.raises(ArmUnavailable):
+                arm.list_clusters(SUB)
+            with pytest.raises(ArmUnavailable):
+                arm.member_groups(SP_OBJECT_ID)
+            assert time.monotonic() - started < 10
+    finally:
+        silent.close()
+
+
+def test_retries_are_bounded_and_counted(arm: ArmClient, samples: ArmSamples) -> None:
+    samples.fail_next = [503]
+    assert len(arm.list_subscriptions()) == 1  # one retry
+    assert arm.request_counts()["arm"] == 2
+    samples.fail_next = [503, 503, 503]
+    with pytest.raises(UpstreamError) as err:
+        arm.list_clusters(SUB)
+    assert err.value.status == 503
+
+
+def test_audit_call_budget_and_role_findings(arm: ArmClient, samples: ArmSamples) -> None:
+    """A whole role audit of one subscription: the call count is S + R(premium) + a constant."""
+    subs = arm.list_subscriptions()
+    assignments = []
+    registries = []
+    clusters = []
+    for s in subs:
+        clusters += arm.list_clusters(s.subscription_id)
+        registries += arm.list_registries(s.subscription_id)
+        assignments += arm.list_role_assignments(s.subscription_id)
+    defs = arm.definitions_for(assignments, f"/subscriptions/{subs[0].subscription_id}")
+    findings = []
+    for cluster in clusters:
+        identity = resolve_pull_identity(cluster, arm.service_principal_object_id)
+        assert identity is not None
+        groups = arm.member_groups(identity.object_id)
+        repos = {r.login_server: {"web", "team-a/api"} for r in registries}
+        findings += role_findings(cluster, identity, registries, repos, assignments, defs, groups)
+    counts = arm.request_counts()
+    # 1 subscriptions + 1 clusters + 2 registry pages + 1 replications + 2 assignment pages + 1 definitions
+    # (+1 GET for the role the 2022-04-01 sample assigns: 0b5fe924…, not in the list: 404)
+    assert counts["arm"] == 9, "\n".join(samples.paths())
+    # 1 service principal lookup + 2 identities × 2 group pages
+    assert counts["graph"] == 5
+    by = {(f.cluster.rsplit("/", 1)[-1] if f.cluster else "", f.registry, f.code) for f in findings}
+    # The samples' Graph puts both identities in both groups; one group holds Repository Reader on
+    # abacRegistry with a 'team-a/' condition. The kubelet identity also holds AcrPull at the
+    # management group (classic registries pass; ABAC mode ignores it); the service principal
+    # holds no classic role.
+    assert by == {
+        ("clustername1", "abacregistry.azurecr.io", "ROLE_CONDITION_EXCLUDES_REPOSITORY"),
+        ("clustername2", "abacregistry.azurecr.io", "ROLE_CONDITION_EXCLUDES_REPOSITORY"),
+        ("clustername2", "myregistry.azurecr.io", "ROLE_MISSING"),
+        ("clustername2", "oldregistry.azurecr.io", "ROLE_MISSING"),
+    }
+    excluded = next(f for f in findings if f.code == "ROLE_CONDITION_EXCLUDES_REPOSITORY")
+    assert excluded.evidence["repositories_excluded"] == ["web"]
