@@ -463,7 +463,6 @@ class RegistryClient:
             if session is None:
                 session = requests.Session()
                 session.trust_env = False  # no proxies or .netrc credentials from the environment
-                session.max_redirects = 0
                 adapter = PinnedAdapter(self.guard, pool_maxsize=max(self.settings.registry_concurrency, 2))
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
@@ -625,7 +624,7 @@ class RegistryClient:
             return _Base(tuple(steps), None, None, None)
         challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
         if status == 401 and challenge and challenge.scheme in ("bearer", "basic"):
-            shown = f"{challenge.scheme} realm={challenge.realm or '-'} service={challenge.service or '-'}"
+            shown = f"realm={challenge.realm or '-'} service={challenge.service or '-'} ({challenge.scheme})"
             steps.append(Step("challenge", True, _ms(start), status=401, detail=self.scrub(shown)))
             return _Base(tuple(steps), None, None, challenge)
         errors = registry_errors(response)
