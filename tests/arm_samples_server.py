@@ -298,3 +298,101 @@ class ArmSamples:
                 body["@odata.nextLink"] = f"{self.url}{req.path}?$select=id&page=1"
             return json_response(200, body)
         return json_response(404, {"error": {"code": "Request_ResourceNotFound", "message": "not found"}})
+
+
+class SyntheticEstate:
+    """An ARM + Graph stand-in for an estate of ``subs`` subscriptions, each with ``registries``
+    ACRs and ``clusters`` AKS clusters (bodies shaped like the samples), to measure how the
+    number of requests grows. Every kubelet identity holds AcrPull on the first registry only."""
+
+    def __init__(self, workdir: Path, subs: int, registries: int, clusters: int) -> None:
+        self.pki = Pki(workdir)
+        self.ca_bundle = str(self.pki.ca_bundle)
+        self.subs = [f"{n:08d}-0000-4000-8000-000000000000" for n in range(1, subs + 1)]
+        self.registries = registries
+        self.clusters = clusters
+        self.requests = 0
+        self._lock = threading.Lock()
+        self.server = Server(self.handle, cert=self.pki.issue(["localhost"]), name="arm-estate")
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def __enter__(self) -> SyntheticEstate:
+        self.server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.stop()
+
+    @staticmethod
+    def kubelet(sub: str, n: int) -> str:
+        return f"{sub[:8]}-{n:04d}-4000-8000-00000000beef"
+
+    def handle(self, req: Request) -> Response:
+        with self._lock:
+            self.requests += 1
+        low = req.path.lower()
+        if low.startswith("/v1.0/"):
+            return json_response(200, {"value": []})
+        if low == "/subscriptions":
+            return json_response(
+                200,
+                {
+                    "value": [
+                        {
+                            "id": f"/subscriptions/{s}",
+                            "subscriptionId": s,
+                            "tenantId": TENANT,
+                            "state": "Enabled",
+                        }
+                        for s in self.subs
+                    ]
+                },
+            )
+        sub = low.split("/")[2]
+        rg = f"/subscriptions/{sub}/resourceGroups/rg"
+        if low.endswith("/managedclusters"):
+            out = []
+            for n in range(self.clusters):
+                body = cluster_body()
+                body["name"] = f"aks{n}"
+                body["id"] = f"{rg}/providers/Microsoft.ContainerService/managedClusters/aks{n}"
+                body["properties"]["identityProfile"]["kubeletidentity"]["objectId"] = self.kubelet(sub, n)
+                out.append(body)
+            return json_response(200, {"value": out})
+        if low.endswith("/registries"):
+            out = []
+            for n in range(self.registries):
+                body = copy.deepcopy(sample("acr.registries.get.2025-11-01.json"))
+                body["name"] = f"acr{sub[:8]}x{n}"
+                body["id"] = f"{rg}/providers/Microsoft.ContainerRegistry/registries/{body['name']}"
+                body["properties"]["loginServer"] = f"{body['name']}.azurecr.io"
+                out.append(body)
+            return json_response(200, {"value": out})
+        if low.endswith("/roleassignments"):
+            first = f"{rg}/providers/Microsoft.ContainerRegistry/registries/acr{sub[:8]}x0"
+            return json_response(
+                200,
+                {
+                    "value": [
+                        {
+                            "id": f"{first}/providers/Microsoft.Authorization/roleAssignments/{n:08d}-0000-0000-0000-000000000000",
+                            "name": f"{n:08d}",
+                            "type": "Microsoft.Authorization/roleAssignments",
+                            "properties": {
+                                "scope": first,
+                                "principalId": self.kubelet(sub, n),
+                                "principalType": "ServicePrincipal",
+                                "roleDefinitionId": f"/subscriptions/{sub}/providers/Microsoft.Authorization/"
+                                "roleDefinitions/7f951dda-4ed3-4680-a7ca-43fe172d538d",
+                            },
+                        }
+                        for n in range(self.clusters)
+                    ]
+                },
+            )
+        if low.endswith("/roledefinitions"):
+            return json_response(200, {"value": role_definitions()})
+        return json_response(404, sample("arm.error.404-ResourceNotFound.observed.json"))

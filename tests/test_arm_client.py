@@ -20,6 +20,7 @@ from arm_samples_server import (
     TENANT,
     TOKEN,
     ArmSamples,
+    SyntheticEstate,
 )
 from azure.core.credentials import AccessToken
 
@@ -253,3 +254,37 @@ def test_audit_call_budget_and_role_findings(arm: ArmClient, samples: ArmSamples
     }
     excluded = next(f for f in findings if f.code == "ROLE_CONDITION_EXCLUDES_REPOSITORY")
     assert excluded.evidence["repositories_excluded"] == ["web"]
+
+
+@pytest.mark.parametrize(("subs", "registries", "clusters"), [(1, 1, 1), (2, 3, 4), (3, 5, 6)])
+def test_requests_grow_with_s_plus_r_plus_c(
+    tmp_path: Path, subs: int, registries: int, clusters: int
+) -> None:
+    """A full role audit (every cluster against every registry in the estate) costs
+    1 + 3·S + 1 ARM requests and one Graph request per identity — not S·R·C."""
+    with (
+        SyntheticEstate(tmp_path, subs, registries, clusters) as estate,
+        ArmClient(
+            StaticCredential(), endpoint=estate.url, graph_endpoint=estate.url, ca_bundle=estate.ca_bundle
+        ) as arm,
+    ):
+        all_clusters, all_registries, assignments = [], [], []
+        subscriptions = arm.list_subscriptions()
+        for s in subscriptions:
+            all_clusters += arm.list_clusters(s.subscription_id)
+            all_registries += arm.list_registries(s.subscription_id)
+            assignments += arm.list_role_assignments(s.subscription_id)
+        defs = arm.definitions_for(assignments, subscriptions[0].id)
+        findings = []
+        for cluster in all_clusters:
+            identity = resolve_pull_identity(cluster, arm.service_principal_object_id)
+            assert identity is not None
+            groups = arm.member_groups(identity.object_id)
+            findings += role_findings(cluster, identity, all_registries, {}, assignments, defs, groups)
+        counts = arm.request_counts()
+    assert counts == {"arm": 1 + 3 * subs + 1, "graph": subs * clusters}
+    assert estate.requests == counts["arm"] + counts["graph"]
+    # every cluster lacks a role on every registry but the first of its own subscription
+    total_registries = subs * registries
+    assert len(findings) == subs * clusters * (total_registries - 1)
+    assert all(f.code == "ROLE_MISSING" for f in findings)
