@@ -288,3 +288,190 @@ def test_requests_grow_with_s_plus_r_plus_c(
     total_registries = subs * registries
     assert len(findings) == subs * clusters * (total_registries - 1)
     assert all(f.code == "ROLE_MISSING" for f in findings)
+
+
+# --------------------------------------------------------------------------- against the sandbox
+
+SANDBOX_WORLD = """
+name: roles-against-sandbox
+subscriptions: [22222222-2222-2222-2222-222222222222, 33333333-3333-3333-3333-333333333333]
+registries:
+  contosoacr:
+    resourceGroup: rg-shared
+    repositories: {web: {"1.0": [linux/amd64]}}
+  abacacr:
+    resourceGroup: rg-shared
+    sku: Premium
+    replications: [northeurope]
+    roleAssignmentMode: AbacRepositoryPermissions
+    repositories:
+      web: {"1.0": [linux/amd64]}
+      team-a/api: {"1.0": [linux/amd64]}
+  inheritacr:
+    resourceGroup: rg-other
+    subscription: 33333333-3333-3333-3333-333333333333
+    repositories: {tools: {"1.0": [linux/amd64]}}
+clusters:
+  aks-prod:
+    resourceGroup: rg-prod
+    nodePools:
+      - {name: system, os: linux, arch: amd64}
+      - {name: armpool, os: linux, arch: arm64}
+  aks-legacy:
+    resourceGroup: rg-prod
+    identity: servicePrincipal
+groups:
+  platform-pullers: [kubelet:aks-prod]
+customRoles:
+  ImagePuller: {actions: ["Microsoft.ContainerRegistry/registries/*/read"], notActions: []}
+roleAssignments:
+  - {principal: kubelet:aks-prod, role: AcrPull, scope: registry:contosoacr}
+  - {principal: group:platform-pullers, role: "Container Registry Repository Reader",
+     scope: registry:abacacr, repositories: ["team-a/"]}
+  - {principal: sp:aks-legacy, role: ImagePuller, scope: "subscription:33333333-3333-3333-3333-333333333333"}
+"""
+
+
+@pytest.fixture
+def sandbox_azure(tmp_path: Path) -> Iterator[Any]:
+    from sandbox.arm import Arm
+    from sandbox.entra import Entra
+    from sandbox.metrics import RequestLog
+    from sandbox.pki import Pki
+    from sandbox.rbac import Rbac
+    from sandbox.world import parse
+
+    world = parse(SANDBOX_WORLD)
+    pki = Pki(tmp_path)
+    log = RequestLog()
+    entra = Entra(world, log, pki).start()
+    rbac = Rbac(world)
+    arm = Arm(world, entra, rbac, log, pki, kubeconfig_for=lambda name: f"kubeconfig-of-{name}").start()
+    try:
+        yield world, entra, arm, rbac, log, pki
+    finally:
+        arm.stop()
+        entra.stop()
+
+
+@pytest.mark.sandbox
+def test_role_audit_against_the_sandbox(sandbox_azure: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """ManagedIdentityCredential (IDENTITY_ENDPOINT, as in Azure Functions) → the sandbox's
+    Entra; the real SDK clients → its ARM + Graph. The product's verdicts must agree with the
+    sandbox's independent RBAC model for every cluster × registry × repository."""
+    from azure.identity import ManagedIdentityCredential
+
+    world, entra, sandbox_arm, rbac, log, pki = sandbox_azure
+    for key, value in entra.env_for_app().items():
+        monkeypatch.setenv(key, value)
+    credential = ManagedIdentityCredential()
+    with ArmClient(
+        credential,
+        endpoint=sandbox_arm.url,
+        graph_endpoint=sandbox_arm.graph_url,
+        ca_bundle=str(pki.ca_bundle),
+        timeout=5,
+        retries=1,
+    ) as arm:
+        subs = arm.list_subscriptions()
+        assert {s.subscription_id for s in subs} == set(world.subscriptions)
+        clusters, registries, assignments = [], [], []
+        for s in subs:
+            clusters += arm.list_clusters(s.subscription_id)
+            registries += arm.list_registries(s.subscription_id)
+            assignments += arm.list_role_assignments(s.subscription_id)
+        defs = arm.definitions_for(assignments, subs[0].id)
+        by_name = {c.name: c for c in clusters}
+        assert set(by_name) == {"aks-prod", "aks-legacy"}
+        prod = by_name["aks-prod"]
+        assert prod.kubelet_object_id == world.principal_id("kubelet:aks-prod")
+        assert [(p.name, p.arch) for p in prod.node_pools] == [("system", "amd64"), ("armpool", "arm64")]
+        regs = {r.name: r for r in registries}
+        assert regs["abacacr"].abac and not regs["contosoacr"].abac
+        assert set(regs["abacacr"].replication_locations) >= {"northeurope"}
+        repos = {r.login_server: set(world.registry(r.name).repositories) for r in registries}
+        findings = []
+        verdicts: dict[tuple[str, str, str], bool] = {}
+        for cluster in clusters:
+            identity = resolve_pull_identity(cluster, arm.service_principal_object_id)
+            assert identity is not None, cluster.name
+            groups = arm.member_groups(identity.object_id)
+            found = role_findings(cluster, identity, registries, repos, assignments, defs, groups)
+            findings += found
+            for reg in registries:
+                for repo in repos[reg.login_server]:
+                    blocked = any(
+                        f.registry == reg.login_server
+                        and (
+                            f.code != "ROLE_CONDITION_EXCLUDES_REPOSITORY"
+                            or repo in f.evidence["repositories_excluded"]
+                        )
+                        for f in found
+                    )
+                    verdicts[(cluster.name, reg.name, repo)] = not blocked
+            if cluster.name == "aks-legacy":
+                assert identity.kind == "servicePrincipal"
+                assert identity.object_id == world.principal_id("sp:aks-legacy")
+            else:
+                assert world.principal_id("group:platform-pullers") in {g.lower() for g in groups} | set(
+                    groups
+                )
+        counts = arm.request_counts()
+
+    # the sandbox's own model of Azure RBAC decides the same for every pull
+    for (cluster_name, reg_name, repo), allowed in verdicts.items():
+        principal = f"kubelet:{cluster_name}" if cluster_name == "aks-prod" else f"sp:{cluster_name}"
+        decision = rbac.decide_pull(
+            world.principal_id(principal), world.tenant, world.registry(reg_name), repo
+        )
+        assert decision.allowed == allowed, (cluster_name, reg_name, repo, decision.reason)
+
+    codes = {(f.cluster.rsplit("/", 1)[-1] if f.cluster else "", f.registry, f.code) for f in findings}
+    assert codes == {
+        ("aks-prod", "abacacr.azurecr.io", "ROLE_CONDITION_EXCLUDES_REPOSITORY"),
+        ("aks-prod", "inheritacr.azurecr.io", "ROLE_MISSING"),
+        ("aks-legacy", "contosoacr.azurecr.io", "ROLE_MISSING"),
+        ("aks-legacy", "abacacr.azurecr.io", "ROLE_NOT_HONORED_ABAC"),
+    }
+    # requests: ARM grows with subscriptions (+1 replication list per Premium registry), Graph with identities
+    premium = sum(1 for r in world.registries.values() if r.is_acr and r.sku == "Premium")  # all three here
+    assert counts["arm"] == 1 + 3 * len(world.subscriptions) + premium + 1
+    assert log.snapshot()["arm"] == counts["arm"]
+    assert log.snapshot()["graph"] == counts["graph"]
+
+
+@pytest.mark.sandbox
+def test_kubeconfig_and_denied_reads_against_the_sandbox(sandbox_azure: Any) -> None:
+    world, entra, sandbox_arm, _rbac, _log, pki = sandbox_azure
+
+    class EntraToken:
+        """A credential whose tokens the sandbox's Entra signs, for a chosen principal."""
+
+        def __init__(self, principal: str) -> None:
+            self.principal = principal
+
+        def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+            return AccessToken(entra.issue(self.principal, scopes[0]), int(time.time()) + 3600)
+
+    cluster_id = world.clusters["aks-prod"].resource_id
+    with ArmClient(
+        EntraToken("app"),
+        endpoint=sandbox_arm.url,
+        graph_endpoint=sandbox_arm.url,
+        ca_bundle=str(pki.ca_bundle),
+    ) as arm:
+        assert arm.cluster_user_kubeconfig(cluster_id)  # the stand-in's kubeconfig bytes
+        assert arm.get_cluster(cluster_id).name == "aks-prod"
+        with pytest.raises(ArmNotFound):
+            arm.get_cluster(cluster_id.replace("aks-prod", "aks-gone"))
+    # a principal without Reader: role assignments cannot be read → ArmAccessDenied (→ CHECK_INCOMPLETE)
+    with ArmClient(
+        EntraToken("kubelet:aks-legacy"),
+        endpoint=sandbox_arm.url,
+        graph_endpoint=sandbox_arm.url,
+        ca_bundle=str(pki.ca_bundle),
+        retries=0,
+    ) as arm:
+        with pytest.raises(ArmAccessDenied) as err:
+            arm.list_role_assignments(world.subscriptions[0])
+        assert err.value.code == "AuthorizationFailed"
