@@ -261,3 +261,20 @@ def test_repositories_keyed_by_registry_id_also_work() -> None:
         [],
     )
     assert codes(findings) == ["ROLE_CONDITION_EXCLUDES_REPOSITORY"]
+
+
+def test_identity_lookup_failure_is_incomplete() -> None:
+    sp = replace(CLUSTER, kubelet_object_id=None, service_principal_client_id="app-123")
+    [f] = role_findings(sp, None, [REGISTRY], {}, [], {}, [], identity_unreadable="HTTP 403 from Graph")
+    assert f.code == "CHECK_INCOMPLETE" and f.evidence == {
+        "check": "roles",
+        "reason": "the pull identity could not be looked up: HTTP 403 from Graph",
+    }
+
+
+def test_registry_in_a_subscription_whose_assignments_were_not_read() -> None:
+    elsewhere = replace(REGISTRY, subscription_id="33333333-3333-3333-3333-333333333333")
+    [f] = role_findings(CLUSTER, IDENTITY, [elsewhere], {}, [], {}, [], subscriptions_read=[SUB])
+    assert f.code == "CHECK_INCOMPLETE" and "33333333" in f.evidence["reason"]
+    [g] = role_findings(CLUSTER, IDENTITY, [REGISTRY], {}, [], {}, [], subscriptions_read=[SUB.upper()])
+    assert g.code == "ROLE_MISSING"

@@ -9,7 +9,7 @@ REGISTRY_OTHER_TENANT, CHECK_INCOMPLETE (evidence ``{"check": "roles", "reason":
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
 from shared.findings import Finding
@@ -118,6 +118,8 @@ def role_findings(
     *,
     assignments_unreadable: str | None = None,
     groups_unreadable: str | None = None,
+    identity_unreadable: str | None = None,
+    subscriptions_read: Collection[str] | None = None,
 ) -> list[Finding]:
     """Findings for one cluster against the ACRs it uses.
 
@@ -126,9 +128,22 @@ def role_findings(
     ID) -> repositories the workloads pull. ``assignments``: the per-subscription lists
     concatenated (not deduplicated). ``assignments_unreadable`` / ``groups_unreadable``: why the
     assignments / the identity's groups could not be read (e.g. a 403), which makes the check
-    incomplete rather than a pass or a miss.
+    incomplete rather than a pass or a miss; ``identity_unreadable``: why the service principal
+    lookup failed (Graph 403/5xx), giving CHECK_INCOMPLETE instead of IDENTITY_UNRESOLVED.
+    ``subscriptions_read``: the subscriptions whose assignment lists are in ``assignments``; a
+    registry in any other subscription gets CHECK_INCOMPLETE rather than a false ROLE_MISSING.
     """
     findings: list[Finding] = []
+    if identity is None and identity_unreadable:
+        reason = f"the pull identity could not be looked up: {identity_unreadable}"
+        return [
+            Finding(
+                code="CHECK_INCOMPLETE",
+                cluster=cluster.id,
+                message=f"Could not check the pull roles of {cluster.name}: {reason}.",
+                evidence={"check": CHECK, "reason": reason},
+            )
+        ]
     if identity is None:
         cid = _sp_client_id(cluster)
         reason = (
@@ -155,6 +170,13 @@ def role_findings(
         if registry.id.lower() in seen:
             continue
         seen.add(registry.id.lower())
+        unread = assignments_unreadable
+        if (
+            unread is None
+            and subscriptions_read is not None
+            and not any(same_id(registry.subscription_id, s) for s in subscriptions_read)
+        ):
+            unread = f"the role assignments of subscription {registry.subscription_id} were not read"
         findings.extend(
             _registry_findings(
                 cluster,
@@ -164,7 +186,7 @@ def role_findings(
                 assignments,
                 definitions,
                 groups,
-                assignments_unreadable,
+                unread,
                 groups_unreadable,
             )
         )
