@@ -257,6 +257,7 @@ class WebhookSink:
             "teams": f"/teams/workflows/{secrets.token_hex(16)}?sig={secrets.token_urlsafe(24)}",
         }
         self._servers: dict[str, _KindServer] = {}
+        self._ports: dict[str, int] = {}
         self._threads: list[threading.Thread] = []
         self.start()
 
@@ -276,6 +277,7 @@ class WebhookSink:
             )
             thread.start()
             self._servers[kind] = server
+            self._ports[kind] = int(server.server_address[1])
             self._threads.append(thread)
         return self
 
@@ -298,8 +300,7 @@ class WebhookSink:
 
     def url(self, kind: str) -> str:
         """The secret-looking webhook URL of ``kind`` (slack or teams)."""
-        port = self._servers[kind].server_address[1]
-        return f"http://127.0.0.1:{port}{self._paths[kind]}"
+        return f"http://127.0.0.1:{self._ports[kind]}{self._paths[kind]}"
 
     @property
     def records(self) -> list[dict[str, Any]]:

@@ -8,8 +8,9 @@ outbox and is retried by :meth:`Notifier.flush_outbox` at the start of the next 
 refusals (Slack error bodies such as ``channel_is_archived``, Teams 4xx) are reported in the
 :class:`DeliveryReport` and the log and not retried.
 
-Callers keep this order: ``compare`` → ``Notifier.deliver`` → ``StateStore.save_open``, so that a
-crash before the state is saved repeats the message rather than losing it.
+``Notifier.deliver`` writes the run's digests to the outbox, then saves each target's open findings,
+then posts: a crash before the outbox write loses nothing (the next run finds the same changes), a
+crash after it repeats at most the message in flight.
 
 Webhook URLs are secrets: logs, errors and reports name channels by setting
 (``slack:PULLWATCH_SLACK_WEBHOOK_URL``), never by URL.
@@ -133,6 +134,24 @@ def judge(kind: str, status: int, body: str, retry_after: str | None = None) -> 
     return _Answer(False, False, status, error)
 
 
+def _connection_reason(exc: BaseException) -> str:
+    """A URL-free reason for a connection failure, found in the exception's chain of causes."""
+    seen: set[int] = set()
+    todo: list[object] = [exc]
+    while todo:
+        item = todo.pop()
+        if id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ConnectionResetError):
+            return "connection reset"
+        if isinstance(item, ConnectionRefusedError):
+            return "connection refused"
+        if isinstance(item, BaseException):
+            todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
+    return "connection failed"
+
+
 class _RedactRequestPaths(logging.Filter):
     """urllib3 logs each request line at DEBUG; a webhook URL's path is its secret."""
 
@@ -194,15 +213,7 @@ class Notifier:
         except requests.Timeout:
             return _Answer(False, True, None, "timeout")
         except requests.ConnectionError as exc:  # never show str(exc): it holds the URL
-            text = repr(exc.__context__ or exc.args).lower()
-            reason = (
-                "connection reset"
-                if "reset" in text
-                else "connection refused"
-                if "refused" in text
-                else "connection failed"
-            )
-            return _Answer(False, True, None, reason)
+            return _Answer(False, True, None, _connection_reason(exc))
         except requests.RequestException as exc:
             return _Answer(False, False, None, f"request failed ({type(exc).__name__})")
         with response:
@@ -342,22 +353,35 @@ class Notifier:
         cluster_meta: Mapping[str, ClusterMeta],
         *,
         reminder: bool,
+        save_state: bool = True,
     ) -> DeliveryReport:
-        """Flush the outbox, then send one digest per channel for this run's changes."""
+        """Flush the outbox, then send one digest per channel for this run's changes.
+
+        Order (so that no message is lost and a crash repeats at most one): every digest is written
+        to the outbox, then (``save_state``) each target's open findings (``changes.open``) are saved,
+        then the digests are posted. Callers that save the state themselves pass ``save_state=False``
+        and must save it only after this returns.
+        """
         self._unavailable = set()
         report = DeliveryReport(self.flush_outbox())
         due = self.due_reminders(changes_by_target) if reminder else {}
         plan = self.plan(changes_by_target, cluster_meta, due)
-        metas = {k: v for k, v in cluster_meta.items()}
+        outgoing: list[tuple[OutboxMessage, int]] = []
         for channel in sorted(plan):
-            digest = build_digest(plan[channel], metas, reminder=reminder, tenant=self.settings.tenant_id)
+            digest = build_digest(
+                plan[channel], cluster_meta, reminder=reminder, tenant=self.settings.tenant_id
+            )
             if digest.empty:
                 continue
             payload = render(channel.kind, digest, self._secrets)
-            message = self.store.enqueue(channel.name, payload, now=self.clock())  # before sending
-            report.results.append(self._send(message, lines=digest.total))
+            outgoing.append((self.store.enqueue(channel.name, payload, now=self.clock()), digest.total))
         now = self.clock()
+        if save_state:
+            for target, changes in changes_by_target.items():
+                self.store.save_open(target, changes.open, now=now)
         for target, findings in due.items():
             if findings:
                 self.store.mark_reminded(target, findings, now=now)
+        for message, lines in outgoing:
+            report.results.append(self._send(message, lines=lines))
         return report

@@ -18,14 +18,26 @@ def finding(code: str, **kw: Any) -> Finding:
 
 
 def incomplete(check: str, registry: str | None = None, cluster: str = AKS) -> Finding:
-    return finding("CHECK_INCOMPLETE", cluster=cluster, registry=registry,
-                   evidence={"check": check, "reason": "403 reading role assignments"})
+    return finding(
+        "CHECK_INCOMPLETE",
+        cluster=cluster,
+        registry=registry,
+        evidence={"check": check, "reason": "403 reading role assignments"},
+    )
 
 
 ROLE = finding("ROLE_MISSING", registry=ACR)
-IMAGE = finding("IMAGE_NOT_FOUND", registry=ACR, image=f"{ACR}/web:9", namespace="shop", workload="Deployment/web")
-PODS = finding("PODS_IMAGE_PULL_FAILING", registry=ACR, image=f"{ACR}/web:9", namespace="shop",
-               workload="Deployment/web", cause="manifest_unknown")
+IMAGE = finding(
+    "IMAGE_NOT_FOUND", registry=ACR, image=f"{ACR}/web:9", namespace="shop", workload="Deployment/web"
+)
+PODS = finding(
+    "PODS_IMAGE_PULL_FAILING",
+    registry=ACR,
+    image=f"{ACR}/web:9",
+    namespace="shop",
+    workload="Deployment/web",
+    cause="manifest_unknown",
+)
 
 
 def keys(findings: tuple[Finding, ...] | list[Finding]) -> set[tuple[str | None, ...]]:

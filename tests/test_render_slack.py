@@ -26,10 +26,17 @@ CODE_MARK = re.compile(r"`([A-Z_]{6,})`")
 def golden_digest(*, reminder: bool) -> Digest:
     doc = json.loads((GOLDEN / "changes.json").read_text())
     changes = {
-        target: Changes(**{kind: tuple(Finding.from_dict(f) for f in parts.get(kind, []))
-                           for kind in ("new", "still_open", "resolved")})
-        for target, parts in doc["clusters"].items()}
-    meta = {t: ClusterMeta.from_id(t, tenant=doc["tenant"], tags=m.get("tags")) for t, m in doc["meta"].items()}
+        target: Changes(
+            **{
+                kind: tuple(Finding.from_dict(f) for f in parts.get(kind, []))
+                for kind in ("new", "still_open", "resolved")
+            }
+        )
+        for target, parts in doc["clusters"].items()
+    }
+    meta = {
+        t: ClusterMeta.from_id(t, tenant=doc["tenant"], tags=m.get("tags")) for t, m in doc["meta"].items()
+    }
     return build_digest(changes, meta, reminder=reminder)
 
 
@@ -38,7 +45,9 @@ def check_golden(name: str, payload: dict[str, Any]) -> None:
     text = json.dumps(payload, indent=2, ensure_ascii=False) + "\n"
     if UPDATE or not path.exists():
         path.write_text(text)
-    assert json.loads(path.read_text()) == payload, f"{name} changed: rerun with PULLWATCH_UPDATE_GOLDEN=1 and review"
+    assert json.loads(path.read_text()) == payload, (
+        f"{name} changed: rerun with PULLWATCH_UPDATE_GOLDEN=1 and review"
+    )
 
 
 def check_limits(payload: dict[str, Any]) -> None:
@@ -71,9 +80,11 @@ def test_digest_content() -> None:
     texts = "\n".join(b["text"]["text"] for b in payload["blocks"] if b["type"] == "section")
     assert payload["blocks"][0]["type"] == "header"
     assert "*New*" in texts and "*Resolved*" in texts and "*Still open*" not in texts
-    portal = ("https://portal.azure.com/#@11111111-1111-1111-1111-111111111111/resource/subscriptions/"
-              "22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod/providers/"
-              "Microsoft.ContainerService/managedClusters/aks-prod")
+    portal = (
+        "https://portal.azure.com/#@11111111-1111-1111-1111-111111111111/resource/subscriptions/"
+        "22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod/providers/"
+        "Microsoft.ContainerService/managedClusters/aks-prod"
+    )
     assert f"<{portal}|aks-prod>" in texts
     assert "subscription `22222222-2222-2222-2222-222222222222`" in texts
     assert ":red_circle: *Pull identity has no pull role*" in texts
@@ -97,14 +108,24 @@ def test_reminder_shows_still_open() -> None:
 def big_audit(n: int = 300) -> list[Finding]:
     out = []
     for i in range(n):
-        cluster = (f"/subscriptions/s{i % 3}/resourceGroups/rg/providers/Microsoft.ContainerService/"
-                   f"managedClusters/aks-{i % 3}")
-        out.append(Finding(code="PODS_IMAGE_PULL_FAILING", cluster=cluster, registry="contosoacr.azurecr.io",
-                           image=f"contosoacr.azurecr.io/svc{i}:1.0", namespace=f"ns{i % 17}",
-                           workload=f"Deployment/svc-{i}", cause="manifest_unknown",
-                           message=f"Pods of svc-{i} cannot pull: " + "manifest unknown; " * 30,
-                           remediation=f"az acr import --name contosoacr --source docker.io/library/svc{i}:1.0 "
-                                       + "--force " * 60))
+        cluster = (
+            f"/subscriptions/s{i % 3}/resourceGroups/rg/providers/Microsoft.ContainerService/"
+            f"managedClusters/aks-{i % 3}"
+        )
+        out.append(
+            Finding(
+                code="PODS_IMAGE_PULL_FAILING",
+                cluster=cluster,
+                registry="contosoacr.azurecr.io",
+                image=f"contosoacr.azurecr.io/svc{i}:1.0",
+                namespace=f"ns{i % 17}",
+                workload=f"Deployment/svc-{i}",
+                cause="manifest_unknown",
+                message=f"Pods of svc-{i} cannot pull: " + "manifest unknown; " * 30,
+                remediation=f"az acr import --name contosoacr --source docker.io/library/svc{i}:1.0 "
+                + "--force " * 60,
+            )
+        )
     return out
 
 
@@ -130,12 +151,17 @@ def test_small_digest_has_no_overflow_note() -> None:
 def test_secrets_are_scrubbed() -> None:
     canary = "canary-value-7781"
     jwt = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJrdWJlbGV0In0.c2lnbmF0dXJlc2lnbmF0dXJl"
-    finding = Finding(code="REGISTRY_AUTH_REJECTED", cluster="/subscriptions/s/resourceGroups/r/providers/x/y/aks",
-                      registry="contosoacr.azurecr.io",
-                      message=(f"token {jwt} refused; posted to https://hooks.slack.com/services/T1/B2/zzzzsecret "
-                               f"and https://prod-1.logic.azure.com/workflows/1/invoke?sig=abc; xoxb-1234-5678-abcdef; "
-                               f"value {canary}"),
-                      remediation="docker login --password=hunter2hunter2 contosoacr.azurecr.io")
+    finding = Finding(
+        code="REGISTRY_AUTH_REJECTED",
+        cluster="/subscriptions/s/resourceGroups/r/providers/x/y/aks",
+        registry="contosoacr.azurecr.io",
+        message=(
+            f"token {jwt} refused; posted to https://hooks.slack.com/services/T1/B2/zzzzsecret "
+            f"and https://prod-1.logic.azure.com/workflows/1/invoke?sig=abc; xoxb-1234-5678-abcdef; "
+            f"value {canary}"
+        ),
+        remediation="docker login --password=hunter2hunter2 contosoacr.azurecr.io",
+    )
     digest = build_digest({finding.cluster or "": Changes(new=(finding,))})
     payload = slack_payload(digest, secrets=(canary,))
     text = json.dumps(payload)

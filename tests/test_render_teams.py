@@ -84,8 +84,10 @@ def test_digest_content() -> None:
     body = texts(payload)
     assert body.splitlines()[0].startswith("pullwatch: image pulls — 4 new, 1 resolved")
     assert "New" in body.splitlines() and "Resolved" in body.splitlines() and "Still open" not in body
-    assert ("[aks-prod](https://portal.azure.com/#@11111111-1111-1111-1111-111111111111/resource/subscriptions/"
-            "22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod/providers/") in body
+    assert (
+        "[aks-prod](https://portal.azure.com/#@11111111-1111-1111-1111-111111111111/resource/subscriptions/"
+        "22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod/providers/"
+    ) in body
     assert "subscription 22222222-2222-2222-2222-222222222222" in body
     assert "**ERROR** · **Pull identity has no pull role** (ROLE\\_MISSING)" in body
     assert "Cause auth\\_unauthorized" in body
@@ -119,10 +121,15 @@ def test_multibyte_text_is_measured_in_utf8_bytes() -> None:
 
 
 def test_secrets_are_scrubbed() -> None:
-    finding = Finding(code="PULL_SECRET_REJECTED", cluster="/subscriptions/s/resourceGroups/r/providers/x/y/aks",
-                      registry="registry.example.com", namespace="shop", workload="Deployment/web",
-                      message="see https://prod-1.westeurope.logic.azure.com/workflows/9/invoke?sig=SIGSECRET",
-                      remediation="kubectl create secret docker-registry regcred --docker-password=pw123456789")
+    finding = Finding(
+        code="PULL_SECRET_REJECTED",
+        cluster="/subscriptions/s/resourceGroups/r/providers/x/y/aks",
+        registry="registry.example.com",
+        namespace="shop",
+        workload="Deployment/web",
+        message="see https://prod-1.westeurope.logic.azure.com/workflows/9/invoke?sig=SIGSECRET",
+        remediation="kubectl create secret docker-registry regcred --docker-password=pw123456789",
+    )
     payload = teams_payload(build_digest({"x": Changes(new=(finding,))}), secrets=("pw123456789",))
     text = json.dumps(payload)
     assert "SIGSECRET" not in text and "pw123456789" not in text and "logic.azure.com" not in text

@@ -14,10 +14,20 @@ from sandbox.sink import WebhookSink
 pytestmark = pytest.mark.sandbox
 
 SLACK_OK = {"text": "hello", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]}
-CARD = {"type": "message", "attachments": [{"contentType": "application/vnd.microsoft.card.adaptive",
-                                            "contentUrl": None,
-                                            "content": {"type": "AdaptiveCard", "version": "1.4",
-                                                        "body": [{"type": "TextBlock", "text": "hi"}]}}]}
+CARD = {
+    "type": "message",
+    "attachments": [
+        {
+            "contentType": "application/vnd.microsoft.card.adaptive",
+            "contentUrl": None,
+            "content": {
+                "type": "AdaptiveCard",
+                "version": "1.4",
+                "body": [{"type": "TextBlock", "text": "hi"}],
+            },
+        }
+    ],
+}
 
 
 @pytest.fixture
@@ -55,21 +65,41 @@ def test_scripted_answers_in_order_then_success(sink: WebhookSink) -> None:
     accepted = post(sink.url("teams"), CARD)
     assert (accepted.status_code, accepted.text) == (202, "")
     assert [(r["sink"], r["status"]) for r in sink.records] == [
-        ("slack", 429), ("slack", 410), ("slack", 500), ("slack", 200), ("teams", 503), ("teams", 202)]
+        ("slack", 429),
+        ("slack", 410),
+        ("slack", 500),
+        ("slack", 200),
+        ("teams", 503),
+        ("teams", 202),
+    ]
     assert sink.records[-1]["payload"] == CARD
 
 
-@pytest.mark.parametrize(("payload", "error"), [
-    ({"blocks": SLACK_OK["blocks"]}, "no_text"),
-    ({"text": ""}, "no_text"),
-    ({"text": "x", "blocks": [{"type": "divider"}] * 51}, "invalid_blocks"),
-    ({"text": "x", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "a" * 3001}}]}, "invalid_blocks"),
-    ({"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]}, "invalid_blocks"),
-    ({"text": "x", "blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "h"}}]}, "invalid_blocks"),
-    ({"text": "x", "blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}]},
-     "invalid_blocks"),
-    (b"{not json", "invalid_payload"),
-])
+@pytest.mark.parametrize(
+    ("payload", "error"),
+    [
+        ({"blocks": SLACK_OK["blocks"]}, "no_text"),
+        ({"text": ""}, "no_text"),
+        ({"text": "x", "blocks": [{"type": "divider"}] * 51}, "invalid_blocks"),
+        (
+            {"text": "x", "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "a" * 3001}}]},
+            "invalid_blocks",
+        ),
+        (
+            {"text": "x", "blocks": [{"type": "header", "text": {"type": "plain_text", "text": "h" * 151}}]},
+            "invalid_blocks",
+        ),
+        (
+            {"text": "x", "blocks": [{"type": "header", "text": {"type": "mrkdwn", "text": "h"}}]},
+            "invalid_blocks",
+        ),
+        (
+            {"text": "x", "blocks": [{"type": "section", "fields": [{"type": "mrkdwn", "text": "f"}] * 11}]},
+            "invalid_blocks",
+        ),
+        (b"{not json", "invalid_payload"),
+    ],
+)
 def test_slack_rejects_what_slack_rejects(payload: Any, error: str) -> None:
     with WebhookSink() as sink:
         answer = post(sink.url("slack"), payload)
@@ -77,17 +107,47 @@ def test_slack_rejects_what_slack_rejects(payload: Any, error: str) -> None:
         assert post(sink.url("slack"), {"text": "x", "blocks": [{"type": "divider"}] * 50}).text == "ok"
 
 
-@pytest.mark.parametrize("change", [
-    lambda p: {**p, "type": "card"},
-    lambda p: {**p, "attachments": []},
-    lambda p: {**p, "attachments": [{**p["attachments"][0], "contentType": "application/vnd.microsoft.card.hero"}]},
-    lambda p: {**p, "attachments": [{**p["attachments"][0], "content": {**p["attachments"][0]["content"],
-                                                                        "version": "1.6"}}]},
-    lambda p: {**p, "attachments": [{**p["attachments"][0], "content": {
-        **p["attachments"][0]["content"], "actions": [{"type": "Action.Submit", "title": "go"}]}}]},
-    lambda p: {**p, "attachments": [{**p["attachments"][0], "content": {
-        **p["attachments"][0]["content"], "body": [{"type": "TextBlock", "text": "x" * 29_000}]}}]},
-])
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda p: {**p, "type": "card"},
+        lambda p: {**p, "attachments": []},
+        lambda p: {
+            **p,
+            "attachments": [{**p["attachments"][0], "contentType": "application/vnd.microsoft.card.hero"}],
+        },
+        lambda p: {
+            **p,
+            "attachments": [
+                {**p["attachments"][0], "content": {**p["attachments"][0]["content"], "version": "1.6"}}
+            ],
+        },
+        lambda p: {
+            **p,
+            "attachments": [
+                {
+                    **p["attachments"][0],
+                    "content": {
+                        **p["attachments"][0]["content"],
+                        "actions": [{"type": "Action.Submit", "title": "go"}],
+                    },
+                }
+            ],
+        },
+        lambda p: {
+            **p,
+            "attachments": [
+                {
+                    **p["attachments"][0],
+                    "content": {
+                        **p["attachments"][0]["content"],
+                        "body": [{"type": "TextBlock", "text": "x" * 29_000}],
+                    },
+                }
+            ],
+        },
+    ],
+)
 def test_teams_rejects_what_a_workflow_rejects(change: Any) -> None:
     with WebhookSink() as sink:
         assert post(sink.url("teams"), change(CARD)).status_code == 400

@@ -18,13 +18,20 @@ from shared.state import StateStore, safe_key, target_partition
 pytestmark = pytest.mark.sandbox
 
 AKS = "/subscriptions/s1/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
-DEV = "/subscriptions/s1/resourceGroups/rg(dev)#1/providers/Microsoft.ContainerService/managedClusters/aks-dev?"
+DEV = (
+    "/subscriptions/s1/resourceGroups/rg(dev)#1/providers/Microsoft.ContainerService/managedClusters/aks-dev?"
+)
 T0 = datetime(2026, 11, 26, 2, 0, tzinfo=UTC)
 
 
 def finding(code: str = "ROLE_MISSING", cluster: str = AKS, **kw: Any) -> Finding:
-    return Finding(code=code, cluster=cluster, message=kw.pop("message", f"{code} on {cluster}"),
-                   registry=kw.pop("registry", "contosoacr.azurecr.io"), **kw)
+    return Finding(
+        code=code,
+        cluster=cluster,
+        message=kw.pop("message", f"{code} on {cluster}"),
+        registry=kw.pop("registry", "contosoacr.azurecr.io"),
+        **kw,
+    )
 
 
 @pytest.fixture
@@ -39,8 +46,9 @@ def test_safe_keys() -> None:
 
 def test_open_findings_round_trip_per_target(store: StateStore) -> None:
     role = finding(evidence={"principal_id": "p", "assignments_checked": 3}, remediation="az role ...")
-    image = finding("IMAGE_NOT_FOUND", image="contosoacr.azurecr.io/web:9", namespace="shop",
-                    workload="Deployment/web")
+    image = finding(
+        "IMAGE_NOT_FOUND", image="contosoacr.azurecr.io/web:9", namespace="shop", workload="Deployment/web"
+    )
     other = finding(cluster=DEV)
     store.save_open(AKS, [role, image], now=T0)
     store.save_open(DEV, [other], now=T0)
@@ -74,13 +82,20 @@ def test_reminders_are_due_every_n_hours(store: StateStore) -> None:
     later = now + timedelta(hours=23)
     assert [f.code for f in store.due_reminders(AKS, [old, recent], 24, now=later)] == ["IMAGE_NOT_FOUND"]
     assert {f.code for f in store.due_reminders(AKS, [old, recent], 24, now=later + timedelta(hours=2))} == {
-        "ROLE_MISSING", "IMAGE_NOT_FOUND"}
+        "ROLE_MISSING",
+        "IMAGE_NOT_FOUND",
+    }
 
 
 def test_outbox_keeps_order_and_large_payloads(store: StateStore) -> None:
-    payload = {"text": "é" * 70_000, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}]}
+    payload = {
+        "text": "é" * 70_000,
+        "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "hi"}}],
+    }
     first = store.enqueue("slack:PULLWATCH_SLACK_WEBHOOK_URL", payload, now=T0)
-    second = store.enqueue("teams:PULLWATCH_TEAMS_WEBHOOK_URL", {"type": "message"}, now=T0 + timedelta(seconds=1))
+    second = store.enqueue(
+        "teams:PULLWATCH_TEAMS_WEBHOOK_URL", {"type": "message"}, now=T0 + timedelta(seconds=1)
+    )
     queued = store.outbox()
     assert [m.message_id for m in queued] == [first.message_id, second.message_id]
     assert queued[0].payload == payload and queued[0].kind == "slack"
@@ -92,7 +107,9 @@ def test_outbox_keeps_order_and_large_payloads(store: StateStore) -> None:
     assert store.outbox() == []
     records = store.sent_messages()
     assert [(r["channel"], r["status"], r["http_status"]) for r in records] == [
-        ("slack:PULLWATCH_SLACK_WEBHOOK_URL", "sent", 200), ("teams:PULLWATCH_TEAMS_WEBHOOK_URL", "failed", 410)]
+        ("slack:PULLWATCH_SLACK_WEBHOOK_URL", "sent", 200),
+        ("teams:PULLWATCH_TEAMS_WEBHOOK_URL", "failed", 410),
+    ]
     assert records[0]["attempts"] == 2 and records[1]["error"] == "channel_is_archived"
 
 
@@ -106,7 +123,9 @@ def test_seen_event_records_and_tests(store: StateStore) -> None:
 
 def test_from_settings_uses_the_connection_string(azurite: Any) -> None:
     table = f"t{uuid.uuid4().hex[:20]}"
-    settings = Settings.from_env({"AzureWebJobsStorage": azurite.connection_string, "PULLWATCH_STATE_TABLE": table})
+    settings = Settings.from_env(
+        {"AzureWebJobsStorage": azurite.connection_string, "PULLWATCH_STATE_TABLE": table}
+    )
     store = StateStore.from_settings(settings)
     store.save_open(AKS, [finding()])
     direct = StateStore(TableClient.from_connection_string(azurite.connection_string, table_name=table))
@@ -119,8 +138,12 @@ class _NoToken:
 
 
 def test_from_settings_is_identity_based_with_an_account_name() -> None:
-    settings = Settings.from_env({"AzureWebJobsStorage__accountName": "pullwatchst",
-                                  "AzureWebJobsStorage": "UseDevelopmentStorage=true"})
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage__accountName": "pullwatchst",
+            "AzureWebJobsStorage": "UseDevelopmentStorage=true",
+        }
+    )
     store = StateStore.from_settings(settings, credential=_NoToken())
     assert store._table.url.startswith("https://pullwatchst.table.core.windows.net")
     with pytest.raises(ValueError, match="credential"):
@@ -130,10 +153,13 @@ def test_from_settings_is_identity_based_with_an_account_name() -> None:
 def test_unconfigured_or_unreachable_storage_is_a_clear_error() -> None:
     with pytest.raises(UpstreamError, match="AzureWebJobsStorage"):
         StateStore.from_settings(Settings.from_env({}))
-    dead = ("DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
-            "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;")
-    store = StateStore(TableClient.from_connection_string(dead, table_name="x", retry_total=0,
-                                                          connection_timeout=2))
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"
+        "TableEndpoint=http://127.0.0.1:9/devstoreaccount1;"
+    )
+    store = StateStore(
+        TableClient.from_connection_string(dead, table_name="x", retry_total=0, connection_timeout=2)
+    )
     with pytest.raises(UpstreamError, match="state storage") as caught:
         store.open_findings(AKS)
     assert "a2V5" not in str(caught.value)
