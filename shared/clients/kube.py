@@ -162,6 +162,7 @@ class KubeClient:
                 cfg.api_key["BearerToken"] = bearer_token()
 
             config.api_key_prefix["BearerToken"] = "Bearer"
+            config.api_key["BearerToken"] = ""  # present, so the client asks the hook on each request
             config.refresh_api_key_hook = refresh  # type: ignore[assignment]
         elif user.get("token"):
             config.api_key["BearerToken"] = str(user["token"])
