@@ -40,13 +40,18 @@ GRAPH_PAGE_SIZE = 5
 CREATED = "2026-01-15T09:30:00.0000000Z"
 APP_RESOURCE_GROUP = "rg-pullwatch"
 
-_AUTHZ = re.compile(r"^(?P<scope>.*?)/providers/microsoft\.authorization/(?P<kind>roleassignments|roledefinitions)"
-                    r"(?:/(?P<name>[^/]+))?/?$", re.IGNORECASE)
+_AUTHZ = re.compile(
+    r"^(?P<scope>.*?)/providers/microsoft\.authorization/(?P<kind>roleassignments|roledefinitions)"
+    r"(?:/(?P<name>[^/]+))?/?$",
+    re.IGNORECASE,
+)
 _FILTER_ASSIGNED = re.compile(r"^assignedTo\('([^']+)'\)$", re.IGNORECASE)
 _FILTER_PRINCIPAL = re.compile(r"^principalId\s+eq\s+'([^']+)'$", re.IGNORECASE)
 _FILTER_ATSCOPE = re.compile(r"^atScope\(\)$", re.IGNORECASE)
 _GRAPH_SP_BY_APPID = re.compile(r"^/v1\.0/servicePrincipals\(appId='([^']+)'\)$", re.IGNORECASE)
-_GRAPH_MEMBER_OF = re.compile(r"^/v1\.0/servicePrincipals/([^/]+)/(transitiveMemberOf|memberOf)$", re.IGNORECASE)
+_GRAPH_MEMBER_OF = re.compile(
+    r"^/v1\.0/servicePrincipals/([^/]+)/(transitiveMemberOf|memberOf)$", re.IGNORECASE
+)
 _GRAPH_SP = re.compile(r"^/v1\.0/servicePrincipals/([^/(]+)$", re.IGNORECASE)
 
 
@@ -80,8 +85,16 @@ def _short_hash(text: str) -> str:
 
 
 class Arm:
-    def __init__(self, world: World, entra: Entra, rbac: Rbac, log: RequestLog, pki: Pki, *,
-                 kubeconfig_for: Callable[[str], str]) -> None:
+    def __init__(
+        self,
+        world: World,
+        entra: Entra,
+        rbac: Rbac,
+        log: RequestLog,
+        pki: Pki,
+        *,
+        kubeconfig_for: Callable[[str], str],
+    ) -> None:
         self.world = world
         self.entra = entra
         self.rbac = rbac
@@ -133,25 +146,38 @@ class Arm:
         out = []
         for ip in cluster_egress_ips(self.world, cluster):
             name = _stable("pip", cluster.name, ip)
-            out.append((f"/subscriptions/{cluster.subscription}/resourceGroups/{self.node_resource_group(cluster)}"
-                        f"/providers/Microsoft.Network/publicIPAddresses/{name}", ip))
+            out.append(
+                (
+                    f"/subscriptions/{cluster.subscription}/resourceGroups/{self.node_resource_group(cluster)}"
+                    f"/providers/Microsoft.Network/publicIPAddresses/{name}",
+                    ip,
+                )
+            )
         return out
 
     def vnet_id(self, vnet: str) -> str:
         for cluster in self.world.clusters.values():
             if cluster.vnet == vnet:
-                return (f"/subscriptions/{cluster.subscription}/resourceGroups/{cluster.resource_group}"
-                        f"/providers/Microsoft.Network/virtualNetworks/{vnet}")
-        return (f"/subscriptions/{self.world.subscriptions[0]}/resourceGroups/rg-network"
-                f"/providers/Microsoft.Network/virtualNetworks/{vnet}")
+                return (
+                    f"/subscriptions/{cluster.subscription}/resourceGroups/{cluster.resource_group}"
+                    f"/providers/Microsoft.Network/virtualNetworks/{vnet}"
+                )
+        return (
+            f"/subscriptions/{self.world.subscriptions[0]}/resourceGroups/rg-network"
+            f"/providers/Microsoft.Network/virtualNetworks/{vnet}"
+        )
 
     def private_endpoint_id(self, reg: Registry, vnet: str) -> str:
-        return (f"/subscriptions/{reg.subscription}/resourceGroups/{reg.resource_group}"
-                f"/providers/Microsoft.Network/privateEndpoints/pe-{reg.name.lower()}-{vnet}")
+        return (
+            f"/subscriptions/{reg.subscription}/resourceGroups/{reg.resource_group}"
+            f"/providers/Microsoft.Network/privateEndpoints/pe-{reg.name.lower()}-{vnet}"
+        )
 
     def kubelet_identity_resource_id(self, cluster: Cluster) -> str:
-        return (f"/subscriptions/{cluster.subscription}/resourcegroups/{self.node_resource_group(cluster)}"
-                f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster.name}-agentpool")
+        return (
+            f"/subscriptions/{cluster.subscription}/resourcegroups/{self.node_resource_group(cluster)}"
+            f"/providers/Microsoft.ManagedIdentity/userAssignedIdentities/{cluster.name}-agentpool"
+        )
 
     # --- resource bodies ----------------------------------------------------------------------
 
@@ -162,39 +188,68 @@ class Arm:
         for i, pool in enumerate(c.node_pools):
             windows = pool.os == "windows"
             body: dict[str, Any] = {
-                "name": pool.name, "count": pool.count,
+                "name": pool.name,
+                "count": pool.count,
                 "vmSize": "Standard_D4ps_v5" if pool.arch == "arm64" else "Standard_D4s_v5",
-                "osDiskSizeGB": 128, "osDiskType": "Managed", "kubeletDiskType": "OS", "maxPods": 110,
-                "type": "VirtualMachineScaleSets", "enableAutoScaling": False, "provisioningState": "Succeeded",
-                "powerState": {"code": "Running"}, "orchestratorVersion": c.kubernetes_version,
-                "currentOrchestratorVersion": c.kubernetes_version, "enableNodePublicIP": False,
+                "osDiskSizeGB": 128,
+                "osDiskType": "Managed",
+                "kubeletDiskType": "OS",
+                "maxPods": 110,
+                "type": "VirtualMachineScaleSets",
+                "enableAutoScaling": False,
+                "provisioningState": "Succeeded",
+                "powerState": {"code": "Running"},
+                "orchestratorVersion": c.kubernetes_version,
+                "currentOrchestratorVersion": c.kubernetes_version,
+                "enableNodePublicIP": False,
                 "mode": "System" if i == 0 else "User",
                 "osType": "Windows" if windows else "Linux",
                 "osSKU": "Windows2022" if windows else "Ubuntu",
-                "nodeImageVersion": ("AKSWindows-2022-containerd-20348.3932.250705" if windows else
-                                     ("AKSUbuntu-2204gen2arm64containerd-202507.21.0" if pool.arch == "arm64"
-                                      else "AKSUbuntu-2204gen2containerd-202507.21.0")),
-                "upgradeSettings": {"maxSurge": "10%"}, "enableFIPS": False,
+                "nodeImageVersion": (
+                    "AKSWindows-2022-containerd-20348.3932.250705"
+                    if windows
+                    else (
+                        "AKSUbuntu-2204gen2arm64containerd-202507.21.0"
+                        if pool.arch == "arm64"
+                        else "AKSUbuntu-2204gen2containerd-202507.21.0"
+                    )
+                ),
+                "upgradeSettings": {"maxSurge": "10%"},
+                "enableFIPS": False,
             }
             if c.vnet:
                 body["vnetSubnetID"] = f"{self.vnet_id(c.vnet)}/subnets/snet-{c.name}-nodes"
             pools.append(body)
         props: dict[str, Any] = {
-            "provisioningState": "Succeeded", "powerState": {"code": "Running"},
-            "kubernetesVersion": c.kubernetes_version, "currentKubernetesVersion": c.kubernetes_version,
-            "dnsPrefix": dns_prefix, "fqdn": fqdn, "azurePortalFQDN": fqdn.replace(".hcp.", ".portal.hcp."),
+            "provisioningState": "Succeeded",
+            "powerState": {"code": "Running"},
+            "kubernetesVersion": c.kubernetes_version,
+            "currentKubernetesVersion": c.kubernetes_version,
+            "dnsPrefix": dns_prefix,
+            "fqdn": fqdn,
+            "azurePortalFQDN": fqdn.replace(".hcp.", ".portal.hcp."),
             "agentPoolProfiles": pools,
-            "nodeResourceGroup": self.node_resource_group(c), "enableRBAC": True,
+            "nodeResourceGroup": self.node_resource_group(c),
+            "enableRBAC": True,
             "supportPlan": "KubernetesOfficial",
             "networkProfile": {
-                "networkPlugin": "azure", "networkPluginMode": "overlay", "networkPolicy": "none",
-                "podCidr": "10.244.0.0/16", "serviceCidr": "10.0.0.0/16", "dnsServiceIP": "10.0.0.10",
-                "outboundType": "loadBalancer", "loadBalancerSku": "standard",
+                "networkPlugin": "azure",
+                "networkPluginMode": "overlay",
+                "networkPolicy": "none",
+                "podCidr": "10.244.0.0/16",
+                "serviceCidr": "10.0.0.0/16",
+                "dnsServiceIP": "10.0.0.10",
+                "outboundType": "loadBalancer",
+                "loadBalancerSku": "standard",
                 "loadBalancerProfile": {
                     "managedOutboundIPs": {"count": len(cluster_egress_ips(self.world, c))},
                     "effectiveOutboundIPs": [{"id": pid} for pid, _ in self.public_ip_ids(c)],
-                    "backendPoolType": "nodeIPConfiguration"},
-                "podCidrs": ["10.244.0.0/16"], "serviceCidrs": ["10.0.0.0/16"], "ipFamilies": ["IPv4"]},
+                    "backendPoolType": "nodeIPConfiguration",
+                },
+                "podCidrs": ["10.244.0.0/16"],
+                "serviceCidrs": ["10.0.0.0/16"],
+                "ipFamilies": ["IPv4"],
+            },
             "maxAgentPools": 100,
             "apiServerAccessProfile": {"enablePrivateCluster": c.private},
             "disableLocalAccounts": False,
@@ -204,51 +259,80 @@ class Arm:
             props["apiServerAccessProfile"]["privateDNSZone"] = "system"
             props["privateFQDN"] = f"{dns_prefix}-{_short_hash(c.name)}.privatelink.{c.location}.azmk8s.io"
         body2: dict[str, Any] = {
-            "id": c.resource_id, "location": c.location, "name": c.name, "tags": dict(c.tags),
-            "type": "Microsoft.ContainerService/ManagedClusters", "sku": {"name": "Base", "tier": "Free"},
+            "id": c.resource_id,
+            "location": c.location,
+            "name": c.name,
+            "tags": dict(c.tags),
+            "type": "Microsoft.ContainerService/ManagedClusters",
+            "sku": {"name": "Base", "tier": "Free"},
         }
         if c.identity == "managed":
-            body2["identity"] = {"type": "SystemAssigned", "principalId": _stable("controlplane", c.name),
-                                 "tenantId": self.world.tenant}
+            body2["identity"] = {
+                "type": "SystemAssigned",
+                "principalId": _stable("controlplane", c.name),
+                "tenantId": self.world.tenant,
+            }
             props["servicePrincipalProfile"] = {"clientId": "msi"}
-            props["identityProfile"] = {"kubeletidentity": {
-                "resourceId": self.kubelet_identity_resource_id(c),
-                "clientId": self.entra.client_id(f"kubelet:{c.name}"),
-                "objectId": self.world.principal_id(f"kubelet:{c.name}")}}
+            props["identityProfile"] = {
+                "kubeletidentity": {
+                    "resourceId": self.kubelet_identity_resource_id(c),
+                    "clientId": self.entra.client_id(f"kubelet:{c.name}"),
+                    "objectId": self.world.principal_id(f"kubelet:{c.name}"),
+                }
+            }
         else:
             props["servicePrincipalProfile"] = {"clientId": self.entra.client_id(f"sp:{c.name}")}
         if c.aad:
-            props["aadProfile"] = {"managed": True, "enableAzureRBAC": False, "adminGroupObjectIDs": [],
-                                   "tenantID": self.world.tenant}
+            props["aadProfile"] = {
+                "managed": True,
+                "enableAzureRBAC": False,
+                "adminGroupObjectIDs": [],
+                "tenantID": self.world.tenant,
+            }
         body2["properties"] = props
         return body2
 
     def registry_body(self, r: Registry) -> dict[str, Any]:
         return {
-            "id": r.resource_id, "name": r.name, "type": "Microsoft.ContainerRegistry/registries",
-            "location": r.location, "tags": {},
+            "id": r.resource_id,
+            "name": r.name,
+            "type": "Microsoft.ContainerRegistry/registries",
+            "location": r.location,
+            "tags": {},
             "systemData": {"createdBy": "sandbox", "createdByType": "User", "createdAt": CREATED[:-9] + "Z"},
             "sku": {"name": r.sku, "tier": r.sku},
             "properties": {
-                "loginServer": r.host, "creationDate": CREATED[:-9] + "Z", "provisioningState": "Succeeded",
+                "loginServer": r.host,
+                "creationDate": CREATED[:-9] + "Z",
+                "provisioningState": "Succeeded",
                 "adminUserEnabled": False,
-                "networkRuleSet": {"defaultAction": r.default_action,
-                                   "ipRules": [{"action": "Allow", "value": v} for v in r.ip_rules]},
+                "networkRuleSet": {
+                    "defaultAction": r.default_action,
+                    "ipRules": [{"action": "Allow", "value": v} for v in r.ip_rules],
+                },
                 "policies": {
                     "quarantinePolicy": {"status": "disabled"},
                     "trustPolicy": {"type": "Notary", "status": "disabled"},
-                    "retentionPolicy": {"days": 7, "lastUpdatedTime": "2026-01-15T09:40:12.8506835+00:00",
-                                        "status": "disabled"},
+                    "retentionPolicy": {
+                        "days": 7,
+                        "lastUpdatedTime": "2026-01-15T09:40:12.8506835+00:00",
+                        "status": "disabled",
+                    },
                     "exportPolicy": {"status": "enabled"},
                     "azureADAuthenticationAsArmPolicy": {
-                        "status": "enabled" if r.authentication_as_arm else "disabled"},
+                        "status": "enabled" if r.authentication_as_arm else "disabled"
+                    },
                 },
-                "encryption": {"status": "disabled"}, "status": None,
-                "dataEndpointEnabled": False, "dataEndpointHostNames": [],
+                "encryption": {"status": "disabled"},
+                "status": None,
+                "dataEndpointEnabled": False,
+                "dataEndpointHostNames": [],
                 "privateEndpointConnections": self.private_endpoint_connections(r),
                 "publicNetworkAccess": r.public_network_access,
-                "networkRuleBypassOptions": "AzureServices", "networkRuleBypassAllowedForTasks": False,
-                "zoneRedundancy": "Disabled", "anonymousPullEnabled": r.anonymous_pull_enabled,
+                "networkRuleBypassOptions": "AzureServices",
+                "networkRuleBypassAllowedForTasks": False,
+                "zoneRedundancy": "Disabled",
+                "anonymousPullEnabled": r.anonymous_pull_enabled,
                 "roleAssignmentMode": r.role_assignment_mode,
             },
         }
@@ -257,53 +341,97 @@ class Arm:
         out = []
         for vnet in r.private_endpoints:
             name = f"pe-{r.name.lower()}-{vnet}.{_stable('pec', r.name, vnet)}"
-            out.append({"id": f"{r.resource_id}/privateEndpointConnections/{name}", "name": name,
-                        "type": "Microsoft.ContainerRegistry/registries/privateEndpointConnections",
-                        "properties": {"provisioningState": "Succeeded",
-                                       "privateEndpoint": {"id": self.private_endpoint_id(r, vnet)},
-                                       "privateLinkServiceConnectionState": {
-                                           "status": "Approved", "description": "Auto-Approved",
-                                           "actionsRequired": "None"}}})
+            out.append(
+                {
+                    "id": f"{r.resource_id}/privateEndpointConnections/{name}",
+                    "name": name,
+                    "type": "Microsoft.ContainerRegistry/registries/privateEndpointConnections",
+                    "properties": {
+                        "provisioningState": "Succeeded",
+                        "privateEndpoint": {"id": self.private_endpoint_id(r, vnet)},
+                        "privateLinkServiceConnectionState": {
+                            "status": "Approved",
+                            "description": "Auto-Approved",
+                            "actionsRequired": "None",
+                        },
+                    },
+                }
+            )
         return out
 
     def replications(self, r: Registry) -> list[dict[str, Any]]:
         regions = [r.location, *[x for x in r.replications if x != r.location]] if r.replications else []
-        return [{"id": f"{r.resource_id}/replications/{region}", "name": region,
-                 "type": "Microsoft.ContainerRegistry/registries/replications", "location": region, "tags": {},
-                 "properties": {"provisioningState": "Succeeded",
-                                "status": {"displayStatus": "Ready", "timestamp": "2026-01-15T09:35:00Z"},
-                                "regionEndpointEnabled": True, "zoneRedundancy": "Disabled"}}
-                for region in regions]
+        return [
+            {
+                "id": f"{r.resource_id}/replications/{region}",
+                "name": region,
+                "type": "Microsoft.ContainerRegistry/registries/replications",
+                "location": region,
+                "tags": {},
+                "properties": {
+                    "provisioningState": "Succeeded",
+                    "status": {"displayStatus": "Ready", "timestamp": "2026-01-15T09:35:00Z"},
+                    "regionEndpointEnabled": True,
+                    "zoneRedundancy": "Disabled",
+                },
+            }
+            for region in regions
+        ]
 
     def role_definition_body(self, role: RoleDefinition, prefix: str) -> dict[str, Any]:
-        scopes = list(role.assignable_scopes) if role.builtin else [f"/subscriptions/{s}"
-                                                                     for s in self.world.subscriptions]
-        return {"properties": {
-                    "roleName": role.name, "type": "BuiltInRole" if role.builtin else "CustomRole",
-                    "description": role.description, "assignableScopes": scopes,
-                    "permissions": [{"actions": list(role.actions), "notActions": list(role.not_actions),
-                                     "dataActions": list(role.data_actions),
-                                     "notDataActions": list(role.not_data_actions)}],
-                    "createdOn": "2018-02-01T10:20:00.0000000Z", "updatedOn": "2025-06-30T12:00:00.0000000Z",
-                    "createdBy": None, "updatedBy": None},
-                "id": f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{role.guid}",
-                "type": "Microsoft.Authorization/roleDefinitions", "name": role.guid}
+        scopes = (
+            list(role.assignable_scopes)
+            if role.builtin
+            else [f"/subscriptions/{s}" for s in self.world.subscriptions]
+        )
+        return {
+            "properties": {
+                "roleName": role.name,
+                "type": "BuiltInRole" if role.builtin else "CustomRole",
+                "description": role.description,
+                "assignableScopes": scopes,
+                "permissions": [
+                    {
+                        "actions": list(role.actions),
+                        "notActions": list(role.not_actions),
+                        "dataActions": list(role.data_actions),
+                        "notDataActions": list(role.not_data_actions),
+                    }
+                ],
+                "createdOn": "2018-02-01T10:20:00.0000000Z",
+                "updatedOn": "2025-06-30T12:00:00.0000000Z",
+                "createdBy": None,
+                "updatedBy": None,
+            },
+            "id": f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{role.guid}",
+            "type": "Microsoft.Authorization/roleDefinitions",
+            "name": role.guid,
+        }
 
     def assignment_body(self, sa: ScopedAssignment, prefix: str) -> dict[str, Any]:
         a = sa.assignment
         name = self.assignment_name(sa)
         principal_type = "Group" if a.principal.startswith("group:") else "ServicePrincipal"
         condition = abac_condition(a.repositories) if a.repositories else None
-        return {"properties": {
-                    "roleDefinitionId": f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{sa.role.guid}",
-                    "principalId": self.world.principal_id(a.principal), "principalType": principal_type,
-                    "scope": sa.scope, "condition": condition, "conditionVersion": "2.0" if condition else None,
-                    "createdOn": CREATED, "updatedOn": CREATED,
-                    "createdBy": _stable("creator"),
-                    "updatedBy": _stable("creator"), "delegatedManagedIdentityResourceId": None,
-                    "description": None},
-                "id": f"{sa.scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
-                "type": "Microsoft.Authorization/roleAssignments", "name": name}
+        return {
+            "properties": {
+                "roleDefinitionId": f"{prefix}/providers/Microsoft.Authorization/roleDefinitions/{sa.role.guid}",
+                "principalId": self.world.principal_id(a.principal),
+                "principalType": principal_type,
+                "scope": sa.scope,
+                "condition": condition,
+                "conditionVersion": "2.0" if condition else None,
+                "createdOn": CREATED,
+                "updatedOn": CREATED,
+                "createdBy": _stable("creator"),
+                "updatedBy": _stable("creator"),
+                "delegatedManagedIdentityResourceId": None,
+                "description": None,
+            },
+            "id": f"{sa.scope}/providers/Microsoft.Authorization/roleAssignments/{name}",
+            "type": "Microsoft.Authorization/roleAssignments",
+            "name": name,
+        }
 
     # --- HTTP plumbing ------------------------------------------------------------------------
 
@@ -317,56 +445,80 @@ class Arm:
         try:
             status, body = self._arm(req, path)
         except ArmError as err:
-            return json_response(err.status, {"error": {"code": err.code, "message": err.message}},
-                                 {**headers, **err.headers})
+            return json_response(
+                err.status, {"error": {"code": err.code, "message": err.message}}, {**headers, **err.headers}
+            )
         return json_response(status, body, headers)
 
     def _caller(self, req: Request, audiences: tuple[str, ...]) -> Caller:
         auth = req.header("Authorization") or ""
         if not auth:
-            raise ArmError(401, "AuthenticationFailed", "Authentication failed. The 'Authorization' header is missing.",
-                           self._challenge())
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is missing.",
+                self._challenge(),
+            )
         scheme, _, token = auth.partition(" ")
         if scheme.lower() != "bearer" or not token:
-            raise ArmError(401, "AuthenticationFailed",
-                           "Authentication failed. The 'Authorization' header is provided in an invalid format.",
-                           self._challenge())
+            raise ArmError(
+                401,
+                "AuthenticationFailed",
+                "Authentication failed. The 'Authorization' header is provided in an invalid format.",
+                self._challenge(),
+            )
         try:
             claims = self.entra.verify(token.strip())
         except EntraTokenError as exc:
             if "Expired" in str(exc):
                 now = datetime.now(UTC).strftime("%m/%d/%Y %H:%M:%S")
-                raise ArmError(401, "ExpiredAuthenticationToken",
-                               f"The access token expiry UTC time is earlier than current UTC time '{now}'.",
-                               self._challenge()) from None
-            raise ArmError(401, "InvalidAuthenticationToken", "The access token is invalid.",
-                           self._challenge()) from None
+                raise ArmError(
+                    401,
+                    "ExpiredAuthenticationToken",
+                    f"The access token expiry UTC time is earlier than current UTC time '{now}'.",
+                    self._challenge(),
+                ) from None
+            raise ArmError(
+                401, "InvalidAuthenticationToken", "The access token is invalid.", self._challenge()
+            ) from None
         aud = str(claims.get("aud", "")).rstrip("/")
         if aud not in audiences:
-            raise ArmError(401, "InvalidAuthenticationTokenAudience",
-                           f"The access token has been obtained for wrong audience or resource '{aud}'. It should "
-                           "exactly match with one of the allowed audiences 'https://management.core.windows.net/',"
-                           "'https://management.core.windows.net','https://management.azure.com/',"
-                           "'https://management.azure.com'.", self._challenge())
+            raise ArmError(
+                401,
+                "InvalidAuthenticationTokenAudience",
+                f"The access token has been obtained for wrong audience or resource '{aud}'. It should "
+                "exactly match with one of the allowed audiences 'https://management.core.windows.net/',"
+                "'https://management.core.windows.net','https://management.azure.com/',"
+                "'https://management.azure.com'.",
+                self._challenge(),
+            )
         if str(claims.get("tid", "")).lower() != self.world.tenant.lower():
-            raise ArmError(401, "InvalidAuthenticationTokenTenant",
-                           f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
-                           f"tenant 'https://sts.windows.net/{self.world.tenant}/' associated with this "
-                           "subscription. Please use the authority (URL) "
-                           f"'https://login.windows.net/{self.world.tenant}' to get the token.",
-                           self._challenge())
+            raise ArmError(
+                401,
+                "InvalidAuthenticationTokenTenant",
+                f"The access token is from the wrong issuer '{claims.get('iss')}'. It must match the "
+                f"tenant 'https://sts.windows.net/{self.world.tenant}/' associated with this "
+                "subscription. Please use the authority (URL) "
+                f"'https://login.windows.net/{self.world.tenant}' to get the token.",
+                self._challenge(),
+            )
         return Caller(object_id=str(claims["oid"]), tenant=str(claims["tid"]))
 
     def _challenge(self) -> dict[str, str]:
-        return {"WWW-Authenticate": f'Bearer authorization_uri="https://login.windows.net/{self.world.tenant}", '
-                                    'error="invalid_token", error_description="The authentication failed."'}
+        return {
+            "WWW-Authenticate": f'Bearer authorization_uri="https://login.windows.net/{self.world.tenant}", '
+            'error="invalid_token", error_description="The authentication failed."'
+        }
 
     def _authorize(self, caller: Caller, action: str, scope: str) -> None:
         if not self.rbac.can(caller.object_id, action, scope):
-            raise ArmError(403, "AuthorizationFailed",
-                           f"The client '{caller.object_id}' with object id '{caller.object_id}' does not have "
-                           f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
-                           "invalid. If access was recently granted, please refresh your credentials.")
+            raise ArmError(
+                403,
+                "AuthorizationFailed",
+                f"The client '{caller.object_id}' with object id '{caller.object_id}' does not have "
+                f"authorization to perform action '{action}' over scope '{scope}' or the scope is "
+                "invalid. If access was recently granted, please refresh your credentials.",
+            )
 
     def _subscription(self, sub: str) -> str:
         for s in self.world.subscriptions:
@@ -375,8 +527,11 @@ class Arm:
         raise ArmError(404, "SubscriptionNotFound", f"The subscription '{sub}' could not be found.")
 
     def _resource_groups(self, sub: str) -> set[str]:
-        groups = {r.resource_group.lower() for r in self.world.registries.values()
-                  if r.is_acr and r.subscription.lower() == sub.lower()}
+        groups = {
+            r.resource_group.lower()
+            for r in self.world.registries.values()
+            if r.is_acr and r.subscription.lower() == sub.lower()
+        }
         for c in self.world.clusters.values():
             if c.subscription.lower() == sub.lower():
                 groups |= {c.resource_group.lower(), self.node_resource_group(c).lower()}
@@ -392,16 +547,19 @@ class Arm:
 
     @staticmethod
     def _not_found(type_name: str, name: str, rg: str) -> ArmError:
-        return ArmError(404, "ResourceNotFound",
-                        f"The Resource '{type_name}/{name}' under resource group '{rg}' was not found. For more "
-                        "details please go to https://aka.ms/ARMResourceNotFoundFix")
+        return ArmError(
+            404,
+            "ResourceNotFound",
+            f"The Resource '{type_name}/{name}' under resource group '{rg}' was not found. For more "
+            "details please go to https://aka.ms/ARMResourceNotFoundFix",
+        )
 
     def _page(self, req: Request, items: list[dict[str, Any]]) -> dict[str, Any]:
         try:
             start = int(req.arg("$skiptoken") or 0)
         except ValueError:
             raise ArmError(400, "InvalidSkipToken", "The skip token is not valid.") from None
-        page = items[start:start + PAGE_SIZE]
+        page = items[start : start + PAGE_SIZE]
         body: dict[str, Any] = {"value": page}
         if start + PAGE_SIZE < len(items):
             query = {k: v[0] for k, v in req.query.items() if k != "$skiptoken"}
@@ -414,8 +572,11 @@ class Arm:
 
     def _arm(self, req: Request, path: str) -> tuple[int, Any]:
         if not req.arg("api-version"):
-            raise ArmError(400, "MissingApiVersionParameter",
-                           "The api-version query parameter (?api-version=) is required for all requests.")
+            raise ArmError(
+                400,
+                "MissingApiVersionParameter",
+                "The api-version query parameter (?api-version=) is required for all requests.",
+            )
         caller = self._caller(req, ARM_AUDIENCES)
         path = path.rstrip("/") or "/"
         m = _AUTHZ.match(path)
@@ -445,8 +606,13 @@ class Arm:
             if len(seg) == 4:
                 self._authorize(caller, "Microsoft.Resources/subscriptions/resourceGroups/read", rg_id)
                 self._check_group(sub, rg)
-                return 200, {"id": rg_id, "name": rg, "type": "Microsoft.Resources/resourceGroups",
-                             "location": "westeurope", "properties": {"provisioningState": "Succeeded"}}
+                return 200, {
+                    "id": rg_id,
+                    "name": rg,
+                    "type": "Microsoft.Resources/resourceGroups",
+                    "location": "westeurope",
+                    "properties": {"provisioningState": "Succeeded"},
+                }
             if len(seg) == 7 and low[4] == "providers":
                 return self._list_resources(req, caller, sub, rg, f"{seg[5]}/{seg[6]}")
             if len(seg) >= 8 and low[4] == "providers":
@@ -454,30 +620,54 @@ class Arm:
         raise ArmError(404, "InvalidResourceType", f"The resource path '{path}' is not supported.")
 
     def _subscription_body(self, sub: str) -> dict[str, Any]:
-        return {"id": f"/subscriptions/{sub}", "authorizationSource": "RoleBased", "managedByTenants": [],
-                "subscriptionId": sub, "tenantId": self.world.tenant, "displayName": f"sandbox-{sub[:8]}",
-                "state": "Enabled", "subscriptionPolicies": {"locationPlacementId": "Public_2014-09-01",
-                                                             "quotaId": "PayAsYouGo_2014-09-01",
-                                                             "spendingLimit": "Off"}}
+        return {
+            "id": f"/subscriptions/{sub}",
+            "authorizationSource": "RoleBased",
+            "managedByTenants": [],
+            "subscriptionId": sub,
+            "tenantId": self.world.tenant,
+            "displayName": f"sandbox-{sub[:8]}",
+            "state": "Enabled",
+            "subscriptionPolicies": {
+                "locationPlacementId": "Public_2014-09-01",
+                "quotaId": "PayAsYouGo_2014-09-01",
+                "spendingLimit": "Off",
+            },
+        }
 
     def _list_subscriptions(self, caller: Caller) -> dict[str, Any]:
         principal = self.rbac.principal_of(caller.object_id)
         held = self.rbac.assignments_of(principal) if principal else []
-        subs = [s for s in self.world.subscriptions
-                if any(self.rbac.covers(sa.scope, f"/subscriptions/{s}") for sa in held)]
-        return {"value": [self._subscription_body(s) for s in subs],
-                "count": {"type": "Total", "value": len(subs)}}
+        subs = [
+            s
+            for s in self.world.subscriptions
+            if any(self.rbac.covers(sa.scope, f"/subscriptions/{s}") for sa in held)
+        ]
+        return {
+            "value": [self._subscription_body(s) for s in subs],
+            "count": {"type": "Total", "value": len(subs)},
+        }
 
     def _clusters(self, sub: str, rg: str | None) -> list[Cluster]:
-        return [c for c in self.world.clusters.values() if c.subscription.lower() == sub.lower()
-                and (rg is None or c.resource_group.lower() == rg.lower())]
+        return [
+            c
+            for c in self.world.clusters.values()
+            if c.subscription.lower() == sub.lower()
+            and (rg is None or c.resource_group.lower() == rg.lower())
+        ]
 
     def _registries(self, sub: str, rg: str | None) -> list[Registry]:
-        return [r for r in self.world.registries.values() if r.is_acr and r.subscription.lower() == sub.lower()
-                and (rg is None or r.resource_group.lower() == rg.lower())]
+        return [
+            r
+            for r in self.world.registries.values()
+            if r.is_acr
+            and r.subscription.lower() == sub.lower()
+            and (rg is None or r.resource_group.lower() == rg.lower())
+        ]
 
-    def _list_resources(self, req: Request, caller: Caller, sub: str, rg: str | None,
-                        rtype: str) -> tuple[int, Any]:
+    def _list_resources(
+        self, req: Request, caller: Caller, sub: str, rg: str | None, rtype: str
+    ) -> tuple[int, Any]:
         scope = f"/subscriptions/{sub}" + (f"/resourceGroups/{rg}" if rg else "")
         kind = rtype.lower()
         if kind == "microsoft.containerservice/managedclusters":
@@ -492,8 +682,17 @@ class Arm:
             return 200, self._page(req, [self.registry_body(r) for r in self._registries(sub, rg)])
         raise ArmError(400, "InvalidResourceType", f"The resource type '{rtype}' is not supported here.")
 
-    def _resource(self, req: Request, caller: Caller, sub: str, rg: str, namespace: str, rtype: str,
-                  name: str, rest: list[str]) -> tuple[int, Any]:
+    def _resource(
+        self,
+        req: Request,
+        caller: Caller,
+        sub: str,
+        rg: str,
+        namespace: str,
+        rtype: str,
+        name: str,
+        rest: list[str],
+    ) -> tuple[int, Any]:
         kind = f"{namespace}/{rtype}".lower()
         rid = f"/subscriptions/{sub}/resourceGroups/{rg}/providers/{namespace}/{rtype}/{name}"
         child = [s.lower() for s in rest]
@@ -501,15 +700,19 @@ class Arm:
             if child == ["listclusterusercredential"]:
                 if req.method != "POST":
                     raise ArmError(405, "MethodNotAllowed", "listClusterUserCredential is a POST action.")
-                self._authorize(caller, "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action",
-                                rid)
+                self._authorize(
+                    caller, "Microsoft.ContainerService/managedClusters/listClusterUserCredential/action", rid
+                )
                 cluster = self._find_cluster(sub, rg, name)
                 kubeconfig = self.kubeconfig_for(cluster.name)
                 value = base64.b64encode(kubeconfig.encode()).decode()
                 return 200, {"kubeconfigs": [{"name": "clusterUser", "value": value}]}
             if child:
-                raise ArmError(404, "InvalidResourceType", f"The resource path '{rid}/{'/'.join(rest)}' is not "
-                                                           "supported.")
+                raise ArmError(
+                    404,
+                    "InvalidResourceType",
+                    f"The resource path '{rid}/{'/'.join(rest)}' is not supported.",
+                )
             self._authorize(caller, "Microsoft.ContainerService/managedClusters/read", rid)
             return 200, self.cluster_body(self._find_cluster(sub, rg, name))
         if kind == "microsoft.containerregistry/registries":
@@ -520,15 +723,20 @@ class Arm:
                 self._authorize(caller, "Microsoft.ContainerRegistry/registries/replications/read", rid)
                 return 200, self._page(req, self.replications(self._find_registry(sub, rg, name)))
             if child[0] == "privateendpointconnections" and len(child) <= 2:
-                self._authorize(caller, "Microsoft.ContainerRegistry/registries/privateEndpointConnections/read", rid)
+                self._authorize(
+                    caller, "Microsoft.ContainerRegistry/registries/privateEndpointConnections/read", rid
+                )
                 conns = self.private_endpoint_connections(self._find_registry(sub, rg, name))
                 if len(child) == 1:
                     return 200, self._page(req, conns)
                 for conn in conns:
                     if conn["name"].lower() == child[1]:
                         return 200, conn
-                raise self._not_found("Microsoft.ContainerRegistry/registries/privateEndpointConnections",
-                                      f"{name}/{rest[1]}", rg)
+                raise self._not_found(
+                    "Microsoft.ContainerRegistry/registries/privateEndpointConnections",
+                    f"{name}/{rest[1]}",
+                    rg,
+                )
             raise ArmError(404, "InvalidResourceType", "The resource path is not supported.")
         if kind == "microsoft.network/publicipaddresses" and not child:
             self._authorize(caller, "Microsoft.Network/publicIPAddresses/read", rid)
@@ -536,14 +744,23 @@ class Arm:
             for c in self._clusters(sub, None):
                 for pid, ip in self.public_ip_ids(c):
                     if pid.lower() == rid.lower():
-                        return 200, {"name": pid.rsplit("/", 1)[1], "id": pid, "location": c.location,
-                                     "type": "Microsoft.Network/publicIPAddresses",
-                                     "tags": {"aks-managed-type": "aks-slb-managed-outbound-ip"},
-                                     "sku": {"name": "Standard", "tier": "Regional"}, "zones": ["1", "2", "3"],
-                                     "properties": {"provisioningState": "Succeeded", "ipAddress": ip,
-                                                    "publicIPAddressVersion": "IPv4",
-                                                    "publicIPAllocationMethod": "Static",
-                                                    "idleTimeoutInMinutes": 4, "ipTags": []}}
+                        return 200, {
+                            "name": pid.rsplit("/", 1)[1],
+                            "id": pid,
+                            "location": c.location,
+                            "type": "Microsoft.Network/publicIPAddresses",
+                            "tags": {"aks-managed-type": "aks-slb-managed-outbound-ip"},
+                            "sku": {"name": "Standard", "tier": "Regional"},
+                            "zones": ["1", "2", "3"],
+                            "properties": {
+                                "provisioningState": "Succeeded",
+                                "ipAddress": ip,
+                                "publicIPAddressVersion": "IPv4",
+                                "publicIPAllocationMethod": "Static",
+                                "idleTimeoutInMinutes": 4,
+                                "ipTags": [],
+                            },
+                        }
             raise self._not_found("Microsoft.Network/publicIPAddresses", name, rg)
         if kind == "microsoft.network/privateendpoints" and not child:
             self._authorize(caller, "Microsoft.Network/privateEndpoints/read", rid)
@@ -554,30 +771,54 @@ class Arm:
                     if reg.is_acr and pe_id.lower() == rid.lower():
                         return 200, self._private_endpoint_body(reg, vnet, pe_id, i)
             raise self._not_found("Microsoft.Network/privateEndpoints", name, rg)
-        raise ArmError(400, "InvalidResourceType",
-                       f"The resource type '{namespace}/{rtype}' could not be found in the namespace "
-                       f"'{namespace}' for api version '{req.arg('api-version')}'.")
+        raise ArmError(
+            400,
+            "InvalidResourceType",
+            f"The resource type '{namespace}/{rtype}' could not be found in the namespace "
+            f"'{namespace}' for api version '{req.arg('api-version')}'.",
+        )
 
     def _private_endpoint_body(self, reg: Registry, vnet: str, pe_id: str, index: int) -> dict[str, Any]:
         subnet = f"{self.vnet_id(vnet)}/subnets/snet-private-endpoints"
         ip = f"10.{200 + index % 50}.0.{4 + index}"
-        return {"name": pe_id.rsplit("/", 1)[1], "id": pe_id, "type": "Microsoft.Network/privateEndpoints",
-                "location": reg.location, "tags": {},
-                "properties": {
-                    "provisioningState": "Succeeded", "subnet": {"id": subnet},
-                    "privateLinkServiceConnections": [{
-                        "name": pe_id.rsplit("/", 1)[1], "id": f"{pe_id}/privateLinkServiceConnections/registry",
-                        "properties": {"provisioningState": "Succeeded", "privateLinkServiceId": reg.resource_id,
-                                       "groupIds": ["registry"],
-                                       "privateLinkServiceConnectionState": {
-                                           "status": "Approved", "description": "Auto-Approved",
-                                           "actionsRequired": "None"}}}],
-                    "manualPrivateLinkServiceConnections": [],
-                    "customDnsConfigs": [
-                        {"fqdn": reg.host, "ipAddresses": [ip]},
-                        {"fqdn": f"{reg.name.lower()}.{reg.location}.data.azurecr.io", "ipAddresses": [ip]}],
-                    "networkInterfaces": [{"id": f"{pe_id.rsplit('/providers/', 1)[0]}/providers/"
-                                                 f"Microsoft.Network/networkInterfaces/{pe_id.rsplit('/', 1)[1]}.nic"}]}}
+        return {
+            "name": pe_id.rsplit("/", 1)[1],
+            "id": pe_id,
+            "type": "Microsoft.Network/privateEndpoints",
+            "location": reg.location,
+            "tags": {},
+            "properties": {
+                "provisioningState": "Succeeded",
+                "subnet": {"id": subnet},
+                "privateLinkServiceConnections": [
+                    {
+                        "name": pe_id.rsplit("/", 1)[1],
+                        "id": f"{pe_id}/privateLinkServiceConnections/registry",
+                        "properties": {
+                            "provisioningState": "Succeeded",
+                            "privateLinkServiceId": reg.resource_id,
+                            "groupIds": ["registry"],
+                            "privateLinkServiceConnectionState": {
+                                "status": "Approved",
+                                "description": "Auto-Approved",
+                                "actionsRequired": "None",
+                            },
+                        },
+                    }
+                ],
+                "manualPrivateLinkServiceConnections": [],
+                "customDnsConfigs": [
+                    {"fqdn": reg.host, "ipAddresses": [ip]},
+                    {"fqdn": f"{reg.name.lower()}.{reg.location}.data.azurecr.io", "ipAddresses": [ip]},
+                ],
+                "networkInterfaces": [
+                    {
+                        "id": f"{pe_id.rsplit('/providers/', 1)[0]}/providers/"
+                        f"Microsoft.Network/networkInterfaces/{pe_id.rsplit('/', 1)[1]}.nic"
+                    }
+                ],
+            },
+        }
 
     def _find_cluster(self, sub: str, rg: str, name: str) -> Cluster:
         self._check_group(sub, rg)
@@ -608,7 +849,9 @@ class Arm:
         low = scope.lower()
         if low.startswith(MANAGEMENT_GROUP_PREFIX.lower()):
             return scope
-        m = re.match(r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+)(/providers/.+)?)?$", scope, re.IGNORECASE)
+        m = re.match(
+            r"^/subscriptions/([^/]+)(?:/resourceGroups/([^/]+)(/providers/.+)?)?$", scope, re.IGNORECASE
+        )
         if not m:
             raise ArmError(400, "InvalidScope", f"The scope '{scope}' is not valid.")
         self._subscription(m.group(1))
@@ -636,14 +879,20 @@ class Arm:
             elif m := _FILTER_PRINCIPAL.match(clause):
                 principal = m.group(1).lower()
             else:
-                raise ArmError(400, "UnsupportedQuery", f"The filter '{text}' is not supported. Supported filters "
-                                                        "are either 'atScope()' or 'principalId eq {value} or "
-                                                        "assignedTo('{value}')'.")
+                raise ArmError(
+                    400,
+                    "UnsupportedQuery",
+                    f"The filter '{text}' is not supported. Supported filters "
+                    "are either 'atScope()' or 'principalId eq {value} or "
+                    "assignedTo('{value}')'.",
+                )
         if assigned and principal:
             raise ArmError(400, "UnsupportedQuery", f"The filter '{text}' is not supported.")
         return at_scope, assigned, principal
 
-    def _role_assignments(self, req: Request, caller: Caller, raw_scope: str, name: str | None) -> tuple[int, Any]:
+    def _role_assignments(
+        self, req: Request, caller: Caller, raw_scope: str, name: str | None
+    ) -> tuple[int, Any]:
         scope = self._check_scope(raw_scope)
         if not scope:
             raise ArmError(400, "InvalidScope", "A role assignment scope is required.")
@@ -674,7 +923,9 @@ class Arm:
             out.append(self.assignment_body(sa, prefix or self._scope_prefix(sa.scope)))
         return 200, self._page(req, out)
 
-    def _role_definitions(self, req: Request, caller: Caller, raw_scope: str, guid: str | None) -> tuple[int, Any]:
+    def _role_definitions(
+        self, req: Request, caller: Caller, raw_scope: str, guid: str | None
+    ) -> tuple[int, Any]:
         scope = self._check_scope(raw_scope)
         if scope:
             self._authorize(caller, "Microsoft.Authorization/roleDefinitions/read", scope)
@@ -686,8 +937,11 @@ class Arm:
                     if not role.builtin and not prefix:
                         break
                     return 200, self.role_definition_body(role, prefix)
-            raise ArmError(404, "RoleDefinitionDoesNotExist", f"The specified role definition with ID '{guid}' "
-                                                               "does not exist.")
+            raise ArmError(
+                404,
+                "RoleDefinitionDoesNotExist",
+                f"The specified role definition with ID '{guid}' does not exist.",
+            )
         text = (req.arg("$filter") or "").strip()
         if text:
             m = re.fullmatch(r"(type|roleName)\s+eq\s+'([^']*)'", text, re.IGNORECASE)
@@ -703,57 +957,107 @@ class Arm:
     # --- Microsoft Graph ----------------------------------------------------------------------
 
     def _graph_error(self, status: int, code: str, message: str) -> Response:
-        return json_response(status, {"error": {"code": code, "message": message, "innerError": {
-            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"), "request-id": str(uuid.uuid4()),
-            "client-request-id": str(uuid.uuid4())}}})
+        return json_response(
+            status,
+            {
+                "error": {
+                    "code": code,
+                    "message": message,
+                    "innerError": {
+                        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S"),
+                        "request-id": str(uuid.uuid4()),
+                        "client-request-id": str(uuid.uuid4()),
+                    },
+                }
+            },
+        )
 
     def _graph(self, req: Request, path: str) -> Response:
         try:
             caller = self._caller(req, GRAPH_AUDIENCES)
         except ArmError as err:
             code = "InvalidAuthenticationToken"
-            message = "Access token is empty." if "missing" in err.message else "Access token validation failure."
+            message = (
+                "Access token is empty." if "missing" in err.message else "Access token validation failure."
+            )
             return self._graph_error(401, code, message)
         del caller  # application permissions (Application.Read.All) are assumed granted to the app
         if req.method != "GET":
-            return self._graph_error(405, "Request_BadRequest", "Specified HTTP method is not allowed for the "
-                                                                "request target.")
+            return self._graph_error(
+                405, "Request_BadRequest", "Specified HTTP method is not allowed for the request target."
+            )
         if m := _GRAPH_SP_BY_APPID.match(path):
             principal = self.entra.principal_of_client(m.group(1))
             if principal is None:
-                return self._graph_error(404, "Request_ResourceNotFound",
-                                         f"Resource 'servicePrincipals(appId='{m.group(1)}')' does not exist or one "
-                                         "of its queried reference-property objects are not present.")
-            return json_response(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
-                                                         "#servicePrincipals/$entity",
-                                       **self._sp_body(principal)})
+                return self._graph_error(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource 'servicePrincipals(appId='{m.group(1)}')' does not exist or one "
+                    "of its queried reference-property objects are not present.",
+                )
+            return json_response(
+                200,
+                {
+                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
+                    **self._sp_body(principal),
+                },
+            )
         if m := _GRAPH_MEMBER_OF.match(path):
             principal = self.entra.principal_of(m.group(1))
             if principal is None or principal.startswith("group:"):
-                return self._graph_error(404, "Request_ResourceNotFound",
-                                         f"Resource '{m.group(1)}' does not exist or one of its queried "
-                                         "reference-property objects are not present.")
-            groups = (self.rbac.groups_of(principal) if m.group(2).lower() == "transitivememberof"
-                      else [f"group:{g}" for g, members in self.world.groups.items() if principal in members])
-            items = [{"@odata.type": "#microsoft.graph.group", "id": self.world.principal_id(g),
-                      "displayName": g.split(":", 1)[1], "securityEnabled": True, "mailEnabled": False,
-                      "groupTypes": [], "description": None} for g in groups]
+                return self._graph_error(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{m.group(1)}' does not exist or one of its queried "
+                    "reference-property objects are not present.",
+                )
+            groups = (
+                self.rbac.groups_of(principal)
+                if m.group(2).lower() == "transitivememberof"
+                else [f"group:{g}" for g, members in self.world.groups.items() if principal in members]
+            )
+            items = [
+                {
+                    "@odata.type": "#microsoft.graph.group",
+                    "id": self.world.principal_id(g),
+                    "displayName": g.split(":", 1)[1],
+                    "securityEnabled": True,
+                    "mailEnabled": False,
+                    "groupTypes": [],
+                    "description": None,
+                }
+                for g in groups
+            ]
             return json_response(200, self._graph_page(req, path, items))
         if m := _GRAPH_SP.match(path):
             principal = self.entra.principal_of(m.group(1))
             if principal is None or principal.startswith("group:"):
-                return self._graph_error(404, "Request_ResourceNotFound",
-                                         f"Resource '{m.group(1)}' does not exist or one of its queried "
-                                         "reference-property objects are not present.")
-            return json_response(200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata"
-                                                         "#servicePrincipals/$entity", **self._sp_body(principal)})
-        return self._graph_error(400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'.")
+                return self._graph_error(
+                    404,
+                    "Request_ResourceNotFound",
+                    f"Resource '{m.group(1)}' does not exist or one of its queried "
+                    "reference-property objects are not present.",
+                )
+            return json_response(
+                200,
+                {
+                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
+                    **self._sp_body(principal),
+                },
+            )
+        return self._graph_error(
+            400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'."
+        )
 
     def _sp_body(self, principal: str) -> dict[str, Any]:
-        return {"id": self.world.principal_id(principal), "appId": self.entra.client_id(principal),
-                "displayName": self.entra.display_name(principal), "accountEnabled": True,
-                "servicePrincipalType": "Application" if principal.startswith("sp:") else "ManagedIdentity",
-                "appOwnerOrganizationId": self.world.tenant if principal.startswith("sp:") else None}
+        return {
+            "id": self.world.principal_id(principal),
+            "appId": self.entra.client_id(principal),
+            "displayName": self.entra.display_name(principal),
+            "accountEnabled": True,
+            "servicePrincipalType": "Application" if principal.startswith("sp:") else "ManagedIdentity",
+            "appOwnerOrganizationId": self.world.tenant if principal.startswith("sp:") else None,
+        }
 
     def _graph_page(self, req: Request, path: str, items: list[dict[str, Any]]) -> dict[str, Any]:
         try:
@@ -761,12 +1065,13 @@ class Arm:
             start = int(req.arg("$skiptoken") or 0)
         except ValueError:
             top, start = GRAPH_PAGE_SIZE, 0
-        body: dict[str, Any] = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
-                                "value": items[start:start + top]}
+        body: dict[str, Any] = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#directoryObjects",
+            "value": items[start : start + top],
+        }
         if start + top < len(items):
             query = {k: v[0] for k, v in req.query.items() if k != "$skiptoken"}
             query["$skiptoken"] = str(start + top)
             host = req.header("Host") or self.url.split("://", 1)[1]
             body["@odata.nextLink"] = f"https://{host}{req.path}?{urlencode(query, quote_via=quote)}"
         return body
-

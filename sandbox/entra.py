@@ -115,18 +115,30 @@ class Entra:
         tid = tenant or self.world.tenant
         now = int(time.time())
         claims: dict[str, Any] = {
-            "aud": normalize_audience(audience), "iss": f"https://sts.windows.net/{tid}/", "tid": tid,
-            "oid": self.object_id(principal), "sub": self.object_id(principal),
-            "appid": self.client_id(principal), "idtyp": "app", "ver": "1.0",
-            "iat": now, "nbf": now - 5, "exp": now + lifetime, "uti": uuid.uuid4().hex,
+            "aud": normalize_audience(audience),
+            "iss": f"https://sts.windows.net/{tid}/",
+            "tid": tid,
+            "oid": self.object_id(principal),
+            "sub": self.object_id(principal),
+            "appid": self.client_id(principal),
+            "idtyp": "app",
+            "ver": "1.0",
+            "iat": now,
+            "nbf": now - 5,
+            "exp": now + lifetime,
+            "uti": uuid.uuid4().hex,
         }
         return jwt.encode(claims, self._key, algorithm="RS256", headers={"kid": self.kid, "x5t": self.kid})
 
     def verify(self, token: str) -> dict[str, Any]:
         try:
             claims: dict[str, Any] = jwt.decode(
-                token, self._key.public_key(), algorithms=["RS256"],
-                options={"verify_aud": False, "require": ["exp", "iat", "oid", "tid", "aud"]}, leeway=5)
+                token,
+                self._key.public_key(),
+                algorithms=["RS256"],
+                options={"verify_aud": False, "require": ["exp", "iat", "oid", "tid", "aud"]},
+                leeway=5,
+            )
         except jwt.PyJWTError as exc:
             raise EntraTokenError(f"invalid token: {exc.__class__.__name__}") from None
         if claims.get("iss") != f"https://sts.windows.net/{claims.get('tid')}/":
@@ -135,8 +147,18 @@ class Entra:
 
     def jwks(self) -> dict[str, Any]:
         numbers = self._key.public_key().public_numbers()
-        return {"keys": [{"kty": "RSA", "use": "sig", "kid": self.kid, "x5t": self.kid,
-                          "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}]}
+        return {
+            "keys": [
+                {
+                    "kty": "RSA",
+                    "use": "sig",
+                    "kid": self.kid,
+                    "x5t": self.kid,
+                    "n": _b64url_uint(numbers.n),
+                    "e": _b64url_uint(numbers.e),
+                }
+            ]
+        }
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -165,8 +187,11 @@ class Entra:
 
     def env_for_app(self) -> dict[str, str]:
         """Settings that make azure-identity in the product use the app's identity here."""
-        return {"IDENTITY_ENDPOINT": self.msi_url, "IDENTITY_HEADER": self.identity_header,
-                "AZURE_TENANT_ID": self.world.tenant}
+        return {
+            "IDENTITY_ENDPOINT": self.msi_url,
+            "IDENTITY_HEADER": self.identity_header,
+            "AZURE_TENANT_ID": self.world.tenant,
+        }
 
     # --- HTTP ---------------------------------------------------------------------------------
 
@@ -175,33 +200,68 @@ class Entra:
         if req.path.rstrip("/") != "/msi/token" or req.method != "GET":
             return json_response(404, {"error": "not_found", "error_description": f"No route for {req.path}"})
         if req.header("X-IDENTITY-HEADER") != self.identity_header:
-            return json_response(401, {"statusCode": 401, "message": "Unauthorized: X-IDENTITY-HEADER is "
-                                       "missing or does not match", "correlationId": str(uuid.uuid4())})
+            return json_response(
+                401,
+                {
+                    "statusCode": 401,
+                    "message": "Unauthorized: X-IDENTITY-HEADER is missing or does not match",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
         if req.arg("api-version") != "2019-08-01":
-            return json_response(400, {"statusCode": 400, "message": "api-version must be 2019-08-01",
-                                       "correlationId": str(uuid.uuid4())})
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "api-version must be 2019-08-01",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
         resource = req.arg("resource")
         if not resource:
-            return json_response(400, {"statusCode": 400, "message": "The 'resource' parameter is required",
-                                       "correlationId": str(uuid.uuid4())})
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "The 'resource' parameter is required",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
         client_id = req.arg("client_id")
         if client_id and client_id.lower() != self.client_id("app"):
-            return json_response(400, {"statusCode": 400, "message": "No User Assigned or Delegated Managed "
-                                       "Identity found for specified ClientId/ResourceId/PrincipalId.",
-                                       "correlationId": str(uuid.uuid4())})
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "No User Assigned or Delegated Managed "
+                    "Identity found for specified ClientId/ResourceId/PrincipalId.",
+                    "correlationId": str(uuid.uuid4()),
+                },
+            )
         lifetime = 3600
         token = self.issue("app", resource, lifetime=lifetime)
-        return json_response(200, {"access_token": token, "expires_on": str(int(time.time()) + lifetime),
-                                   "resource": resource, "token_type": "Bearer",
-                                   "client_id": self.client_id("app")})
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time()) + lifetime),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": self.client_id("app"),
+            },
+        )
 
     def _handle(self, req: Request) -> Response:
         self.log.count("entra")
         parts = [p for p in req.path.split("/") if p]
         if req.method == "GET" and parts[:3] == ["common", "discovery", "instance"]:
             return self._instance_discovery(req)
-        if len(parts) >= 1 and req.method == "GET" and parts[1:] in (
-                ["v2.0", ".well-known", "openid-configuration"], [".well-known", "openid-configuration"]):
+        if (
+            len(parts) >= 1
+            and req.method == "GET"
+            and parts[1:]
+            in (["v2.0", ".well-known", "openid-configuration"], [".well-known", "openid-configuration"])
+        ):
             return json_response(200, self._openid_configuration(req, parts[0]))
         if len(parts) >= 1 and req.method == "GET" and parts[1:] == ["discovery", "v2.0", "keys"]:
             return json_response(200, self.jwks())
@@ -218,7 +278,11 @@ class Entra:
         tid = self.world.tenant if tenant in ("common", "organizations") else tenant
         return {
             "token_endpoint": f"{base}/{tid}/oauth2/v2.0/token",
-            "token_endpoint_auth_methods_supported": ["client_secret_post", "private_key_jwt", "client_secret_basic"],
+            "token_endpoint_auth_methods_supported": [
+                "client_secret_post",
+                "private_key_jwt",
+                "client_secret_basic",
+            ],
             "jwks_uri": f"{base}/{tid}/discovery/v2.0/keys",
             "response_modes_supported": ["query", "fragment", "form_post"],
             "subject_types_supported": ["pairwise"],
@@ -230,65 +294,106 @@ class Entra:
             "userinfo_endpoint": f"{base}/oidc/userinfo",
             "authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/authorize",
             "device_authorization_endpoint": f"{base}/{tid}/oauth2/v2.0/devicecode",
-            "http_logout_supported": True, "frontchannel_logout_supported": True,
+            "http_logout_supported": True,
+            "frontchannel_logout_supported": True,
             "end_session_endpoint": f"{base}/{tid}/oauth2/v2.0/logout",
             "claims_supported": ["sub", "iss", "aud", "exp", "iat", "tid", "oid"],
-            "tenant_region_scope": "EU", "cloud_instance_name": "microsoftonline.com",
+            "tenant_region_scope": "EU",
+            "cloud_instance_name": "microsoftonline.com",
         }
 
     def _instance_discovery(self, req: Request) -> Response:
         host = self._base(req).split("://", 1)[1]
-        return json_response(200, {
-            "tenant_discovery_endpoint": f"https://{host}/{self.world.tenant}/v2.0/.well-known/openid-configuration",
-            "api-version": "1.1",
-            "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}]})
+        return json_response(
+            200,
+            {
+                "tenant_discovery_endpoint": f"https://{host}/{self.world.tenant}/v2.0/.well-known/openid-configuration",
+                "api-version": "1.1",
+                "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+            },
+        )
 
     def _aad_error(self, status: int, error: str, code: int, description: str) -> Response:
         trace, corr = str(uuid.uuid4()), str(uuid.uuid4())
         stamp = time.strftime("%Y-%m-%d %H:%M:%SZ", time.gmtime())
-        return json_response(status, {
-            "error": error,
-            "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {corr} "
-                                 f"Timestamp: {stamp}",
-            "error_codes": [code], "timestamp": stamp, "trace_id": trace, "correlation_id": corr,
-            "error_uri": f"https://login.microsoftonline.com/error?code={code}"})
+        return json_response(
+            status,
+            {
+                "error": error,
+                "error_description": f"AADSTS{code}: {description} Trace ID: {trace} Correlation ID: {corr} "
+                f"Timestamp: {stamp}",
+                "error_codes": [code],
+                "timestamp": stamp,
+                "trace_id": trace,
+                "correlation_id": corr,
+                "error_uri": f"https://login.microsoftonline.com/error?code={code}",
+            },
+        )
 
     def _client_credentials(self, req: Request, tenant: str) -> Response:
         form = {k: v[0] for k, v in req.form().items() if v}
         if tenant.lower() not in (self.world.tenant.lower(), "organizations"):
-            return self._aad_error(400, "invalid_request", 90002,
-                                   f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
-                                   "and are signing into the correct cloud.")
+            return self._aad_error(
+                400,
+                "invalid_request",
+                90002,
+                f"Tenant '{tenant}' not found. Check to make sure you have the correct tenant ID "
+                "and are signing into the correct cloud.",
+            )
         if form.get("grant_type") != "client_credentials":
-            return self._aad_error(400, "unsupported_grant_type", 70003,
-                                   "The app requested an unsupported grant type.")
+            return self._aad_error(
+                400, "unsupported_grant_type", 70003, "The app requested an unsupported grant type."
+            )
         client_id = form.get("client_id", "")
         principal = self.principal_of_client(client_id)
         if principal is None or not (principal == "app" or principal.startswith("sp:")):
-            return self._aad_error(400, "unauthorized_client", 700016,
-                                   f"Application with identifier '{client_id}' was not found in the directory "
-                                   f"'{self.world.tenant}'.")
+            return self._aad_error(
+                400,
+                "unauthorized_client",
+                700016,
+                f"Application with identifier '{client_id}' was not found in the directory "
+                f"'{self.world.tenant}'.",
+            )
         if principal.startswith("sp:"):
             cluster = self.world.clusters.get(principal[3:])
             if cluster is not None and cluster.service_principal_secret_expired:
-                return self._aad_error(401, "invalid_client", 7000222,
-                                       f"The provided client secret keys for app '{client_id}' are expired. "
-                                       "Visit the Azure portal to create new keys for your app: "
-                                       "https://aka.ms/NewClientSecret, or consider using certificate "
-                                       "credentials for added security: https://aka.ms/certCreds.")
+                return self._aad_error(
+                    401,
+                    "invalid_client",
+                    7000222,
+                    f"The provided client secret keys for app '{client_id}' are expired. "
+                    "Visit the Azure portal to create new keys for your app: "
+                    "https://aka.ms/NewClientSecret, or consider using certificate "
+                    "credentials for added security: https://aka.ms/certCreds.",
+                )
         if not secrets.compare_digest(form.get("client_secret", ""), self.client_secret(principal)):
-            return self._aad_error(401, "invalid_client", 7000215,
-                                   "Invalid client secret provided. Ensure the secret being sent in the request "
-                                   f"is the client secret value, not the client secret ID, for a secret added "
-                                   f"to app '{client_id}'.")
+            return self._aad_error(
+                401,
+                "invalid_client",
+                7000215,
+                "Invalid client secret provided. Ensure the secret being sent in the request "
+                f"is the client secret value, not the client secret ID, for a secret added "
+                f"to app '{client_id}'.",
+            )
         scope = form.get("scope", "")
         resources = [s for s in scope.split() if s not in ("openid", "profile", "offline_access")]
         if len(resources) != 1 or not resources[0].endswith("/.default"):
-            return self._aad_error(400, "invalid_scope", 1002012,
-                                   f"The provided value for scope {scope} is not valid. Client credential flows "
-                                   "must have a scope value with /.default suffixed to the resource identifier "
-                                   "(application ID URI).")
+            return self._aad_error(
+                400,
+                "invalid_scope",
+                1002012,
+                f"The provided value for scope {scope} is not valid. Client credential flows "
+                "must have a scope value with /.default suffixed to the resource identifier "
+                "(application ID URI).",
+            )
         lifetime = 3599
         token = self.issue(principal, resources[0], lifetime=lifetime)
-        return json_response(200, {"token_type": "Bearer", "expires_in": lifetime, "ext_expires_in": lifetime,
-                                   "access_token": token})
+        return json_response(
+            200,
+            {
+                "token_type": "Bearer",
+                "expires_in": lifetime,
+                "ext_expires_in": lifetime,
+                "access_token": token,
+            },
+        )

@@ -52,7 +52,7 @@ class ScopedAssignment:
     """A role assignment with its ARM scope and role resolved."""
 
     assignment: RoleAssignment
-    scope: str                       # ARM scope id, e.g. /subscriptions/…/resourceGroups/rg
+    scope: str  # ARM scope id, e.g. /subscriptions/…/resourceGroups/rg
     role: RoleDefinition
     implicit: bool = False
 
@@ -135,8 +135,10 @@ class Rbac:
             if target == scope or target.startswith(scope + "/"):
                 return True
             # Every subscription of the world sits under any management group named in it.
-            return any(target == f"/subscriptions/{s}".lower() or target.startswith(f"/subscriptions/{s}/".lower())
-                       for s in self.world.subscriptions)
+            return any(
+                target == f"/subscriptions/{s}".lower() or target.startswith(f"/subscriptions/{s}/".lower())
+                for s in self.world.subscriptions
+            )
         return target == scope or target.startswith(scope + "/")
 
     def assignments(self) -> list[ScopedAssignment]:
@@ -169,7 +171,9 @@ class Rbac:
     def decide_pull(self, object_id: str, tenant: str, registry: Registry, repository: str) -> PullDecision:
         """Whether ``object_id`` (token tenant ``tenant``) may pull ``repository`` from ``registry``."""
         if tenant.lower() != registry.tenant.lower():
-            return PullDecision(False, f"token tenant {tenant} is not the registry's tenant {registry.tenant}")
+            return PullDecision(
+                False, f"token tenant {tenant} is not the registry's tenant {registry.tenant}"
+            )
         principal = self.principal_of(object_id)
         if principal is None:
             return PullDecision(False, f"no principal with object id {object_id}")
@@ -179,17 +183,28 @@ class Rbac:
                 if not sa.role.permits_data(CONTENT_READ_DATA_ACTION):
                     continue
                 if repository_condition_allows(sa.assignment.repositories, repository):
-                    return PullDecision(True, f"{sa.role.name} at {sa.scope} ({sa.assignment.principal})"
-                                              + (" with a repository condition" if sa.assignment.repositories
-                                                 else ""))
-            ignored = sorted({sa.role.name for sa in held if not sa.role.permits_data(CONTENT_READ_DATA_ACTION)})
+                    return PullDecision(
+                        True,
+                        f"{sa.role.name} at {sa.scope} ({sa.assignment.principal})"
+                        + (" with a repository condition" if sa.assignment.repositories else ""),
+                    )
+            ignored = sorted(
+                {sa.role.name for sa in held if not sa.role.permits_data(CONTENT_READ_DATA_ACTION)}
+            )
             limited = [sa for sa in held if sa.role.permits_data(CONTENT_READ_DATA_ACTION)]
             if limited:
-                return PullDecision(False, f"ABAC conditions of {len(limited)} assignment(s) exclude "
-                                           f"repository {repository!r}")
+                return PullDecision(
+                    False,
+                    f"ABAC conditions of {len(limited)} assignment(s) exclude repository {repository!r}",
+                )
             if ignored:
-                return PullDecision(False, "ABAC-mode registry ignores " + ", ".join(ignored)
-                                    + " for data access; no role grants " + CONTENT_READ_DATA_ACTION)
+                return PullDecision(
+                    False,
+                    "ABAC-mode registry ignores "
+                    + ", ".join(ignored)
+                    + " for data access; no role grants "
+                    + CONTENT_READ_DATA_ACTION,
+                )
             return PullDecision(False, f"no role assignment grants {CONTENT_READ_DATA_ACTION}")
         for sa in held:
             if sa.role.permits(PULL_ACTION):
@@ -201,8 +216,10 @@ class Rbac:
         principal = self.principal_of(object_id)
         if principal is None:
             return False
-        return any(sa.role.permits(action) and self.covers(sa.scope, resource_id)
-                   for sa in self.assignments_of(principal))
+        return any(
+            sa.role.permits(action) and self.covers(sa.scope, resource_id)
+            for sa in self.assignments_of(principal)
+        )
 
 
 def repository_condition_allows(repositories: list[str] | None, repository: str) -> bool:
@@ -226,6 +243,8 @@ def abac_condition(repositories: list[str]) -> str:
     for entry in repositories:
         op = "StringStartsWithIgnoreCase" if entry.endswith("/") else "StringEqualsIgnoreCase"
         tests.append(f"@Request[Microsoft.ContainerRegistry/registries/repositories:name] {op} '{entry}'")
-    return ("(\n (\n  !(ActionMatches{'Microsoft.ContainerRegistry/registries/repositories/content/read'})\n"
-            "  AND\n  !(ActionMatches{'Microsoft.ContainerRegistry/registries/repositories/metadata/read'})\n"
-            " )\n OR \n (\n  " + "\n  OR\n  ".join(tests) + "\n )\n)")
+    return (
+        "(\n (\n  !(ActionMatches{'Microsoft.ContainerRegistry/registries/repositories/content/read'})\n"
+        "  AND\n  !(ActionMatches{'Microsoft.ContainerRegistry/registries/repositories/metadata/read'})\n"
+        " )\n OR \n (\n  " + "\n  OR\n  ".join(tests) + "\n )\n)"
+    )
