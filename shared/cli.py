@@ -175,10 +175,10 @@ def audit(
     """Audit real Azure with DefaultAzureCredential and print the findings."""
     from shared.config import Settings
     from shared.findings import has_errors
-    from shared.pipeline import AuditRequest, run_cli_audit
+    from shared.pipeline import AuditOptions, run_cli_audit
 
     settings = Settings.from_env()
-    request = AuditRequest(
+    request = AuditOptions(
         subscriptions=tuple(subscriptions),
         clusters=tuple(clusters),
         registries=tuple(registries),

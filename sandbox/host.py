@@ -1,0 +1,171 @@
+"""A stand-in for the Azure Functions host: it invokes ``function_app.py``'s functions the way the host
+does, through their registered entry points (``get_user_function()``) and the ``azure.functions``
+types, with Azurite's queue between them.
+
+- Event Grid: a delivery (array) is split into one invocation per event (the host answers the
+  subscription-validation handshake itself);
+- timer: one invocation with a ``TimerRequest``;
+- queue: messages are received from the real queue; success deletes the message, an exception
+  leaves it to reappear after a visibility timeout, and after ``maxDequeueCount`` (host.json) it
+  moves to ``<queue>-poison`` — exactly the host's contract;
+- HTTP: an ``HttpRequest`` in, the ``HttpResponse`` out.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import azure.functions as func
+from azure.core.exceptions import ResourceExistsError
+from azure.functions.queue import QueueMessage
+from azure.functions.timer import TimerRequest
+from azure.storage.queue import QueueClient
+
+log = logging.getLogger("sandbox.host")
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def load_function_app(path: Path = ROOT / "function_app.py") -> ModuleType:
+    spec = importlib.util.spec_from_file_location("function_app", path)
+    if spec is None or spec.loader is None:
+        raise RuntimeError(f"cannot load {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+class FunctionsHost:
+    def __init__(
+        self,
+        connection_string: str,
+        queue_name: str,
+        *,
+        module: ModuleType | None = None,
+        visibility_retry: float = 0.5,
+    ) -> None:
+        self.module = module or load_function_app()
+        host_json = json.loads((ROOT / "host.json").read_text())
+        self.max_dequeue = int(host_json["extensions"]["queues"]["maxDequeueCount"])
+        self.visibility_retry = visibility_retry
+        app: func.FunctionApp = self.module.app
+        self.functions: dict[str, Callable[..., Any]] = {
+            f.get_function_name(): f.get_user_function() for f in app.get_functions()
+        }
+        self.queue = QueueClient.from_connection_string(connection_string, queue_name)
+        self.poison = QueueClient.from_connection_string(connection_string, f"{queue_name}-poison")
+        for q in (self.queue, self.poison):
+            try:
+                q.create_queue()
+            except ResourceExistsError:
+                pass
+        self.invocations: dict[str, int] = {name: 0 for name in self.functions}
+        self.failures: list[str] = []
+
+    def close(self) -> None:
+        self.queue.close()
+        self.poison.close()
+
+    def _call(self, name: str, *args: Any) -> Any:
+        self.invocations[name] += 1
+        return self.functions[name](*args)
+
+    # --- triggers ---------------------------------------------------------------------------
+
+    def deliver_event_grid(self, body: Any) -> dict[str, int]:
+        """POST of an Event Grid delivery to the host's webhook: one invocation per event."""
+        items = body if isinstance(body, list) else [body]
+        out = {"invoked": 0, "validation": 0, "failed": 0}
+        for item in items:
+            if not isinstance(item, dict):
+                out["failed"] += 1
+                continue
+            kind = item.get("eventType") or item.get("type")
+            if kind == "Microsoft.EventGrid.SubscriptionValidationEvent":
+                out["validation"] += 1  # the host answers the handshake; no function runs
+                continue
+            event = func.EventGridEvent(
+                id=str(item.get("id") or ""),
+                data=item.get("data"),  # type: ignore[arg-type]
+                topic=str(item.get("topic") or item.get("source") or ""),
+                subject=str(item.get("subject") or ""),
+                event_type=str(kind or ""),
+                event_time=_time(item.get("eventTime") or item.get("time")),
+                data_version=str(item.get("dataVersion") or ""),
+            )
+            try:
+                self._call("event_handler", event)
+                out["invoked"] += 1
+            except Exception as exc:  # the host logs a failed invocation; Event Grid would retry
+                log.error("event_handler failed for event %s: %s", item.get("id"), exc)
+                self.failures.append(f"event_handler: {type(exc).__name__}: {exc}")
+                out["failed"] += 1
+        return out
+
+    def fire_timer(self) -> None:
+        self._call("nightly_audit", TimerRequest(past_due=False))
+
+    def http(self, method: str, route: str, body: bytes) -> tuple[int, Any]:
+        request = func.HttpRequest(
+            method, f"http://localhost/api/{route}", body=body, headers={"Content-Type": "application/json"}
+        )
+        response = self._call("on_demand_check", request)
+        text = response.get_body().decode()
+        return response.status_code, json.loads(text) if text else None
+
+    def drain(self, timeout: float = 120.0, idle: float = 0.3) -> int:
+        """Run the queue-triggered worker until the queue is empty (invisible messages included)."""
+        processed = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            batch = list(
+                self.queue.receive_messages(messages_per_page=16, visibility_timeout=300, max_messages=16)
+            )
+            if not batch:
+                props = self.queue.get_queue_properties()
+                if not props.approximate_message_count:
+                    return processed
+                time.sleep(idle)
+                continue
+            for message in batch:
+                processed += 1
+                body = message.content if isinstance(message.content, str) else str(message.content)
+                qm = QueueMessage(
+                    id=message.id,
+                    body=body.encode(),
+                    dequeue_count=message.dequeue_count,
+                    pop_receipt=message.pop_receipt,
+                )
+                try:
+                    self._call("audit_worker", qm)
+                except Exception as exc:
+                    self.failures.append(f"audit_worker: {type(exc).__name__}: {exc}")
+                    if (message.dequeue_count or 1) >= self.max_dequeue:
+                        log.error(
+                            "message %s moved to the poison queue after %d attempts",
+                            message.id,
+                            message.dequeue_count,
+                        )
+                        self.poison.send_message(body)
+                        self.queue.delete_message(message)
+                    else:
+                        self.queue.update_message(message, visibility_timeout=int(self.visibility_retry) or 1)
+                    continue
+                self.queue.delete_message(message)
+        raise TimeoutError(f"the audit queue did not drain within {timeout:.0f} s")
+
+
+def _time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")[:32])
+    except ValueError:
+        return datetime.now(UTC)

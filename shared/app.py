@@ -1,0 +1,352 @@
+"""The composition root: what each Functions trigger (and the CLI) does, over one pipeline.
+
+``App`` owns the outside systems for a process (credential, state table, audit queue, notifier)
+and keeps one :class:`~shared.pipeline.Auditor` warm for a short window, so that a burst of
+queue messages (the nightly fan-out) shares subscription-wide ARM lists and registry tokens
+instead of re-reading them per cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+
+from shared.compare import Changes, compare
+from shared.config import Settings
+from shared.errors import InputError, PullwatchError, UpstreamError
+from shared.events import parse_delivery, parse_resource_id
+from shared.findings import Finding, sort_findings
+from shared.inventory import AuditQueue, InventoryStore
+from shared.notify import Notifier
+from shared.pipeline import AuditOptions, Auditor, AuditResult, ClusterResult, incomplete
+from shared.plan import AuditRequest, KnownCluster, Scope, plan_events, plan_nightly
+from shared.render import ClusterMeta
+from shared.state import StateStore
+
+log = logging.getLogger("pullwatch.app")
+
+AUDITOR_WINDOW_SECONDS = 300.0  # how long a warm Auditor (and its ARM/registry caches) is reused
+EVENT_MEMORY_SECONDS = 2 * 24 * 3600  # Event Grid retries for 24 h: remember ids for two days
+
+
+def default_credential(settings: Settings) -> TokenCredential:
+    """The managed identity in Azure Functions (IDENTITY_ENDPOINT), else DefaultAzureCredential."""
+    if os.environ.get("IDENTITY_ENDPOINT") or os.environ.get("MSI_ENDPOINT"):
+        from azure.identity import ManagedIdentityCredential
+
+        return (
+            ManagedIdentityCredential(client_id=settings.client_id)
+            if settings.client_id
+            else ManagedIdentityCredential()
+        )
+    from azure.identity import DefaultAzureCredential
+
+    return DefaultAzureCredential()
+
+
+class App:
+    def __init__(
+        self,
+        settings: Settings,
+        credential: TokenCredential,
+        *,
+        store: StateStore | None = None,
+        queue: AuditQueue | None = None,
+        inventory: InventoryStore | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.credential = credential
+        self._store = store
+        self._queue = queue
+        self._inventory = inventory
+        self._notifier = notifier
+        self._auditor: Auditor | None = None
+        self._auditor_since = 0.0
+        self._lock = threading.Lock()
+        self.scope = Scope.of(settings.subscriptions, settings.clusters)
+
+    # --- lazily built seams (a CLI audit without --notify needs no storage) -------------------
+
+    @property
+    def store(self) -> StateStore:
+        if self._store is None:
+            self._store = StateStore.from_settings(self.settings, self.credential)
+        return self._store
+
+    @property
+    def queue(self) -> AuditQueue:
+        if self._queue is None:
+            self._queue = AuditQueue.from_settings(self.settings, self.credential)
+        return self._queue
+
+    @property
+    def inventory(self) -> InventoryStore:
+        if self._inventory is None:
+            self._inventory = InventoryStore(self.store.table)
+        return self._inventory
+
+    @property
+    def notifier(self) -> Notifier:
+        if self._notifier is None:
+            self._notifier = Notifier(self.settings, self.store)
+        return self._notifier
+
+    def auditor(self) -> Auditor:
+        with self._lock:
+            now = time.monotonic()
+            if self._auditor is None or now - self._auditor_since > AUDITOR_WINDOW_SECONDS:
+                if self._auditor is not None:
+                    self._auditor.close()
+                self._auditor = Auditor(self.settings, self.credential)
+                self._auditor_since = now
+            return self._auditor
+
+    def close(self) -> None:
+        if self._auditor is not None:
+            self._auditor.close()
+            self._auditor = None
+        for seam in (self._queue, self._store):
+            if seam is not None:
+                seam.close()
+
+    # --- Event Grid -------------------------------------------------------------------------
+
+    def handle_event_grid(self, body: Any) -> dict[str, Any]:
+        """One Event Grid delivery (one event or an array): de-duplicate, plan, enqueue (debounced)."""
+        delivery = parse_delivery(body)
+        for rejected in delivery.rejected:
+            log.warning("event %s skipped: %s", rejected.id or f"#{rejected.index}", rejected.reason)
+        fresh = []
+        for event in delivery.events:
+            if self.store.seen_event(event.id, EVENT_MEMORY_SECONDS):
+                log.info("event %s already handled: duplicate delivery skipped", event.id)
+                continue
+            fresh.append(event)
+        if not fresh:
+            return {"audits": 0, "skipped": len(delivery.events), "rejected": len(delivery.rejected)}
+        plan = plan_events(fresh, self.inventory.all(), self.scope)
+        for event_id, why in plan.ignored:
+            log.debug("event %s ignored: %s", event_id, why)
+        for cluster_id in plan.forget:
+            log.info("cluster %s was deleted: forgetting its state", cluster_id)
+            self.store.save_open(cluster_id, [])
+            self.inventory.forget(cluster_id)
+        requests = list(plan.audits)
+        for subscription in plan.discover:
+            ids, _ = self.auditor().discover((subscription,))
+            requests.extend(AuditRequest(c, ("role assignments changed; inventory unknown",)) for c in ids)
+        enqueued = sum(self.queue.schedule(r, self.settings.debounce_seconds) for r in requests)
+        return {
+            "audits": enqueued,
+            "events": len(fresh),
+            "ignored": len(plan.ignored),
+            "rejected": len(delivery.rejected),
+        }
+
+    # --- nightly ----------------------------------------------------------------------------
+
+    def fan_out_nightly(self) -> int:
+        """Discover every watched cluster and enqueue one audit message per cluster."""
+        auditor = self.auditor()
+        cluster_ids, problems = auditor.discover()
+        for problem in problems:
+            log.error("nightly discovery: %s", problem.message)
+        count = 0
+        for request in plan_nightly(cluster_ids):
+            count += self.queue.send(request)
+        log.info("nightly audit: %d clusters enqueued", count)
+        return count
+
+    # --- the audit worker ---------------------------------------------------------------------
+
+    def run_audit_message(
+        self,
+        body: bytes | str,
+        *,
+        dequeue_count: int = 1,
+        message_id: str | None = None,
+        max_dequeue: int = 5,
+    ) -> dict[str, Any]:
+        try:
+            request = AuditRequest.from_json(body)
+        except InputError as exc:
+            log.error("audit message %s dropped: %s", message_id, exc)
+            return {"dropped": str(exc)}
+        merged = self.queue.clear_pending(request.cluster)
+        if merged is not None:  # events that arrived within the debounce window
+            request = merged.merged(request)
+        try:
+            return self.audit_and_notify([request])
+        except Exception as exc:
+            if dequeue_count >= max_dequeue:
+                # Poison: record that the cluster could not be audited, never loop.
+                reason = f"audit failed {dequeue_count} times: {_safe(exc)}"
+                log.error("audit message %s for %s is poison: %s", message_id, request.cluster, reason)
+                self._record_incomplete(request.cluster, reason)
+                return {"poison": reason}
+            raise
+
+    def _record_incomplete(self, cluster_id: str, reason: str) -> None:
+        finding = incomplete(cluster_id, "all", reason)
+        previous = self.store.open_findings(cluster_id)
+        changes = compare(previous, [*[f for f in previous if f.code != "CHECK_INCOMPLETE"], finding])
+        self.store.save_open(cluster_id, changes.open)
+
+    def audit_and_notify(
+        self, requests: Sequence[AuditRequest], *, notify: bool = True, options: AuditOptions | None = None
+    ) -> dict[str, Any]:
+        options = options or AuditOptions(probe=self.settings.probe, read_secrets=self.settings.read_secrets)
+        previous_inventory = {c.id.lower(): c for c in self.inventory.all()}
+        hints = {r.cluster.lower(): list(r.hints) for r in requests}
+        result = self.auditor().audit_clusters(
+            [r.cluster for r in requests], options, hints, previous_inventory
+        )
+        changes = self.remember(result)
+        report: dict[str, Any] = {"clusters": len(result.clusters), "findings": len(result.findings)}
+        if notify:
+            reminder = any(r.nightly for r in requests)
+            metas = {c.cluster_id: _meta(c, self.settings) for c in result.clusters}
+            delivery = self.notifier.deliver(changes, metas, reminder=reminder)
+            report["delivery"] = delivery.to_dict()
+        return report
+
+    def remember(self, result: AuditResult) -> dict[str, Changes]:
+        """Compare each cluster's findings with the stored ones, store the new state and inventory."""
+        changes: dict[str, Changes] = {}
+        for cluster in result.clusters:
+            previous = self.store.open_findings(cluster.cluster_id)
+            if cluster.gone:
+                change = Changes(resolved=tuple(previous))
+                self.inventory.forget(cluster.cluster_id)
+            else:
+                change = compare(previous, cluster.findings)
+                if cluster.inventory is not None:
+                    self.inventory.save(cluster.inventory)
+            self.store.save_open(cluster.cluster_id, change.open)
+            changes[cluster.cluster_id] = change
+        return changes
+
+    # --- on demand --------------------------------------------------------------------------
+
+    def check_http(self, body: bytes) -> tuple[int, dict[str, Any]]:
+        """``POST /api/check``: audit the named clusters and answer their findings."""
+        try:
+            data = json.loads(body or b"{}")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return 400, {"error": f"body is not JSON: {exc}"}
+        if not isinstance(data, dict):
+            return 400, {"error": 'body must be a JSON object like {"clusters": ["/subscriptions/…"]}'}
+        clusters = data.get("clusters")
+        if not isinstance(clusters, list) or not clusters or not all(isinstance(c, str) for c in clusters):
+            return 400, {"error": "'clusters' must be a non-empty list of managedCluster resource IDs"}
+        bad = [
+            c
+            for c in clusters
+            if (rid := parse_resource_id(c)) is None
+            or rid.kind != "microsoft.containerservice/managedclusters"
+        ]
+        if bad:
+            return 400, {"error": f"not managedCluster resource IDs: {', '.join(bad[:5])}"}
+        unknown = set(data) - {"clusters", "probe", "read_secrets", "notify"}
+        if unknown:
+            return 400, {"error": f"unknown field(s): {', '.join(sorted(unknown))}"}
+        flags = {k: data.get(k, False) for k in ("probe", "read_secrets", "notify")}
+        if not all(isinstance(v, bool) for v in flags.values()):
+            return 400, {"error": "'probe', 'read_secrets' and 'notify' must be true or false"}
+        options = AuditOptions(
+            clusters=tuple(clusters),
+            probe=flags["probe"] or self.settings.probe,
+            read_secrets=flags["read_secrets"] or self.settings.read_secrets,
+        )
+        try:
+            result = self.auditor().audit_clusters(list(clusters), options)
+            if flags["notify"]:
+                changes = self.remember(result)
+                self.notifier.deliver(
+                    changes, {c.cluster_id: _meta(c, self.settings) for c in result.clusters}, reminder=False
+                )
+        except PullwatchError as exc:
+            return 502, {"error": str(exc)}
+        return 200, result.to_dict()
+
+    # --- CLI --------------------------------------------------------------------------------
+
+    def audit_now(self, options: AuditOptions, *, notify: bool) -> AuditResult:
+        auditor = self.auditor()
+        cluster_ids, problems = auditor.discover(options.subscriptions, options.clusters)
+        result = auditor.audit_clusters(cluster_ids, options)
+        if problems:
+            result.clusters.append(ClusterResult("", problems))
+        if notify:
+            changes = self.remember(result)
+            self.notifier.deliver(
+                changes,
+                {c.cluster_id: _meta(c, self.settings) for c in result.clusters if c.cluster_id},
+                reminder=False,
+            )
+        return result
+
+    def open_findings(self, cluster_ids: Sequence[str]) -> list[Finding]:
+        return sort_findings(f for c in cluster_ids for f in self.store.open_findings(c))
+
+
+def _meta(cluster: ClusterResult, settings: Settings) -> ClusterMeta:
+    tenant = (
+        cluster.cluster.tenant_id if cluster.cluster and cluster.cluster.tenant_id else settings.tenant_id
+    )
+    return ClusterMeta.from_id(cluster.cluster_id, tenant=tenant, tags=dict(cluster.tags))
+
+
+def _safe(exc: BaseException) -> str:
+    if isinstance(exc, PullwatchError | UpstreamError):
+        return str(exc)
+    return f"{type(exc).__name__} (unexpected error)"
+
+
+_PROCESS_APP: dict[str, App] = {}
+_PROCESS_LOCK = threading.Lock()
+
+
+def app_for_process(*, reset: bool = False) -> App:
+    """The App of this Functions worker process, built from app settings on first use.
+
+    This is the composition root's one piece of process state: a warm worker reuses its seams.
+    ``reset=True`` closes it (the sandbox rebuilds it after changing settings)."""
+    with _PROCESS_LOCK:
+        if reset and "app" in _PROCESS_APP:
+            _PROCESS_APP.pop("app").close()
+            return _build()
+        if "app" not in _PROCESS_APP:
+            _PROCESS_APP["app"] = _build()
+        return _PROCESS_APP["app"]
+
+
+def _build() -> App:
+    settings = Settings.from_env()
+    _configure_telemetry(settings)
+    app = App(settings, default_credential(settings))
+    _PROCESS_APP["app"] = app
+    return app
+
+
+def _configure_telemetry(settings: Settings) -> None:
+    if not settings.appinsights_connection:
+        return
+    try:
+        from azure.monitor.opentelemetry import configure_azure_monitor
+    except ImportError:  # pragma: no cover - optional in local runs
+        log.info("azure-monitor-opentelemetry is not installed: telemetry stays in the Functions host logs")
+        return
+    configure_azure_monitor(connection_string=settings.appinsights_connection)
+
+
+def known_clusters(inventory: Mapping[str, KnownCluster]) -> list[KnownCluster]:
+    return list(inventory.values())
