@@ -178,3 +178,52 @@ def test_platform_needs_per_image_of_every_workload() -> None:
         ("busybox:1.36", "Deployment/web", ["armpool", "system"]),
         ("contosoacr.azurecr.io/web:1.4.2", "Deployment/web", ["armpool", "system"]),
     ]
+
+
+def test_image_usages_carry_pools_and_identity() -> None:
+    from shared.checks.images import ImageUsage
+    from shared.checks.scheduling import NO_POOL, image_usages, pool_triples
+    from shared.checks.secrets import image_identity
+
+    snap = snapshot_from_objects(
+        "aks",
+        {
+            "nodes": [node("aks-system-1", "system"), node("aks-armpool-1", "armpool", arch="arm64")],
+            "deployments": [
+                {
+                    "metadata": {"namespace": "shop", "name": "web"},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "nodeSelector": {"kubernetes.io/arch": "arm64"},
+                                "containers": [
+                                    {"name": "c", "image": "contosoacr.azurecr.io/web:1.4.2"},
+                                    {"name": "bad", "image": "Not/Valid"},
+                                ],
+                            }
+                        }
+                    },
+                },
+                {
+                    "metadata": {"namespace": "shop", "name": "nowhere"},
+                    "spec": {
+                        "template": {
+                            "spec": {
+                                "nodeSelector": {"agentpool": "none"},
+                                "containers": [{"name": "c", "image": "x:1"}],
+                            }
+                        }
+                    },
+                },
+            ],
+        },
+    )
+    usages = image_usages(snap, identity_for=lambda w, image: image_identity(snap, w, image))
+    assert pool_triples(snap) == [("armpool", "linux", "arm64"), ("system", "linux", "amd64")]
+    good = [u for u in usages if isinstance(u, ImageUsage)]
+    assert [(u.workload, str(u.ref), u.pools, u.identity) for u in good] == [
+        ("Deployment/web", "contosoacr.azurecr.io/web:1.4.2", (("armpool", "linux", "arm64"),), "pullwatch"),
+        ("Deployment/nowhere", "docker.io/library/x:1", (NO_POOL,), "pullwatch"),
+    ]
+    bad = [u for u in usages if not isinstance(u, ImageUsage)]
+    assert [(f.code, f.image) for f in bad] == [("IMAGE_REFERENCE_INVALID", "Not/Valid")]

@@ -18,15 +18,18 @@ Public interface::
 
     pools_for(workload, nodes, extra_pools=()) -> tuple[PoolPlatform, ...]
     platform_needs(snapshot, extra_pools=()) -> list[ImagePlatformNeed]
-    image_usages(snapshot, extra_pools=()) -> list[ImageUsage]   # shared.checks.images' input
+    image_usages(snapshot, extra_pools=(), *, identity_for=None) -> list[ImageUsage | Finding]
+    pool_triples(snapshot, extra_pools=()) -> list[(pool, os, arch)]   # image_findings' pools
     PoolPlatform(pool, os, arch);  ImagePlatformNeed(image, namespace, workload, pools)
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
+from shared.findings import Finding
 from shared.model import NodePool
 from shared.workloads import (
     ARCH_LABEL,
@@ -37,6 +40,9 @@ from shared.workloads import (
     Snapshot,
     WorkloadFacts,
 )
+
+if TYPE_CHECKING:
+    from shared.checks.images import ImageUsage
 
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
 
@@ -154,4 +160,37 @@ def platform_needs(snapshot: Snapshot, extra_pools: Iterable[NodePool] = ()) -> 
             continue
         for image in w.images:
             out.append(ImagePlatformNeed(image, w.namespace, w.ref, pools))
+    return out
+
+
+#: The pool name given to :class:`ImageUsage` for a workload no pool admits (an empty tuple
+#: would mean "every pool" there): no platform is needed, so no platform finding follows.
+NO_POOL = "<no pool admits the workload>"
+
+
+def pool_triples(snapshot: Snapshot, extra_pools: Iterable[NodePool] = ()) -> list[tuple[str, str, str]]:
+    """Every pool of the cluster as (name, os, arch): ``image_findings``' ``pools``."""
+    return sorted({(n.pool, n.os, n.arch) for n in _pool_nodes(snapshot.nodes, extra_pools)})
+
+
+def image_usages(
+    snapshot: Snapshot,
+    extra_pools: Iterable[NodePool] = (),
+    *,
+    identity_for: Callable[[WorkloadFacts, str], str] | None = None,
+) -> list[ImageUsage | Finding]:
+    """The registry check's input (:class:`shared.checks.images.ImageUsage`): one usage per image
+    of every workload, with the (pool, os, arch) triples where it can run; an unparsable image
+    becomes IMAGE_REFERENCE_INVALID. ``identity_for(workload, image)`` names the identity the
+    registry check should pull as (default "pullwatch")."""
+    from shared.checks.images import usage_or_finding
+
+    nodes = _pool_nodes(snapshot.nodes, extra_pools)
+    out: list[ImageUsage | Finding] = []
+    for w in snapshot.workloads:
+        pools = pools_for(w, nodes)
+        names: tuple[object, ...] = tuple((p.pool, p.os, p.arch) for p in pools) if pools else (NO_POOL,)
+        for image in w.images:
+            identity = identity_for(w, image) if identity_for else "pullwatch"
+            out.append(usage_or_finding(snapshot.cluster, w.namespace, w.ref, image, names, identity))
     return out
