@@ -278,3 +278,20 @@ def test_registry_in_a_subscription_whose_assignments_were_not_read() -> None:
     assert f.code == "CHECK_INCOMPLETE" and "33333333" in f.evidence["reason"]
     [g] = role_findings(CLUSTER, IDENTITY, [REGISTRY], {}, [], {}, [], subscriptions_read=[SUB.upper()])
     assert g.code == "ROLE_MISSING"
+
+
+def test_unreadable_assignments_per_subscription() -> None:
+    other_sub = "33333333-3333-3333-3333-333333333333"
+    elsewhere = replace(REGISTRY, id=REG_ID.replace(SUB, other_sub), subscription_id=other_sub)
+    findings = role_findings(
+        CLUSTER,
+        IDENTITY,
+        [REGISTRY, elsewhere],
+        {},
+        [assign(ACR_PULL)],
+        {},
+        [],
+        assignments_unreadable={other_sub.upper(): "HTTP 403 AuthorizationFailed"},
+    )
+    [f] = findings
+    assert f.code == "CHECK_INCOMPLETE" and f.evidence["reason"].endswith("HTTP 403 AuthorizationFailed")
