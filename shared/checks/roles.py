@@ -116,7 +116,7 @@ def role_findings(
     definitions: Mapping[str, RoleDefinition],
     groups: Sequence[str],
     *,
-    assignments_unreadable: str | None = None,
+    assignments_unreadable: str | Mapping[str, str] | None = None,
     groups_unreadable: str | None = None,
     identity_unreadable: str | None = None,
     subscriptions_read: Collection[str] | None = None,
@@ -128,7 +128,8 @@ def role_findings(
     ID) -> repositories the workloads pull. ``assignments``: the per-subscription lists
     concatenated (not deduplicated). ``assignments_unreadable`` / ``groups_unreadable``: why the
     assignments / the identity's groups could not be read (e.g. a 403), which makes the check
-    incomplete rather than a pass or a miss; ``identity_unreadable``: why the service principal
+    incomplete rather than a pass or a miss (``assignments_unreadable`` may map subscription id ->
+    reason, so that only registries in those subscriptions are affected); ``identity_unreadable``: why the service principal
     lookup failed (Graph 403/5xx), giving CHECK_INCOMPLETE instead of IDENTITY_UNRESOLVED.
     ``subscriptions_read``: the subscriptions whose assignment lists are in ``assignments``; a
     registry in any other subscription gets CHECK_INCOMPLETE rather than a false ROLE_MISSING.
@@ -170,7 +171,18 @@ def role_findings(
         if registry.id.lower() in seen:
             continue
         seen.add(registry.id.lower())
-        unread = assignments_unreadable
+        unread: str | None
+        if isinstance(assignments_unreadable, Mapping):  # subscription id -> why its list failed
+            unread = next(
+                (
+                    why
+                    for sub, why in assignments_unreadable.items()
+                    if same_id(sub, registry.subscription_id)
+                ),
+                None,
+            )
+        else:
+            unread = assignments_unreadable
         if (
             unread is None
             and subscriptions_read is not None
