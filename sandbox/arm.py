@@ -999,7 +999,7 @@ class Arm:
                 200,
                 {
                     "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
-                    **self._sp_body(principal),
+                    **self._selected(req, self._sp_body(principal)),
                 },
             )
         if m := _GRAPH_MEMBER_OF.match(path):
@@ -1016,7 +1016,7 @@ class Arm:
                 if m.group(2).lower() == "transitivememberof"
                 else [f"group:{g}" for g, members in self.world.groups.items() if principal in members]
             )
-            items = [
+            items: list[dict[str, Any]] = [
                 {
                     "@odata.type": "#microsoft.graph.group",
                     "id": self.world.principal_id(g),
@@ -1028,7 +1028,7 @@ class Arm:
                 }
                 for g in groups
             ]
-            return json_response(200, self._graph_page(req, path, items))
+            return json_response(200, self._graph_page(req, path, [self._selected(req, i) for i in items]))
         if m := _GRAPH_SP.match(path):
             principal = self.entra.principal_of(m.group(1))
             if principal is None or principal.startswith("group:"):
@@ -1042,12 +1042,21 @@ class Arm:
                 200,
                 {
                     "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#servicePrincipals/$entity",
-                    **self._sp_body(principal),
+                    **self._selected(req, self._sp_body(principal)),
                 },
             )
         return self._graph_error(
             400, "BadRequest", f"Resource not found for the segment '{path.split('/')[-1]}'."
         )
+
+    @staticmethod
+    def _selected(req: Request, obj: dict[str, Any]) -> dict[str, Any]:
+        """Graph's ``$select``: only the named properties (and the ``@odata.*`` annotations)."""
+        select = req.arg("$select")
+        if not select:
+            return obj
+        wanted = {name.strip().lower() for name in select.split(",") if name.strip()}
+        return {k: v for k, v in obj.items() if k.startswith("@odata.") or k.lower() in wanted}
 
     def _sp_body(self, principal: str) -> dict[str, Any]:
         return {

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -361,6 +362,12 @@ def test_graph_service_principal_and_transitive_groups(azure: Azure) -> None:
     assert old.status_code == 200
     assert old.json()["id"] == azure.world.principal_id("sp:aks-old")
     assert old.json()["appId"] == azure.entra.client_id("sp:aks-old") and old.json()["displayName"]
+    selected = azure.get(
+        f"/v1.0/servicePrincipals(appId='{azure.entra.client_id('sp:aks-old')}')",
+        audience=graph,
+        **{"$select": "id,appId"},
+    )
+    assert {k for k in selected.json() if not k.startswith("@")} == {"id", "appId"}
     missing = azure.get(
         "/v1.0/servicePrincipals(appId='00000000-0000-0000-0000-00000000abcd')", audience=graph
     )
@@ -410,6 +417,9 @@ def test_start_stop_leaves_nothing_behind(tmp_path: Path) -> None:
         assert [c.name for c in parts.aks().managed_clusters.list_by_resource_group("rg-prod")] == [
             "aks-prod"
         ]
+    deadline = time.monotonic() + 5  # connection threads end once their sockets are closed
+    while threading.active_count() > threads and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert threading.active_count() <= threads
     with pytest.raises(requests.exceptions.ConnectionError):
         requests.get(f"https://127.0.0.1:{port}/subscriptions", timeout=2, verify=str(parts.pki.ca_bundle))
