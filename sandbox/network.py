@@ -190,12 +190,17 @@ class Network:
             return self._addresses.get(host)
 
     def hosts_setting(self, viewpoint: str | None = None) -> dict[str, str | None]:
-        """``PULLWATCH_HOSTS`` for that viewpoint: every known host -> "127.0.0.1:port" or None."""
+        """``PULLWATCH_HOSTS`` for that viewpoint: every known host -> "127.0.0.1:port" or None.
+
+        Known hosts: every registered name (registry fronts, Docker Hub aliases, ``auth.docker.io``)
+        and every fault host.
+        """
         with self._lock:
             hosts = set(self._addresses)
             hosts.update(endpoint.fault.host for endpoint in self._faults)
-        if "docker.io" in hosts:
-            hosts.update(DOCKERHUB_ALIASES)
+        # Docker Hub's names are always listed: without a docker.io registry in the world they do
+        # not resolve (null), so nothing ever leaves the machine for the real Docker Hub.
+        hosts.update([*DOCKERHUB_ALIASES, DOCKERHUB_AUTH_HOST])
         out: dict[str, str | None] = {}
         for host in sorted(hosts):
             address = self.resolve(host, viewpoint)

@@ -273,9 +273,6 @@ class RegistryProcess:
             raise RegistryError(f"{self.registry.host}: {what} answered {answer.status}: {text}")
 
     def push_blob(self, repository: str, blob: Blob) -> None:
-        head = self.request("HEAD", f"/v2/{repository}/blobs/{blob.digest}", repository=repository)
-        if head.status == 200:
-            return
         start = self.request("POST", f"/v2/{repository}/blobs/uploads/", repository=repository)
         self._expect(start, (202,), f"starting a blob upload to {repository}")
         location = urlsplit(start.headers["Location"])

@@ -103,23 +103,19 @@ class TokenSigner:
             .sign(self._key, hashes.SHA256())
         )
         self._x5c = [base64.b64encode(cert.public_bytes(serialization.Encoding.DER)).decode()]
-        self._private_pem = self._key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-        self._public_pem = self._key.public_key().public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        # Key objects, not PEM: PyJWT would re-load (and re-validate, ~100 ms) a PEM key on every call.
+        self._public_key = self._key.public_key()
         workdir.mkdir(parents=True, exist_ok=True)
         self.cert_path = workdir / f"{name}.pem"
         self.cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
 
     def sign(self, claims: dict[str, Any]) -> str:
-        return jwt.encode(claims, self._private_pem, algorithm="RS256", headers={"x5c": self._x5c})
+        return jwt.encode(claims, self._key, algorithm="RS256", headers={"x5c": self._x5c})
 
     def verify(self, token: str, *, audience: str, issuer: str) -> dict[str, Any]:
         """Claims of a token this signer issued (raises ``jwt.InvalidTokenError``)."""
         claims: dict[str, Any] = jwt.decode(
-            token, self._public_pem, algorithms=["RS256"], audience=audience, issuer=issuer, leeway=30
+            token, self._public_key, algorithms=["RS256"], audience=audience, issuer=issuer, leeway=30
         )
         return claims
 
@@ -127,7 +123,7 @@ class TokenSigner:
         try:
             claims: dict[str, Any] = jwt.decode(
                 token,
-                self._public_pem,
+                self._public_key,
                 algorithms=["RS256"],
                 options={"verify_aud": False, "verify_exp": False},
             )

@@ -178,6 +178,14 @@ def test_faults_can_be_added_and_removed_while_running(box: Box) -> None:
     assert all(f.host != host for f in box.world.faults)
 
 
+def test_docker_hub_names_never_fall_through_to_real_dns(tmp_path: Path) -> None:
+    world = parse("name: no-hub\nclusters: {aks-prod: {}}\n")
+    with Network(world, Pki(tmp_path)) as network:
+        setting = network.hosts_setting()
+        for name in ("docker.io", "index.docker.io", "registry-1.docker.io", "auth.docker.io"):
+            assert setting[name] is None
+
+
 def test_client_ip_per_viewpoint(box: Box) -> None:
     assert box.network.client_ip(None) == box.network.client_ip("app") == "203.0.113.10"
     assert box.network.client_ip("aks-prod") == "20.50.1.10"  # default: 20.50.<n>.10, n = cluster order
