@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
+from http.client import RemoteDisconnected
 from typing import Any
 
 import requests
@@ -143,8 +144,10 @@ def _connection_reason(exc: BaseException) -> str:
         if id(item) in seen:
             continue
         seen.add(id(item))
-        if isinstance(item, ConnectionResetError):
-            return "connection reset"
+        if isinstance(
+            item, ConnectionResetError | BrokenPipeError | ConnectionAbortedError | RemoteDisconnected
+        ):
+            return "connection reset"  # the peer dropped the connection
         if isinstance(item, ConnectionRefusedError):
             return "connection refused"
         if isinstance(item, BaseException):
