@@ -661,6 +661,7 @@ class Arm:
             r
             for r in self.world.registries.values()
             if r.is_acr
+            and r.tenant.lower() == self.world.tenant.lower()  # another tenant's registry is not in this ARM
             and r.subscription.lower() == sub.lower()
             and (rg is None or r.resource_group.lower() == rg.lower())
         ]

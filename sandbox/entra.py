@@ -111,7 +111,25 @@ class Entra:
 
     # --- tokens -------------------------------------------------------------------------------
 
+    def secret_expired(self, principal: str) -> bool:
+        """Whether ``principal`` is the service principal of a cluster whose client secret has expired."""
+        if not principal.startswith("sp:"):
+            return False
+        cluster = self.world.clusters.get(principal[3:])
+        return bool(cluster is not None and cluster.service_principal_secret_expired)
+
+    def expired_secret_message(self, principal: str) -> str:
+        return (
+            f"AADSTS7000222: The provided client secret keys for app '{self.client_id(principal)}' are expired. "
+            "Visit the Azure portal to create new keys for your app: https://aka.ms/NewClientSecret, or consider "
+            "using certificate credentials for added security: https://aka.ms/certCreds."
+        )
+
     def issue(self, principal: str, audience: str, tenant: str | None = None, lifetime: int = 3600) -> str:
+        """A token for ``principal``; raises :class:`EntraTokenError` (AADSTS7000222) for a service principal
+        whose secret has expired, as Entra refuses its client-credentials request."""
+        if self.secret_expired(principal):
+            raise EntraTokenError(self.expired_secret_message(principal))
         tid = tenant or self.world.tenant
         now = int(time.time())
         claims: dict[str, Any] = {
@@ -354,18 +372,9 @@ class Entra:
                 f"Application with identifier '{client_id}' was not found in the directory "
                 f"'{self.world.tenant}'.",
             )
-        if principal.startswith("sp:"):
-            cluster = self.world.clusters.get(principal[3:])
-            if cluster is not None and cluster.service_principal_secret_expired:
-                return self._aad_error(
-                    401,
-                    "invalid_client",
-                    7000222,
-                    f"The provided client secret keys for app '{client_id}' are expired. "
-                    "Visit the Azure portal to create new keys for your app: "
-                    "https://aka.ms/NewClientSecret, or consider using certificate "
-                    "credentials for added security: https://aka.ms/certCreds.",
-                )
+        if self.secret_expired(principal):
+            message = self.expired_secret_message(principal).removeprefix("AADSTS7000222: ")
+            return self._aad_error(401, "invalid_client", 7000222, message)
         if not secrets.compare_digest(form.get("client_secret", ""), self.client_secret(principal)):
             return self._aad_error(
                 401,

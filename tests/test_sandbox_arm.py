@@ -42,6 +42,7 @@ registries:
     roleAssignmentMode: AbacRepositoryPermissions
     authenticationAsArm: false
   fabrikamacr: {{resourceGroup: rg-shared, publicNetworkAccess: Disabled}}
+  foreignacr: {{resourceGroup: rg-shared, tenant: 99999999-9999-9999-9999-999999999999}}
 clusters:
   aks-prod:
     resourceGroup: rg-prod
@@ -215,7 +216,7 @@ def test_cluster_user_credential_is_a_parseable_kubeconfig(azure: Azure) -> None
 
 def test_registries_and_their_children_deserialize(azure: Azure) -> None:
     regs = {r.name: r for r in azure.acr().registries.list()}
-    assert set(regs) == {"contosoacr", "fabrikamacr"}
+    assert set(regs) == {"contosoacr", "fabrikamacr"}  # foreignacr lives in another tenant's ARM
     contoso = regs["contosoacr"]
     assert contoso.login_server == "contosoacr.azurecr.io" and contoso.sku.name == "Premium"
     assert contoso.network_rule_set.default_action == "Deny"

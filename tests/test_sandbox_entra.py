@@ -111,6 +111,8 @@ def test_expired_service_principal_secret_is_refused(parts: tuple[World, Entra, 
         cred.get_token("https://management.azure.com/.default")
     assert "AADSTS7000222" in str(info.value)
     assert entra.client_secret("sp:aks-expired") not in str(info.value)
+    with pytest.raises(EntraTokenError, match="AADSTS7000222"):  # the in-process path refuses it too
+        entra.issue("sp:aks-expired", "https://containerregistry.azure.net")
 
 
 def test_wrong_secret_is_refused(parts: tuple[World, Entra, Pki, RequestLog]) -> None:
