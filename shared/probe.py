@@ -2,7 +2,7 @@
 
 Per node pool (Linux and Windows, amd64 and arm64) and per registry the cluster's workloads use,
 one short-lived pod in a dedicated namespace (``Settings.probe_namespace``, created if missing,
-labelled as pullwatch's) pulls a small image from that registry with ``imagePullPolicy: Always``:
+labelled as pullwatch's, with its own token-less service account) pulls a small image from that registry with ``imagePullPolicy: Always``:
 the real kubelet path, with the node's network, DNS and identity. The image is
 ``Settings.probe_images[registry]`` when configured, else the image of that registry used by the
 most workloads that can run on the pool (then by the most workloads at all).
@@ -54,6 +54,9 @@ log = logging.getLogger("pullwatch.probe")
 
 PROBE_LABELS = {"app.kubernetes.io/managed-by": "pullwatch", "pullwatch.io/probe": "true"}
 PROBE_COMMAND = ["/pullwatch-probe-pulled"]
+#: The probe pods' own service account (automountServiceAccountToken: false), so they never wait
+#: for the namespace's default account to appear and never carry a token.
+PROBE_SERVICE_ACCOUNT = "pullwatch-probe"
 PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "ErrImageNeverPull"})
 #: Causes that speak about the chosen image, not about the pull path: the image checks report them.
 IMAGE_CAUSES = frozenset({"platform_mismatch", "not_found", "invalid_reference"})
@@ -156,6 +159,7 @@ def probe_pod(target: ProbeTarget, name: str, deadline_seconds: int = 120) -> di
         },
         "spec": {
             "restartPolicy": "Never",
+            "serviceAccountName": PROBE_SERVICE_ACCOUNT,
             "automountServiceAccountToken": False,
             "enableServiceLinks": False,
             "hostNetwork": False,
@@ -231,6 +235,7 @@ class Prober:
         self.created = []
         try:
             self.client.ensure_namespace(self.namespace, PROBE_LABELS)
+            self.client.ensure_service_account(self.namespace, PROBE_SERVICE_ACCOUNT, PROBE_LABELS)
         except UpstreamError as exc:
             return [incomplete_finding(self.cluster_id, f"probe namespace {self.namespace}: {exc}")]
         running: list[_Running] = []

@@ -316,6 +316,38 @@ class KubeClient:
             if exc.status != 409:  # created meanwhile
                 raise
 
+    def ensure_service_account(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
+        """A service account that mounts no token by default (created if missing)."""
+        try:
+            self._call(
+                "core",
+                "read_namespaced_service_account",
+                f"read service account {namespace}/{name}",
+                name=name,
+                namespace=namespace,
+            )
+            return
+        except KubeError as exc:
+            if exc.status != 404:
+                raise
+        body = {
+            "apiVersion": "v1",
+            "kind": "ServiceAccount",
+            "automountServiceAccountToken": False,
+            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+        }
+        try:
+            self._call(
+                "core",
+                "create_namespaced_service_account",
+                f"create service account {namespace}/{name}",
+                namespace=namespace,
+                body=body,
+            )
+        except KubeError as exc:
+            if exc.status != 409:
+                raise
+
     def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
         created: dict[str, Any] = (
             self._call(
