@@ -228,7 +228,30 @@ class _KindServer(ThreadingHTTPServer):
     def __init__(self, sink: WebhookSink, kind: str) -> None:
         self.sink = sink
         self.kind = kind
+        self.connections: set[socket.socket] = set()
+        self.lock = threading.Lock()
         super().__init__(("127.0.0.1", 0), _Handler)
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, addr = super().get_request()
+        with self.lock:
+            self.connections.add(sock)
+        return sock, addr
+
+    def shutdown_request(self, request: Any) -> None:
+        with self.lock:
+            self.connections.discard(request)
+        super().shutdown_request(request)
+
+    def close_connections(self) -> None:
+        """End kept-alive connections so that their handler threads finish."""
+        with self.lock:
+            conns = list(self.connections)
+        for conn in conns:
+            try:
+                conn.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         return  # resets and aborted clients are expected here
@@ -285,6 +308,7 @@ class WebhookSink:
         for server in self._servers.values():
             server.shutdown()
             server.server_close()
+            server.close_connections()
         for thread in self._threads:
             thread.join(timeout=5)
         self._servers.clear()

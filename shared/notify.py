@@ -198,6 +198,10 @@ class Notifier:
         self._unavailable: set[str] = set()
         _install_log_redaction()
 
+    def close(self) -> None:
+        """Close the HTTP session (its pooled connections)."""
+        self.session.close()
+
     # --- sending -------------------------------------------------------------------------------
 
     def _post(self, channel: Channel, payload: Mapping[str, Any]) -> _Answer:
