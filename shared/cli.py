@@ -91,7 +91,10 @@ def explain(message: Sequence[str], as_json: bool) -> None:
     """
     from shared.explain import explain as explain_text
 
-    text = sys.stdin.read() if list(message) == ["-"] else " ".join(message)
+    if list(message) == ["-"]:
+        text = sys.stdin.buffer.read().decode("utf-8", errors="replace")
+    else:
+        text = " ".join(message)
     if not text.strip():
         fail("explain: no message given (pass the text, or - to read stdin)")
     result = explain_text(text)

@@ -1,0 +1,654 @@
+"""``shared.explain``: the pull-error classifier, against real messages and the rules of issue 2."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.causes import BY_CODE, CODES, remediation_for
+from shared.explain import Explanation, explain, normalise, registry_of, split_errors
+
+ROOT = Path(__file__).resolve().parent.parent
+DEV_FILE = ROOT.parent / "shared" / "reference" / "pull_errors.dev.jsonl"
+EXTRA_FILE = ROOT / "tests" / "data" / "pull_errors.extra.jsonl"
+
+SPEC_CODES = {
+    "auth_failed",
+    "auth_or_not_found",
+    "forbidden",
+    "not_found",
+    "dns",
+    "network",
+    "tls",
+    "rate_limited",
+    "invalid_reference",
+    "platform_mismatch",
+    "never_pull",
+    "disk_full",
+    "layer_error",
+    "signature_invalid",
+    "registry_error",
+    "no_detail",
+    "unknown",
+}
+
+
+def _records(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def _ids(records: list[dict[str, Any]]) -> list[str]:
+    return [f"{i}-{r['cause']}" for i, r in enumerate(records)]
+
+
+DEV = _records(DEV_FILE) if DEV_FILE.exists() else []
+EXTRA = _records(EXTRA_FILE)
+
+
+# --- labelled real messages ----------------------------------------------------------------------
+
+
+def test_reference_file_is_there() -> None:
+    assert DEV_FILE.exists(), f"the labelled reference messages are missing: {DEV_FILE}"
+    assert len(DEV) >= 50
+
+
+@pytest.mark.parametrize("record", DEV, ids=_ids(DEV))
+def test_dev_messages(record: dict[str, Any]) -> None:
+    assert explain(record["message"]).cause in record["accept"], record["message"]
+
+
+@pytest.mark.parametrize("record", EXTRA, ids=_ids(EXTRA))
+def test_extra_messages(record: dict[str, Any]) -> None:
+    assert explain(record["message"]).cause in record["accept"], record["message"]
+
+
+def test_extra_file_is_honest_data() -> None:
+    """Sourced, labelled with spec codes, no copy of the dev file, every cause covered."""
+    dev_messages = {r["message"] for r in DEV}
+    for record in EXTRA:
+        assert set(record) >= {"message", "cause", "accept", "kind", "runtime", "source"}
+        assert record["source"].startswith("https://"), record
+        assert record["cause"] == record["accept"][0]
+        assert set(record["accept"]) <= SPEC_CODES, record
+        assert record["message"] not in dev_messages
+    assert {r["cause"] for r in EXTRA} == SPEC_CODES
+    assert len(EXTRA) >= 60
+
+
+# --- the catalogue and the interface -------------------------------------------------------------
+
+
+def test_catalogue_has_exactly_the_spec_codes() -> None:
+    assert CODES == SPEC_CODES
+    for code in CODES:
+        assert remediation_for(code, "example.azurecr.io", "example.azurecr.io/web:1")
+        assert remediation_for(code, None, None)
+        assert not re.search(r"\{(?:registry|image|name|repository)\}", remediation_for(code, None, None))
+
+
+def test_to_dict_has_exactly_the_contract_keys() -> None:
+    result = explain('Back-off pulling image "nginx:1.2"')
+    assert isinstance(result, Explanation)
+    assert result.to_dict() == {
+        "cause": "no_detail",
+        "summary": result.summary,
+        "remediation": result.remediation,
+        "registry": "docker.io",
+        "image": "nginx:1.2",
+    }
+    with pytest.raises(AttributeError):
+        result.cause = "unknown"  # type: ignore[misc]
+
+
+ACR_401 = (
+    'Failed to pull image "contosoacr.azurecr.io/web:1.4.2": rpc error: code = Unknown desc = failed to '
+    'pull and unpack image "contosoacr.azurecr.io/web:1.4.2": failed to resolve reference '
+    '"contosoacr.azurecr.io/web:1.4.2": failed to authorize: failed to fetch oauth token: unexpected status '
+    "from GET request to https://contosoacr.azurecr.io/oauth2/token?scope=repository%3Aweb%3Apull&service="
+    "contosoacr.azurecr.io: 401 Unauthorized"
+)
+
+
+def test_summary_names_registry_image_and_what_was_seen() -> None:
+    result = explain(ACR_401)
+    assert result.cause == "auth_failed"
+    assert result.summary == (
+        "registry contosoacr.azurecr.io refused the pull credentials (401 from its token endpoint) "
+        "for contosoacr.azurecr.io/web:1.4.2"
+    )
+    assert "\n" not in result.summary
+
+
+def test_remediation_is_specific_to_acr() -> None:
+    acr = explain(ACR_401).remediation
+    assert "AcrPull" in acr and "Container Registry Repository Reader" in acr
+    assert "az aks check-acr" in acr and "--attach-acr contosoacr" in acr
+    other = explain(ACR_401.replace("contosoacr.azurecr.io", "harbor.example.com")).remediation
+    assert "imagePullSecrets" in other and "harbor.example.com" in other and "AcrPull" not in other
+
+
+def test_docker_hub_rate_limit_remediation_names_the_repository() -> None:
+    result = explain(
+        'Failed to pull image "busybox:1.36": toomanyrequests: You have reached your pull rate limit'
+    )
+    assert result.cause == "rate_limited"
+    assert "docker.io/library/busybox" in result.remediation
+
+
+# --- aggregation ----------------------------------------------------------------------------------
+
+
+def _aggregate(*errors: str, image: str = "myacr.azurecr.io/app:1") -> str:
+    return f'Failed to pull image "{image}": [{", ".join(errors)}]'
+
+
+ANON_401 = (
+    'rpc error: code = Unknown desc = failed to pull and unpack image "myacr.azurecr.io/app:1": failed to '
+    'resolve reference "myacr.azurecr.io/app:1": failed to authorize: failed to fetch anonymous token: '
+    "unexpected status from GET request to https://myacr.azurecr.io/oauth2/token?scope=repository%3Aapp%3A"
+    "pull&service=myacr.azurecr.io: 401 Unauthorized"
+)
+TIMEOUT = (
+    'rpc error: code = Unknown desc = failed to pull and unpack image "myacr.azurecr.io/app:1": failed to '
+    'resolve reference "myacr.azurecr.io/app:1": failed to do request: Head '
+    '"https://myacr.azurecr.io/v2/app/manifests/1": dial tcp 10.1.2.3:443: i/o timeout'
+)
+MANIFEST_UNKNOWN = (
+    'rpc error: code = NotFound desc = failed to pull and unpack image "myacr.azurecr.io/app:1": failed to '
+    'resolve reference "myacr.azurecr.io/app:1": myacr.azurecr.io/app:1: not found'
+)
+
+
+def test_trailing_anonymous_401_is_noise() -> None:
+    assert explain(_aggregate(TIMEOUT, ANON_401)).cause == "network"
+    assert explain(_aggregate(MANIFEST_UNKNOWN, ANON_401)).cause == "not_found"
+
+
+def test_anonymous_401_is_noise_wherever_it_stands() -> None:
+    assert explain(_aggregate(ANON_401, TIMEOUT)).cause == "network"
+
+
+def test_only_anonymous_401s_mean_auth_failed() -> None:
+    assert explain(_aggregate(ANON_401, ANON_401)).cause == "auth_failed"
+
+
+def test_first_real_cause_wins() -> None:
+    oauth_401 = ANON_401.replace("anonymous token", "oauth token")
+    assert explain(_aggregate(oauth_401, MANIFEST_UNKNOWN, ANON_401)).cause == "auth_failed"
+    assert explain(_aggregate(MANIFEST_UNKNOWN, oauth_401)).cause == "not_found"
+
+
+def test_unterminated_aggregate_still_splits() -> None:
+    text = _aggregate(TIMEOUT, ANON_401)[:-1]  # the closing bracket cut off, as events often are
+    assert explain(text).cause == "network"
+
+
+def test_brackets_inside_messages_do_not_split() -> None:
+    text = (
+        'Failed to pull image "gcr.io/p/app:1.0.0": rpc error: code = Unknown desc = failed to pull and unpack '
+        'image "gcr.io/p/app:1.0.0": failed to resolve reference "gcr.io/p/app:1.0.0": pulling from host gcr.io '
+        "failed with status code [manifests 1.0.0]: 403 Forbidden"
+    )
+    assert split_errors(normalise(text)) == [text]
+    assert explain(text).cause == "forbidden"
+    ipv6 = 'Failed to pull image "localhost:5000/x:1": dial tcp [::1]:5000: connect: connection refused'
+    assert explain(ipv6).cause == "network"
+
+
+def test_crio_error_list() -> None:
+    text = (
+        "Error: 2 errors occurred while pulling:\n"
+        " * Error initializing source docker://quay.io/org/app:2: Error reading manifest 2 in quay.io/org/app: "
+        "manifest unknown: manifest unknown\n"
+        " * Error initializing source docker://docker.io/org/app:2: reading manifest 2 in docker.io/org/app: "
+        "requested access to the resource is denied"
+    )
+    result = explain(text)
+    assert result.cause == "not_found"
+    assert result.image == "quay.io/org/app:2"
+
+
+# --- Kubernetes >= 1.32 back-off messages and old wrappers -----------------------------------------
+
+
+def test_backoff_carrying_the_last_error_is_read() -> None:
+    text = (
+        'Back-off pulling image "registry.invalid/does-not-exist:v9": ErrImagePull: failed to pull and unpack '
+        'image "registry.invalid/does-not-exist:v9": failed to resolve reference '
+        '"registry.invalid/does-not-exist:v9": failed to do request: Head '
+        '"https://registry.invalid/v2/does-not-exist/manifests/v9": dial tcp: lookup registry.invalid on '
+        "172.18.0.1:53: no such host"
+    )
+    result = explain(text)
+    assert result.cause == "dns"
+    assert result.image == "registry.invalid/does-not-exist:v9"
+    assert result.registry == "registry.invalid"
+
+
+def test_backoff_with_aggregated_last_error() -> None:
+    text = f'Back-off pulling image "myacr.azurecr.io/app:1": ErrImagePull: [{MANIFEST_UNKNOWN}, {ANON_401}]'
+    assert explain(text).cause == "not_found"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Back-off pulling image "nginx:1.2"',
+        "Error: ErrImagePull",
+        "ImagePullBackOff",
+        "Error: ImagePullBackOff",
+        'container "web" in pod "web-7d9f" is waiting to start: trying and failing to pull image',
+        'Error syncing pod, skipping: failed to "StartContainer" for "web" with ImagePullBackOff: '
+        '"Back-off pulling image \\"nginx:1.2\\""',
+        "  Warning  Failed     12s (x4 over 93s)  kubelet  Error: ErrImagePull",
+        'Failed to pull image "nginx:1.2": rpc error: code = Unknown desc = ',
+        "ErrImagePull",
+    ],
+)
+def test_no_cause_in_text_is_no_detail(text: str) -> None:
+    assert explain(text).cause == "no_detail"
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Failed to pull image "kubernetes/pause": image pull failed for unknown error',
+        'Failed to pull image "x/y:1": rpc error: code = Unknown desc = the flux capacitor overheated',
+    ],
+)
+def test_a_cause_that_fits_no_code_is_unknown(text: str) -> None:
+    assert explain(text).cause == "unknown"
+
+
+def test_old_wrapper_with_escaped_quotes() -> None:
+    text = (
+        'Error syncing pod, skipping: failed to "StartContainer" for "web" with ErrImagePull: "rpc error: '
+        'code = Unknown desc = Error response from daemon: manifest for \\"myorg/web:2.0\\" not found: manifest '
+        'unknown: manifest unknown"'
+    )
+    assert explain(text).cause == "not_found"
+
+
+def test_kubelet_log_line_with_triple_escaped_quotes() -> None:
+    text = (
+        'E0723 22:57:43.256904  197244 pod_workers.go:1301] "Error syncing pod, skipping" err="failed to '
+        '\\"StartContainer\\" for \\"redis\\" with ImagePullBackOff: \\"Back-off pulling image \\\\\\"redis:alpine'
+        '\\\\\\": ErrImagePull: failed to pull and unpack image \\\\\\"docker.io/library/redis:alpine\\\\\\": '
+        'failed to resolve image: failed to do request: Head \\\\\\"https://registry-1.docker.io/v2/library/'
+        'redis/manifests/alpine\\\\\\": dial tcp 162.220.12.226:443: connect: connection refused\\"" '
+        'pod="default/redis" podUID="c21adea0-dbfc-4936-bce2-8db56b48d4fb"'
+    )
+    result = explain(text)
+    assert result.cause == "network"
+    assert result.image == "redis:alpine"
+    assert result.registry == "docker.io"
+
+
+def test_typographic_quotes() -> None:
+    text = (
+        "Failed to pull image \u201crancher/istio-kubectl:1.5.10\u201d: rpc error: code = NotFound desc = failed "
+        "to pull and unpack image \u201cdocker.io/rancher/istio-kubectl:1.5.10\u201d: no match for platform in "
+        "manifest: not found"
+    )
+    result = explain(text)
+    assert result.cause == "platform_mismatch"
+    assert result.image == "rancher/istio-kubectl:1.5.10"
+    single = (
+        "Failed to pull image \u2018busybox\u2019: Error response from daemon: pull access denied for busybox"
+    )
+    assert explain(single).image == "busybox"
+
+
+def test_json_escaped_text() -> None:
+    text = (
+        '{"message":"Back-off pulling image \\"ghcr.io/org/app:1\\": ErrImagePull: failed to pull and unpack '
+        'image \\"ghcr.io/org/app:1\\": failed to resolve reference \\"ghcr.io/org/app:1\\": pull access '
+        "denied, repository does not exist or may require authorization: server message: "
+        'insufficient_scope: authorization failed","reason":"ImagePullBackOff"}'
+    )
+    result = explain(text)
+    assert result.cause == "auth_or_not_found"
+    assert result.image == "ghcr.io/org/app:1"
+    unicode_escaped = "Failed to pull image \\u0027nginx:1\\u0027: toomanyrequests: Too Many Requests"
+    assert explain(unicode_escaped).cause == "rate_limited"
+    assert normalise("a \\u003cb\\u003e &quot;c&quot;") == 'a <b> "c"'
+
+
+def test_multi_line_events() -> None:
+    text = (
+        '  Normal   Pulling    3m (x4 over 5m)  kubelet  Pulling image "quay.io/org/app:3"\n'
+        '  Warning  Failed     3m (x4 over 5m)  kubelet  Failed to pull image "quay.io/org/app:3": rpc error: '
+        "code = Unknown desc = reading manifest 3 in quay.io/org/app: unauthorized: access to the requested "
+        "resource is not authorized\n"
+        "  Warning  Failed     3m (x4 over 5m)  kubelet  Error: ErrImagePull\n"
+        '  Normal   BackOff    2m (x6 over 5m)  kubelet  Back-off pulling image "quay.io/org/app:3"\n'
+    )
+    result = explain(text)
+    assert result.cause == "auth_failed"
+    assert result.image == "quay.io/org/app:3"
+    assert result.registry == "quay.io"
+
+
+# --- redactions ------------------------------------------------------------------------------------
+
+
+def test_redacted_registry_kept_as_written() -> None:
+    text = (
+        'Failed to pull image "<acrname>.azurecr.io/<repository:tag>": rpc error: code = Unknown desc = failed '
+        'to pull and unpack image "<acrname>.azurecr.io/<repository:tag>": failed to resolve reference '
+        '"<acrname>.azurecr.io/<repository:tag>": failed to do request: Head '
+        '"https://<acrname>.azurecr.io/v2/<repository>/manifests/v1": dial tcp <acrprivateipaddress>:443: '
+        "i/o timeout"
+    )
+    result = explain(text)
+    assert (result.cause, result.registry) == ("network", "<acrname>.azurecr.io")
+    assert "<acrprivateipaddress>:443" in result.summary
+    assert "AcrPull" not in result.remediation and "data endpoint" in result.remediation
+    hidden_host = explain('Failed to pull image "<your-registry>/app:1.0": 401 Unauthorized')
+    assert (hidden_host.cause, hidden_host.registry) == ("auth_failed", "<your-registry>")
+
+
+def test_fully_redacted_image_falls_back_to_a_named_one() -> None:
+    text = (
+        'Failed to pull image "<redacted>": rpc error: code = Unknown desc = failed to pull and unpack image '
+        '"myacr.azurecr.io/myimage:1.3": failed to resolve reference "myacr.azurecr.io/myimage:1.3": failed to '
+        "authorize: failed to fetch anonymous token: unexpected status: 403 Forbidden"
+    )
+    result = explain(text)
+    assert (result.cause, result.image, result.registry) == (
+        "forbidden",
+        "myacr.azurecr.io/myimage:1.3",
+        "myacr.azurecr.io",
+    )
+    stars = explain(
+        'Failed to pull image "***": rpc error: code = Unknown desc = Error response from daemon: '
+        "Get ***: unauthorized: authentication required"
+    )
+    assert (stars.cause, stars.image, stars.registry) == ("auth_failed", "***", None)
+
+
+# --- precedence ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        # a token fetch's 401 beats a "not found" elsewhere in the same text
+        (
+            "failed to authorize: failed to fetch oauth token: unexpected status: 401 Unauthorized; "
+            "repository not found",
+            "auth_failed",
+        ),
+        (
+            "Error response from daemon: pull access denied for foo/bar, repository does not exist or may "
+            "require 'docker login': denied: requested access to the resource is denied",
+            "auth_or_not_found",
+        ),
+        ("dial tcp: lookup myacr.azurecr.io on 10.0.0.10:53: no such host", "dns"),
+        (
+            "dial tcp: lookup registry-1.docker.io on 192.168.65.2:53: read udp 192.168.49.2:59506->"
+            "192.168.65.2:53: i/o timeout",
+            "dns",
+        ),
+        ("Get https://r.example.com/v2/: dial tcp 10.1.2.3:443: i/o timeout", "network"),
+        ('Head "https://test.azurecr.io/v2/a/manifests/1": net/http: TLS handshake timeout', "network"),
+        (
+            'Get "https://r.example.com/v2/": tls: failed to verify certificate: x509: certificate signed by '
+            "unknown authority",
+            "tls",
+        ),
+        ('Get "https://localhost:5000/v2/": http: server gave HTTP response to HTTPS client', "tls"),
+        ("Get https://r.example.com/v2/: remote error: tls: handshake failure", "tls"),
+        (
+            "429 Too Many Requests - Server message: toomanyrequests: You have reached your pull rate limit",
+            "rate_limited",
+        ),
+        ('Failed to pull image "a.azurecr.io/b:1": pull QPS exceeded', "rate_limited"),
+        (
+            "Error response from daemon: Get https://a.io/v2/b/manifests/1: denied: client with IP '1.2.3.4' "
+            "is not allowed access",
+            "forbidden",
+        ),
+        ("failed to fetch anonymous token: unexpected status: 403 Forbidden", "forbidden"),
+        ('Head "https://ghcr.io/v2/o/r/manifests/latest": denied: denied', "forbidden"),
+        (
+            'rpc error: code = NotFound desc = failed to pull and unpack image "docker.io/a/b:1": no match for '
+            "platform in manifest: not found",
+            "platform_mismatch",
+        ),
+        ('image operating system "windows" cannot be used on this platform', "platform_mismatch"),
+        (
+            "no matching manifest for windows/amd64 10.0.17763 in the manifest list entries",
+            "platform_mismatch",
+        ),
+        ("standard_init_linux.go:228: exec user process caused: exec format error", "platform_mismatch"),
+        (
+            "failed to register layer: Error processing tar file(exit status 1): write /x: no space left on device",
+            "disk_full",
+        ),
+        ("failed to register layer: ApplyLayer exit status 1 stdout:  stderr: unexpected EOF", "layer_error"),
+        (
+            'failed to copy: httpReadSeeker: failed open: failed to do request: Get "https://b.example/x": EOF',
+            "network",
+        ),
+        (
+            'failed commit on ref "layer-sha256:ab": "layer-sha256:ab" failed size validation: 1 != 2',
+            "layer_error",
+        ),
+        ("image pull failed for x because the signature validation failed", "signature_invalid"),
+        (
+            "copying system image from manifest list: Source image rejected: A signature was required, but no "
+            "signature exists",
+            "signature_invalid",
+        ),
+        (
+            "Error response from daemon: received unexpected HTTP status: 500 Internal Server Error",
+            "registry_error",
+        ),
+        (
+            "pulling from host r.example.com failed with status code [manifests 1]: 502 Bad Gateway",
+            "registry_error",
+        ),
+        ("Error: InvalidImageName", "invalid_reference"),
+        (
+            'Failed to apply default image tag "Nginx": couldn\'t parse image reference "Nginx": invalid '
+            "reference format: repository name must be lowercase",
+            "invalid_reference",
+        ),
+        (
+            'ErrImageNeverPull: Container image "app:dev" is not present with pull policy of Never',
+            "never_pull",
+        ),
+        (
+            "Error response from daemon: manifest for org/app:9 not found: manifest unknown: manifest unknown",
+            "not_found",
+        ),
+        (
+            "Error response from daemon: Get https://1.dkr.ecr.us-east-1.amazonaws.com/v2/a/manifests/1: "
+            "no basic auth credentials",
+            "auth_failed",
+        ),
+        ("rpc error: code = Unknown desc = context deadline exceeded", "network"),
+    ],
+)
+def test_precedence(text: str, cause: str) -> None:
+    assert explain(text).cause == cause
+
+
+def test_status_numbers_inside_digests_do_not_count() -> None:
+    text = (
+        'Failed to pull image "quay.io/a/b@sha256:4291403a4040a5010a401a503a429a404a403a401ab0c0d0e0f00112233445566"'
+        ": rpc error: code = Unknown desc = something odd happened"
+    )
+    assert explain(text).cause == "unknown"
+
+
+# --- registry and image ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("nginx", "docker.io"),
+        ("nginx:1.25", "docker.io"),
+        ("library/nginx", "docker.io"),
+        ("bitnami/redis:7.2", "docker.io"),
+        ("docker.io/library/nginx", "docker.io"),
+        ("index.docker.io/library/nginx", "docker.io"),
+        ("registry-1.docker.io/library/nginx", "docker.io"),
+        ("Contoso.AzureCR.io/web:1", "contoso.azurecr.io"),
+        ("${REPOSITORY_PREFIX}/visits-service:latest", "docker.io"),
+        ("localhost/app", "localhost"),
+        ("localhost:5000/app:1", "localhost:5000"),
+        ("myregistry:5000/team/app", "myregistry:5000"),
+        ("10.0.0.5:30000/app@sha256:" + "a" * 64, "10.0.0.5:30000"),
+        ("quay.io/org/app@sha256:" + "b" * 64, "quay.io"),
+        ("contosoacr.azurecr.io/web:1.4.2", "contosoacr.azurecr.io"),
+        ("<acrname>.azurecr.io/<repository:tag>", "<acrname>.azurecr.io"),
+        ("<your-registry>/app:1", "<your-registry>"),
+        ("europe-west1-docker.pkg.dev/p/r/app:1", "europe-west1-docker.pkg.dev"),
+        ("https://harbor.example.com/release/name:1.1.0", "harbor.example.com"),
+        ("<redacted>", None),
+        ("***", None),
+        ("/cloudfoundry/app:1", None),
+    ],
+)
+def test_registry_of(reference: str, registry: str | None) -> None:
+    assert registry_of(reference) == registry
+
+
+@pytest.mark.parametrize(
+    ("text", "image", "registry"),
+    [
+        ('Back-off pulling image "nginx"', "nginx", "docker.io"),
+        (
+            'Failed to pull image "localhost:5000/team/app:1.0": rpc error: code = Unknown desc = x509: bad',
+            "localhost:5000/team/app:1.0",
+            "localhost:5000",
+        ),
+        (
+            'Failed to pull image "quay.io/org/app@sha256:' + "c" * 64 + '": manifest unknown',
+            "quay.io/org/app@sha256:" + "c" * 64,
+            "quay.io",
+        ),
+        ('Container image "app:dev" is not present with pull policy of Never', "app:dev", "docker.io"),
+        (
+            "Error response from daemon: pull access denied for rmeuser-auth, repository does not exist or may "
+            "require 'docker login'",
+            "rmeuser-auth",
+            "docker.io",
+        ),
+        (
+            "rpc error: code = 2 desc = Tag bad not found in repository docker.io/library/hello-world",
+            "docker.io/library/hello-world:bad",
+            "docker.io",
+        ),
+        (
+            "Error reading manifest latest in docker.io/e2eteam/dnsutils: manifest unknown: manifest unknown",
+            "docker.io/e2eteam/dnsutils:latest",
+            "docker.io",
+        ),
+        (
+            'Error response from daemon: Get "https://registry-1.docker.io/v2/": x509: certificate signed by '
+            "unknown authority",
+            None,
+            "docker.io",
+        ),
+        ("ErrImagePull", None, None),
+        (
+            '"PullImage from image service failed" err="rpc error: code = Unknown desc = Source image rejected" '
+            'image="us-docker.pkg.dev/p/r/app:1"',
+            "us-docker.pkg.dev/p/r/app:1",
+            "us-docker.pkg.dev",
+        ),
+        (
+            "[ERROR ImagePull]: failed to pull image registry.k8s.io/pause:3.9: output: Error response from "
+            "daemon: Get https://registry.k8s.io/v2/: net/http: request canceled",
+            "registry.k8s.io/pause:3.9",
+            "registry.k8s.io",
+        ),
+    ],
+)
+def test_registry_and_image_from_text(text: str, image: str | None, registry: str | None) -> None:
+    result = explain(text)
+    assert (result.image, result.registry) == (image, registry)
+
+
+# --- speed -----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "chunk",
+    [
+        ANON_401 + ", ",
+        "failed to fetch anonymous token " * 20,
+        "lookup a.b.c.d.e.f.g.h " * 20,
+        '"' + "a" * 300 + '" ',
+        "x" * 1000,
+        "\\\\\\\\" * 100 + '\\"',
+        "not found: " * 30,
+    ],
+)
+def test_a_100_kb_message_is_read_fast(chunk: str) -> None:
+    text = 'Failed to pull image "nginx": ' + chunk * (100_000 // len(chunk) + 1)
+    assert len(text) >= 100_000
+    started = time.perf_counter()
+    result = explain(text)
+    elapsed = time.perf_counter() - started
+    assert result.cause in CODES
+    assert elapsed < 1.0, f"{elapsed:.2f}s for {len(text)} characters"
+
+
+def test_every_real_message_is_read_quickly() -> None:
+    messages = [r["message"] for r in DEV + EXTRA]
+    started = time.perf_counter()
+    for message in messages:
+        explain(message)
+    per_message = (time.perf_counter() - started) / len(messages)
+    assert per_message < 0.01, f"{per_message * 1000:.1f} ms per message"
+
+
+def test_every_cause_has_a_headline_and_meaning() -> None:
+    for cause in BY_CODE.values():
+        assert cause.meaning and cause.headline and cause.remediation
+
+
+def test_a_huge_text_costs_no_more_than_its_ends() -> None:
+    middle = "x" * 5_000_000
+    text = f'Failed to pull image "nginx": {middle} dial tcp 10.0.0.1:443: i/o timeout'
+    started = time.perf_counter()
+    result = explain(text)
+    assert time.perf_counter() - started < 1.0
+    assert (result.cause, result.image) == ("network", "nginx")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # journald + klog prefixes around a back-off with no cause
+        "Mar 19 21:54:18 node-1 microk8s.daemon-kubelet[1978]: E0319 21:54:18.041089    1978 pod_workers.go:190] "
+        'Error syncing pod a08e9648-0000-4069-a6a0-988891ab8a92 ("db-0_ns(a08e9648-0000-4069-a6a0-988891ab8a92)"), '
+        'skipping: failed to "StartContainer" for "init" with ImagePullBackOff: "Back-off pulling image '
+        '\\"docker.io/bitnami/minideb:latest\\""',
+        "E1010 23:32:07.405372    2746 kuberuntime_manager.go:784] container start failed: ErrImagePull: ",
+        # kubectl get pods rows
+        "myapp-7d9f8c6b4-x2kqp   0/1     ImagePullBackOff   0          3m",
+        "web-0   0/1   Init:ImagePullBackOff   0   2m",
+    ],
+)
+def test_log_prefixes_and_pod_rows_carry_no_cause(text: str) -> None:
+    assert explain(text).cause == "no_detail"
+
+
+def test_a_runtime_that_is_down_is_not_a_registry_error() -> None:
+    text = (
+        'rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial unix '
+        '/run/containerd/containerd.sock: connect: no such file or directory"'
+    )
+    assert explain(text).cause == "unknown"
