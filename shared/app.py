@@ -99,7 +99,12 @@ class App:
             self._notifier = Notifier(self.settings, self.store)
         return self._notifier
 
-    def auditor(self) -> Auditor:
+    def auditor(self, *, warm: bool = False) -> Auditor:
+        """An Auditor. ``warm=True`` (the nightly fan-out) reuses one for a short window, so the
+        messages of one fan-out share subscription-wide ARM lists and registry probes; an audit
+        caused by a change always reads afresh (the change is what it must see)."""
+        if not warm:
+            return Auditor(self.settings, self.credential)
         with self._lock:
             now = time.monotonic()
             if self._auditor is None or now - self._auditor_since > AUDITOR_WINDOW_SECONDS:
@@ -141,7 +146,7 @@ class App:
             self.inventory.forget(cluster_id)
         requests = list(plan.audits)
         for subscription in plan.discover:
-            ids, _ = self.auditor().discover((subscription,))
+            ids, _ = self.auditor(warm=True).discover((subscription,))
             requests.extend(AuditRequest(c, ("role assignments changed; inventory unknown",)) for c in ids)
         enqueued = sum(self.queue.schedule(r, self.settings.debounce_seconds) for r in requests)
         return {
@@ -155,7 +160,7 @@ class App:
 
     def fan_out_nightly(self) -> int:
         """Discover every watched cluster and enqueue one audit message per cluster."""
-        auditor = self.auditor()
+        auditor = self.auditor(warm=True)
         cluster_ids, problems = auditor.discover()
         for problem in problems:
             log.error("nightly discovery: %s", problem.message)
@@ -206,9 +211,13 @@ class App:
         options = options or AuditOptions(probe=self.settings.probe, read_secrets=self.settings.read_secrets)
         previous_inventory = {c.id.lower(): c for c in self.inventory.all()}
         hints = {r.cluster.lower(): list(r.hints) for r in requests}
-        result = self.auditor().audit_clusters(
-            [r.cluster for r in requests], options, hints, previous_inventory
-        )
+        warm = all(r.nightly for r in requests)
+        auditor = self.auditor(warm=warm)
+        try:
+            result = auditor.audit_clusters([r.cluster for r in requests], options, hints, previous_inventory)
+        finally:
+            if not warm:
+                auditor.close()
         changes = self.remember(result)
         report: dict[str, Any] = {"clusters": len(result.clusters), "findings": len(result.findings)}
         if notify:
@@ -266,8 +275,9 @@ class App:
             probe=flags["probe"] or self.settings.probe,
             read_secrets=flags["read_secrets"] or self.settings.read_secrets,
         )
+        auditor = self.auditor()
         try:
-            result = self.auditor().audit_clusters(list(clusters), options)
+            result = auditor.audit_clusters(list(clusters), options)
             if flags["notify"]:
                 changes = self.remember(result)
                 self.notifier.deliver(
@@ -275,12 +285,14 @@ class App:
                 )
         except PullwatchError as exc:
             return 502, {"error": str(exc)}
+        finally:
+            auditor.close()
         return 200, result.to_dict()
 
     # --- CLI --------------------------------------------------------------------------------
 
     def audit_now(self, options: AuditOptions, *, notify: bool) -> AuditResult:
-        auditor = self.auditor()
+        auditor = self.auditor(warm=True)
         cluster_ids, problems = auditor.discover(options.subscriptions, options.clusters)
         result = auditor.audit_clusters(cluster_ids, options)
         if problems:
