@@ -80,6 +80,35 @@ class RegistryError(RuntimeError):
     """A sandbox registry could not be started or changed."""
 
 
+_WATCHDOG = """
+docker-registry serve "$1" </dev/null &
+child=$!
+trap 'kill -TERM $child 2>/dev/null; wait $child; exit 0' TERM INT HUP
+read -r _ignored
+kill -TERM $child 2>/dev/null
+wait $child
+"""
+
+
+def _reap_group(group: int, timeout: float = 5.0) -> None:
+    """Wait until no process of the group is left; SIGKILL whatever outlives ``timeout``."""
+    for last_resort in (False, True):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(group, 0)
+            except (ProcessLookupError, PermissionError):
+                return
+            time.sleep(0.02)
+        if last_resort:
+            log.warning("processes of group %s outlived SIGKILL (zombies not reaped?)", group)
+            return
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except ProcessLookupError:
+            return
+
+
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
@@ -153,11 +182,13 @@ class RegistryProcess:
         config_path = self.root / "config.yml"
         config_path.write_text(yaml.safe_dump(config))
         self._log = open(self.root / "registry.log", "wb")  # noqa: SIM115 - closed in stop()
+        # A tiny sh keeps docker-registry tied to us: it holds a pipe whose other end is ours, and
+        # stops the registry when that pipe closes (stop(), or this process dying without stop()).
         self.process = subprocess.Popen(
-            ["docker-registry", "serve", str(config_path)],
+            ["sh", "-c", _WATCHDOG, "registry-watchdog", str(config_path)],
             stdout=self._log,
             stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.PIPE,
             start_new_session=True,
             cwd=self.root,
         )
@@ -252,15 +283,18 @@ class RegistryProcess:
             self._pool.close()
             self._pool = None
         if self.process is not None:
-            if self.process.poll() is None:
-                try:
-                    os.killpg(self.process.pid, signal.SIGTERM)
-                    self.process.wait(timeout=5)
-                except subprocess.TimeoutExpired:
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                    self.process.wait(timeout=5)
-                except ProcessLookupError:
-                    pass
+            group = self.process.pid
+            if self.process.stdin is not None:
+                self.process.stdin.close()  # the watchdog stops docker-registry and exits
+            try:
+                os.killpg(group, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+            _reap_group(group)
             self.process = None
         if getattr(self, "_log", None) is not None:
             self._log.close()
@@ -456,7 +490,12 @@ class RegistryFront:
         headers: dict[str, str] = {}
         for name in {key.lower(): key for key in request.headers}.values():
             lowered = name.lower()
-            if lowered in _HOP_BY_HOP or lowered in ("host", "content-length", "x-sandbox-viewpoint"):
+            if lowered in _HOP_BY_HOP or lowered in (
+                "host",
+                "content-length",
+                "expect",
+                "x-sandbox-viewpoint",
+            ):
                 continue
             headers[name] = ", ".join(str(v) for v in request.headers.get_all(name) or [])
         headers["Host"] = request.header("Host") or self.registry.host

@@ -592,21 +592,61 @@ def test_skopeo_generic_registry_credentials_and_docker_hub_anonymous(sandbox: S
 # -- life cycle -------------------------------------------------------------------------------
 
 
+def _processes_mentioning(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "status").read_text()
+        except OSError:
+            continue
+        if text in cmdline and "State:\tZ" not in state:
+            found.append(int(entry.name))
+    return found
+
+
 def test_start_and_stop_leave_no_process_and_no_temp_dir(tmp_path: Path) -> None:
     threads_before = set(threading.enumerate())
     box = Sandbox(parse(WORLD), tmp_path)
-    pids = box.farm.pids()
     root = box.farm.root
-    assert len(pids) == 6 and root is not None and root.is_dir()
-    assert all(Path(f"/proc/{pid}").exists() for pid in pids)
+    assert root is not None and root.is_dir()
+    running = _processes_mentioning(str(root))
+    assert len(running) == 12, "a watchdog shell and a docker-registry per registry"
     box.stop()
-    time.sleep(0.05)
-    for pid in pids:
-        status = Path(f"/proc/{pid}/status")
-        assert not status.exists() or "State:\tZ" not in status.read_text(), (
-            f"docker-registry {pid} still there"
-        )
-        assert not status.exists(), f"docker-registry {pid} still running"
+    assert _processes_mentioning(str(root)) == []
+    assert all(not Path(f"/proc/{pid}").exists() for pid in running)
     assert not root.exists()
     assert [p.name for p in tmp_path.iterdir()] == ["pki"]
     assert not [t for t in set(threading.enumerate()) - threads_before if t.is_alive()]
+
+
+def test_registries_die_with_their_owner_even_without_stop(tmp_path: Path) -> None:
+    """A sandbox process killed outright (SIGKILL, a timeout) must not leave docker-registry behind."""
+    script = (
+        "import sys, time\n"
+        "from pathlib import Path\n"
+        "from tests.test_sandbox_registry import Sandbox, WORLD\n"
+        "from sandbox.world import parse\n"
+        "box = Sandbox(parse(WORLD), Path(sys.argv[1]))\n"
+        "print(box.farm.root, flush=True)\n"
+        "time.sleep(60)\n"
+    )
+    owner = subprocess.Popen(
+        [os.sys.executable, "-c", script, str(tmp_path)],
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert owner.stdout is not None
+        root = owner.stdout.readline().strip()
+        assert root and len(_processes_mentioning(root)) == 12
+    finally:
+        owner.kill()
+        owner.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    while _processes_mentioning(root) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert _processes_mentioning(root) == []
