@@ -18,6 +18,32 @@ from shared.events import AzureEvent, parse_resource_id, same_id, scope_contains
 
 log = logging.getLogger("pullwatch.plan")
 
+#: Event types the planner acts on (the Event Grid subscriptions in infra/ filter to exactly these).
+HANDLED_EVENT_TYPES: tuple[str, ...] = (
+    "Microsoft.ContainerRegistry.ImagePushed",
+    "Microsoft.ContainerRegistry.ImageDeleted",
+    "Microsoft.ContainerService.NodePoolRollingSucceeded",
+    "Microsoft.ContainerService.NodePoolRollingFailed",
+    "Microsoft.Resources.ResourceWriteSuccess",
+    "Microsoft.Resources.ResourceDeleteSuccess",
+)
+
+#: Resource Manager operations (``data.operationName``) the planner acts on.
+HANDLED_OPERATIONS: tuple[str, ...] = (
+    "Microsoft.Authorization/roleAssignments/write",
+    "Microsoft.Authorization/roleAssignments/delete",
+    "Microsoft.ContainerRegistry/registries/write",
+    "Microsoft.ContainerRegistry/registries/delete",
+    "Microsoft.ContainerRegistry/registries/replications/write",
+    "Microsoft.ContainerRegistry/registries/replications/delete",
+    "Microsoft.ContainerRegistry/registries/privateEndpointConnections/write",
+    "Microsoft.ContainerRegistry/registries/privateEndpointConnections/delete",
+    "Microsoft.ContainerService/managedClusters/write",
+    "Microsoft.ContainerService/managedClusters/delete",
+    "Microsoft.ContainerService/managedClusters/agentPools/write",
+    "Microsoft.ContainerService/managedClusters/agentPools/delete",
+)
+
 
 @dataclass(frozen=True)
 class KnownCluster:

@@ -219,3 +219,28 @@ def test_resource_ids_and_scopes_compare_case_insensitively() -> None:
     assert scope_contains("/subscriptions/s/resourceGroups/rg", rid.top)
     assert not scope_contains("/subscriptions/s/resourceGroups/rg2", rid.top)
     assert not scope_contains("/subscriptions/s/resourceGroups/r", rid.top)  # no prefix confusion
+
+
+def test_every_handled_event_type_and_operation_leads_to_an_audit() -> None:
+    from shared.plan import HANDLED_EVENT_TYPES, HANDLED_OPERATIONS
+
+    sample = load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")
+    for operation in HANDLED_OPERATIONS:
+        kind = "Delete" if operation.endswith("/delete") else "Write"
+        event = copy.deepcopy(sample[0 if kind == "Write" else 1])
+        provider, rest = operation.split("/", 1)
+        if provider == "Microsoft.Authorization":
+            uri = f"{REGISTRY_ID}/providers/Microsoft.Authorization/roleAssignments/x"
+        elif provider == "Microsoft.ContainerRegistry":
+            child = rest.split("/")[1:-1]
+            uri = REGISTRY_ID + ("/" + child[0] + "/c" if child else "")
+        else:
+            child = rest.split("/")[1:-1]
+            uri = CLUSTER + ("/" + child[0] + "/np" if child else "")
+        event.update(subject=uri, eventType=f"Microsoft.Resources.Resource{kind}Success")
+        event["data"].update(resourceUri=uri, operationName=operation)
+        plan = plan_events([parse_event(event)], inventory(), Scope())
+        assert plan.audits or plan.forget, operation
+    assert {e.type for e in parse_delivery(load("acr.eventgrid-schema.docs-2021.json")).events} >= {
+        t for t in HANDLED_EVENT_TYPES if t.startswith("Microsoft.ContainerRegistry.")
+    }
