@@ -74,6 +74,12 @@ class Line:
     message: str
     remediation: str | None
     count: int = 1
+    extra_images: int = 0  # other images of the same workload and code, already named in ``subject``
+
+    @property
+    def count_note(self) -> str:
+        """ "(N findings)" where the subject does not already say why there are several."""
+        return f"({self.count} findings)" if self.count > 1 and not self.extra_images else ""
 
 
 @dataclass(frozen=True)
@@ -155,6 +161,7 @@ def _lines(kind: str, findings: Iterable[Finding]) -> list[Line]:
                 message=first.message,
                 remediation=first.remediation,
                 count=len(members),
+                extra_images=len(extra_images),
             )
         )
     return out

@@ -44,8 +44,8 @@ def _code(text: str) -> str:
 def line_text(line: Line) -> str:
     mark = RESOLVED_MARK if line.kind == RESOLVED else MARKS[line.severity]
     head = f"{mark} *{escape(line.title)}* `{line.code}` — {escape(line.subject)}"
-    if line.count > 1:
-        head += f" ({line.count} findings)"
+    if line.count_note:
+        head += f" {line.count_note}"
     if line.kind == RESOLVED:
         return _cut(head, MAX_LINE)
     body = escape(line.message)
@@ -120,8 +120,9 @@ def slack_payload(digest: Digest, secrets: Sequence[str] = ()) -> dict[str, Any]
             current, count = f"*{KIND_TITLES[kind]}*", 0
             for line in lines:
                 entry = line_text(line)
-                if len(current) + 2 + len(entry) <= MAX_SECTION:
-                    current, count = f"{current}\n\n{entry}", count + 1
+                sep = "\n\n" if count else "\n"  # a blank line between findings, none after the title
+                if len(current) + len(sep) + len(entry) <= MAX_SECTION:
+                    current, count = f"{current}{sep}{entry}", count + 1
                 else:
                     sections.append((current, count))
                     current, count = entry, 1

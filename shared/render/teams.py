@@ -75,8 +75,8 @@ def _line(line: Line) -> dict[str, Any]:
     color = "Good" if line.kind == RESOLVED else COLORS[line.severity]
     label = "Resolved" if line.kind == RESOLVED else line.severity.value.upper()
     head = f"**{label}** · **{_md(line.title)}** ({_md(line.code)})"
-    if line.count > 1:
-        head += f" · {line.count} findings"
+    if line.count_note:
+        head += f" {line.count_note}"
     items: list[dict[str, Any]] = [
         _text(head, color=color),
         _text(_md(line.subject), isSubtle=True, spacing="None"),
