@@ -134,17 +134,20 @@ class StateStore:
         *,
         credential: TokenCredential | None = None,
         table_name: str = "pullwatchstate",
+        timeout: float = 10.0,
     ) -> None:
+        # every storage call is bounded: connect and read timeouts, few SDK retries
+        limits: dict[str, Any] = {"connection_timeout": timeout, "read_timeout": timeout, "retry_total": 3}
         if isinstance(table, TableClient):
             self._table = table
         elif "://" in table and "=" not in table:
             if credential is None:
                 raise ValueError("StateStore: an account URL needs a credential")
-            self._table = TableServiceClient(endpoint=table, credential=credential).get_table_client(
-                table_name
-            )
+            self._table = TableServiceClient(
+                endpoint=table, credential=credential, **limits
+            ).get_table_client(table_name)
         else:
-            self._table = TableClient.from_connection_string(table, table_name=table_name)
+            self._table = TableClient.from_connection_string(table, table_name=table_name, **limits)
         self._ready = False
 
     @classmethod
@@ -154,9 +157,13 @@ class StateStore:
             if credential is None:
                 raise ValueError("StateStore.from_settings: identity-based storage needs a credential")
             url = f"https://{settings.storage_account}.table.core.windows.net"
-            return cls(url, credential=credential, table_name=settings.state_table)
+            return cls(
+                url, credential=credential, table_name=settings.state_table, timeout=settings.http_timeout
+            )
         if settings.storage_connection:
-            return cls(settings.storage_connection, table_name=settings.state_table)
+            return cls(
+                settings.storage_connection, table_name=settings.state_table, timeout=settings.http_timeout
+            )
         raise UpstreamError(
             "state storage is not configured: set AzureWebJobsStorage or AzureWebJobsStorage__accountName"
         )
