@@ -238,7 +238,7 @@ BUILTIN_ROLES: tuple[RoleDefinition, ...] = (
         ],
     ),
     _role(
-        "Azure Kubernetes Service RBAC Reader",
+        "Azure Kubernetes Service RBAC Reader",  # dataActions abridged to what pullwatch reads
         "7f6c6a51-bcf8-42ba-9220-52d62157d7db",
         "Allows read-only access to see most objects in a namespace.",
         [
