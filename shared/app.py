@@ -218,7 +218,7 @@ class App:
         finally:
             if not warm:
                 auditor.close()
-        changes = self.remember(result)
+        changes = self.remember(result, save=not notify)
         report: dict[str, Any] = {"clusters": len(result.clusters), "findings": len(result.findings)}
         if notify:
             reminder = any(r.nightly for r in requests)
@@ -227,8 +227,12 @@ class App:
             report["delivery"] = delivery.to_dict()
         return report
 
-    def remember(self, result: AuditResult) -> dict[str, Changes]:
-        """Compare each cluster's findings with the stored ones, store the new state and inventory."""
+    def remember(self, result: AuditResult, *, save: bool = True) -> dict[str, Changes]:
+        """Compare each cluster's findings with the stored ones and store the inventory.
+
+        ``save=False`` leaves saving the open findings to ``Notifier.deliver``, which saves them only
+        after the messages about them are in the outbox: a crash in between repeats a message at
+        worst, and never loses one."""
         changes: dict[str, Changes] = {}
         for cluster in result.clusters:
             previous = self.store.open_findings(cluster.cluster_id)
@@ -239,7 +243,8 @@ class App:
                 change = compare(previous, cluster.findings)
                 if cluster.inventory is not None:
                     self.inventory.save(cluster.inventory)
-            self.store.save_open(cluster.cluster_id, change.open)
+            if save:
+                self.store.save_open(cluster.cluster_id, change.open)
             changes[cluster.cluster_id] = change
         return changes
 
@@ -279,7 +284,7 @@ class App:
         try:
             result = auditor.audit_clusters(list(clusters), options)
             if flags["notify"]:
-                changes = self.remember(result)
+                changes = self.remember(result, save=False)
                 self.notifier.deliver(
                     changes, {c.cluster_id: _meta(c, self.settings) for c in result.clusters}, reminder=False
                 )
@@ -298,7 +303,7 @@ class App:
         if problems:
             result.clusters.append(ClusterResult("", problems))
         if notify:
-            changes = self.remember(result)
+            changes = self.remember(result, save=False)
             self.notifier.deliver(
                 changes,
                 {c.cluster_id: _meta(c, self.settings) for c in result.clusters if c.cluster_id},

@@ -12,7 +12,7 @@ import logging
 import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -21,15 +21,16 @@ from shared.checks.images import ImageUsage, image_findings, usage_or_finding
 from shared.checks.network import network_findings
 from shared.checks.roles import registries_with_identity_role, resolve_pull_identity, role_findings
 from shared.checks.scheduling import platform_needs
+from shared.checks.secrets import entry_matches
 from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound
-from shared.clients.registry import ImageResult, ImageTarget, RegistryClient
+from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential
 from shared.config import Settings
 from shared.errors import PullwatchError, UpstreamError
 from shared.findings import Finding, dedupe, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.reference import ImageRef, ReferenceError, parse_reference
-from shared.workloads import Snapshot
+from shared.workloads import Snapshot, parse_docker_config, secret_content
 
 log = logging.getLogger("pullwatch.audit")
 
@@ -293,17 +294,20 @@ class Auditor:
 
         # roles
         identity = None
+        identity_unreadable = None
         try:
             identity = resolve_pull_identity(cluster, self.arm.service_principal_object_id)
         except UpstreamError as exc:
-            findings.append(incomplete(cluster.id, "roles", f"cannot resolve the service principal: {exc}"))
+            identity_unreadable = f"cannot resolve the service principal: {exc}"
         assignments: list[RoleAssignment] = []
-        unreadable: list[str] = []
+        unreadable: dict[str, str] = {}
+        read: set[str] = set()
         for sub in subs:
             got = self.assignments_in(sub)
             if isinstance(got, str):
-                unreadable.append(f"subscription {sub}: {got}")
+                unreadable[sub] = got
             else:
+                read.add(sub)
                 assignments.extend(got)
         groups: tuple[str, ...] = ()
         groups_unreadable = None
@@ -327,7 +331,8 @@ class Auditor:
                     assignments, f"/subscriptions/{cluster.subscription_id}"
                 )
             except UpstreamError as exc:
-                unreadable.append(f"role definitions: {exc}")
+                unreadable = {sub: f"role definitions: {exc}" for sub in subs}
+                read = set()
         findings.extend(
             role_findings(
                 cluster,
@@ -337,8 +342,10 @@ class Auditor:
                 assignments,
                 definitions,
                 groups,
-                assignments_unreadable="; ".join(unreadable) or None,
+                assignments_unreadable=unreadable or None,
                 groups_unreadable=groups_unreadable,
+                identity_unreadable=identity_unreadable,
+                subscriptions_read=read,
             )
         )
 
@@ -350,7 +357,13 @@ class Auditor:
         )
 
         # registries: the pull path for every unique image (shared across the run's clusters)
-        results = self._check_images(used_refs, acrs, snapshot, options)
+        reading = options.read_secrets or self.settings.read_secrets
+        credentials: dict[str, RegistryCredential] = {}
+        if reading and snapshot is not None and kube is not None:
+            usages = self._with_secret_credentials(
+                usages, snapshot, SecretReader(kube), acrs, cluster, credentials
+            )
+        results = self._check_images(used_refs, usages, acrs, credentials)
         findings.extend(
             image_findings(cluster.id, usages, results, [(p.name, p.os, p.arch) for p in cluster.node_pools])
         )
@@ -423,15 +436,49 @@ class Auditor:
                 out[reg.login_server] = None
         return out
 
+    def _with_secret_credentials(
+        self,
+        usages: list[ImageUsage],
+        snapshot: Snapshot,
+        reader: SecretReader,
+        acrs: Mapping[str, RegistryInfo],
+        cluster: ClusterInfo,
+        credentials: dict[str, RegistryCredential],
+    ) -> list[ImageUsage]:
+        """With read-secrets on: images on registries the kubelet identity does not serve are
+        checked with the workload's own pull secret, as kubelet would pull them."""
+        out = []
+        for usage in usages:
+            acr = acrs.get(usage.ref.registry)
+            if acr is not None and (not acr.tenant_id or acr.tenant_id == cluster.tenant_id):
+                out.append(usage)
+                continue
+            found = reader.credential_for(snapshot, usage.namespace, usage.workload, usage.ref)
+            if found is None:
+                out.append(usage)
+                continue
+            credentials[found.label] = found
+            out.append(replace(usage, identity=found.label))
+        return out
+
     def _check_images(
-        self, refs: Iterable[ImageRef], acrs: Mapping[str, RegistryInfo], snapshot: Any, options: AuditOptions
+        self,
+        refs: Iterable[ImageRef],
+        usages: Sequence[ImageUsage],
+        acrs: Mapping[str, RegistryInfo],
+        credentials: Mapping[str, RegistryCredential],
     ) -> dict[tuple[str, str], ImageResult]:
+        wanted: dict[tuple[str, str], ImageRef] = {(str(r), "pullwatch"): r for r in refs}
+        for usage in usages:
+            wanted.pop((str(usage.ref), "pullwatch"), None)
+            wanted[(str(usage.ref), usage.identity)] = usage.ref
         targets = []
-        for ref in refs:
+        for (_, identity), ref in wanted.items():
             acr = acrs.get(ref.registry)
             targets.append(
                 ImageTarget(
                     ref,
+                    credential=credentials.get(identity),
                     registry_tenant=acr.tenant_id if acr else None,
                     authentication_as_arm=acr.authentication_as_arm if acr else True,
                 )
@@ -547,6 +594,58 @@ class Auditor:
             else:
                 converted.append(f)
         return converted
+
+
+class SecretReader:
+    """Reads pull-secret credentials at check time (read-secrets on); nothing is kept beyond the
+    registry check that needs it. Also the ``CredentialReader`` of the pull-secret checks."""
+
+    def __init__(self, kube: Any) -> None:
+        self.kube = kube
+        self._auths: dict[tuple[str, str], dict[str, tuple[str | None, str | None]] | None] = {}
+
+    def _entries(self, namespace: str, name: str) -> dict[str, tuple[str | None, str | None]] | None:
+        key = (namespace, name)
+        if key not in self._auths:
+            obj = self.kube.read_secret(namespace, name)
+            entries = None
+            if obj is not None:
+                stype, content, error = secret_content(obj)
+                if content is not None and error is None:
+                    try:
+                        entries = parse_docker_config(stype, content)
+                    except ValueError:
+                        entries = None
+            self._auths[key] = entries
+        return self._auths[key]
+
+    def read(self, namespace: str, name: str, auth_key: str) -> tuple[str, str] | None:
+        entry = (self._entries(namespace, name) or {}).get(auth_key)
+        if entry is None or not entry[0] or not entry[1]:
+            return None
+        return entry[0], entry[1]
+
+    def credential_for(
+        self, snapshot: Snapshot, namespace: str, workload: str, ref: ImageRef
+    ) -> RegistryCredential | None:
+        """The first of the workload's pull secrets whose auths key serves the image (kubelet's order)."""
+        facts = snapshot.workload(namespace, workload)
+        if facts is None:
+            return None
+        names, _ = snapshot.effective_pull_secrets(facts)
+        lookup = f"{ref.registry}/{ref.repository}"
+        for name in names:
+            for key in self._entries(namespace, name) or {}:
+                if entry_matches(key, lookup):
+                    found = self.read(namespace, name, key)
+                    if found:
+                        return RegistryCredential(
+                            host=ref.registry,
+                            username=found[0],
+                            password=found[1],
+                            label=f"secret:{namespace}/{name}",
+                        )
+        return None
 
 
 def image_usages(cluster: ClusterInfo, snapshot: Snapshot) -> tuple[list[ImageUsage], list[Finding]]:
