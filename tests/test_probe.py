@@ -138,7 +138,7 @@ def test_probe_pulls_per_pool_and_registry_and_deletes_its_pods(sandbox: Any) ->
         ]
         assert all(f.evidence["kubelet_message"] for f in findings)
         # the namespace exists, labelled; every probe pod was deleted
-        ns = client._call("core", "read_namespace", "read namespace", name="pullwatch-probe")
+        ns = client._request("GET", "/api/v1/namespaces/pullwatch-probe", "read namespace")
         assert PROBE_LABELS.items() <= ns["metadata"]["labels"].items()
         assert len(prober.created) == 6
         assert probe_pods(client, "pullwatch-probe") == []

@@ -7,10 +7,13 @@ sends a bearer token for the AKS server application (:data:`AKS_SCOPE`) from the
 credential. The CLI may use a local kubeconfig context (``from_context``), where the user's own
 exec plugins run as kubectl would run them.
 
-Every call has a timeout and counts in :attr:`KubeClient.api_calls`. Lists are paged
-(``limit``/``continue``) and read as raw JSON (the generated models are too slow and heavy for
-clusters of tens of thousands of pods); :func:`collect` reduces them to
-:class:`shared.workloads.Snapshot` facts page by page.
+Every call has a timeout and counts in :attr:`KubeClient.api_calls`. Requests go through the
+client's own request layer (``ApiClient.param_serialize`` / ``call_api``: its Configuration, auth
+hook, TLS and connection pool) and answers are read as raw JSON with orjson: the generated API
+methods validate every argument with pydantic and build their models on first use (about a second
+per process), and deserialising 20,000 pods into models costs seconds and hundreds of MB. Lists
+are paged (``limit``/``continue``); :func:`collect` reduces each page to
+:class:`shared.workloads.Snapshot` facts as it arrives.
 
 Errors: :class:`KubeUnreachable` (connection refused / timed out / TLS: private clusters),
 :class:`KubeAccessDenied` (401 / 403), :class:`KubeError` (any other answer).
@@ -20,17 +23,18 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import shutil
 import tempfile
 import weakref
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
+import orjson
 import urllib3
 import yaml
 from kubernetes import client as k8s
@@ -60,19 +64,19 @@ class KubeAccessDenied(UpstreamError):
     """The API server refused pullwatch's credential (401) or its RBAC rights (403)."""
 
 
-# (api group, method name) per kind: every one a cluster-wide list.
-_LISTS: Mapping[str, tuple[str, str]] = {
-    "nodes": ("core", "list_node"),
-    "pods": ("core", "list_pod_for_all_namespaces"),
-    "serviceaccounts": ("core", "list_service_account_for_all_namespaces"),
-    "events": ("core", "list_event_for_all_namespaces"),
-    "secrets": ("core", "list_secret_for_all_namespaces"),
-    "deployments": ("apps", "list_deployment_for_all_namespaces"),
-    "replicasets": ("apps", "list_replica_set_for_all_namespaces"),
-    "statefulsets": ("apps", "list_stateful_set_for_all_namespaces"),
-    "daemonsets": ("apps", "list_daemon_set_for_all_namespaces"),
-    "jobs": ("batch", "list_job_for_all_namespaces"),
-    "cronjobs": ("batch", "list_cron_job_for_all_namespaces"),
+#: The cluster-wide list path of every kind pullwatch reads.
+LIST_PATHS: Mapping[str, str] = {
+    "nodes": "/api/v1/nodes",
+    "pods": "/api/v1/pods",
+    "serviceaccounts": "/api/v1/serviceaccounts",
+    "events": "/api/v1/events",
+    "secrets": "/api/v1/secrets",
+    "deployments": "/apis/apps/v1/deployments",
+    "replicasets": "/apis/apps/v1/replicasets",
+    "statefulsets": "/apis/apps/v1/statefulsets",
+    "daemonsets": "/apis/apps/v1/daemonsets",
+    "jobs": "/apis/batch/v1/jobs",
+    "cronjobs": "/apis/batch/v1/cronjobs",
 }
 
 
@@ -103,11 +107,6 @@ class KubeClient:
         self.host = configuration.host
         self.api_calls = 0
         self._api = k8s.ApiClient(configuration)
-        self._apis: dict[str, Any] = {
-            "core": k8s.CoreV1Api(self._api),
-            "apps": k8s.AppsV1Api(self._api),
-            "batch": k8s.BatchV1Api(self._api),
-        }
         self._tempdir: str | None = None
 
     # construction -----------------------------------------------------------------------------
@@ -221,35 +220,61 @@ class KubeClient:
         self.close()
 
     # calls ------------------------------------------------------------------------------------
-    def _call(self, group: str, method: str, what: str, **kwargs: Any) -> Any:
-        """One API call with the timeout, raw JSON out, project errors on failure."""
+    def _request(
+        self,
+        method: str,
+        path: str,
+        what: str,
+        *,
+        query: Sequence[tuple[str, Any]] = (),
+        body: Mapping[str, Any] | None = None,
+        accept: str = "application/json",
+    ) -> Any:
+        """One API call through the official client's request layer (its Configuration, auth,
+        TLS and pool), with the timeout; the body is read as raw JSON (orjson), not as models."""
         self.api_calls += 1
-        fn = getattr(self._apis[group], method)
+        headers = {"Accept": accept, "User-Agent": "pullwatch"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         try:
-            response = fn(_preload_content=False, _request_timeout=(self.timeout, self.timeout), **kwargs)
-            data = response.data
-        except ApiException as exc:
-            status = int(exc.status or 0)
-            reason = _api_reason(exc)
-            if status in (401, 403):
-                raise KubeAccessDenied(
-                    f"Kubernetes API of {self.name} refused {what}: {status} {reason}",
-                    status=status,
-                    code=reason,
-                ) from None
-            raise KubeError(
-                f"Kubernetes API of {self.name} failed {what}: {status} {reason}", status=status, code=reason
+            request = self._api.param_serialize(
+                method=method,
+                resource_path=path,
+                query_params=list(query),
+                header_params=headers,
+                body=dict(body) if body is not None else None,
+                auth_settings=["BearerToken"],
+            )
+            response = self._api.call_api(*request, _request_timeout=(self.timeout, self.timeout))
+            data = response.read()  # type: ignore[no-untyped-call]
+        except ApiException:  # the client's TLS failures come as status 0
+            raise KubeUnreachable(
+                f"Kubernetes API server of {self.name} unreachable ({what}): "
+                "TLS handshake or certificate verification failed",
+                code="tls",
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeUnreachable(
                 f"Kubernetes API server of {self.name} unreachable ({what}): {_network_reason(exc)}",
                 code="unreachable",
             ) from None
+        status = int(response.status)
+        if not 200 <= status < 300:
+            reason = _status_reason(data, str(response.reason or "error"))
+            if status in (401, 403):
+                raise KubeAccessDenied(
+                    f"Kubernetes API of {self.name} refused {what}: {status} {reason}",
+                    status=status,
+                    code=reason,
+                )
+            raise KubeError(
+                f"Kubernetes API of {self.name} failed {what}: {status} {reason}", status=status, code=reason
+            )
         if not data:
             return None
         try:
-            return json.loads(data)
-        except (UnicodeDecodeError, json.JSONDecodeError):
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
             raise KubeError(
                 f"Kubernetes API of {self.name} answered {what} with a body that is not JSON"
             ) from None
@@ -263,125 +288,90 @@ class KubeClient:
         page_size: int = 500,
         metadata_only: bool = False,
     ) -> Iterator[dict[str, Any]]:
-        """Every object of ``kind`` (see :data:`_LISTS`) cluster-wide, page by page."""
-        if kind not in _LISTS:
-            raise InputError(f"unknown kind {kind!r} (expected one of: {', '.join(_LISTS)})")
+        """Every object of ``kind`` (see :data:`LIST_PATHS`) cluster-wide, page by page."""
+        if kind not in LIST_PATHS:
+            raise InputError(f"unknown kind {kind!r} (expected one of: {', '.join(LIST_PATHS)})")
         if page_size <= 0:
             raise InputError("page_size must be positive")
-        group, method = _LISTS[kind]
         token: str | None = None
-        headers = {"Accept": METADATA_ONLY_ACCEPT} if metadata_only else None
+        accept = METADATA_ONLY_ACCEPT if metadata_only else "application/json"
         while True:
-            kwargs: dict[str, Any] = {"limit": page_size}
+            query: list[tuple[str, Any]] = [("limit", page_size)]
             if token:
-                kwargs["_continue"] = token
+                query.append(("continue", token))
             if field_selector:
-                kwargs["field_selector"] = field_selector
+                query.append(("fieldSelector", field_selector))
             if label_selector:
-                kwargs["label_selector"] = label_selector
-            if headers:
-                kwargs["_headers"] = headers
-            page = self._call(group, method, f"list {kind}", **kwargs) or {}
+                query.append(("labelSelector", label_selector))
+            page = self._request("GET", LIST_PATHS[kind], f"list {kind}", query=query, accept=accept) or {}
             yield from (item for item in page.get("items") or [] if isinstance(item, dict))
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
                 return
 
-    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+    def _get_or_none(self, path: str, what: str) -> dict[str, Any] | None:
         try:
-            found: dict[str, Any] | None = self._call(
-                "core",
-                "read_namespaced_secret",
-                f"read secret {namespace}/{name}",
-                name=name,
-                namespace=namespace,
-            )
+            found: dict[str, Any] | None = self._request("GET", path, what)
             return found
         except KubeError as exc:
             if exc.status == 404:
                 return None
             raise
 
+    def _create(
+        self, path: str, what: str, body: Mapping[str, Any], *, exist_ok: bool = False
+    ) -> dict[str, Any]:
+        try:
+            created: dict[str, Any] = self._request("POST", path, what, body=body) or {}
+            return created
+        except KubeError as exc:
+            if exist_ok and exc.status == 409:
+                return {}
+            raise
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, Any] | None:
+        return self._get_or_none(
+            f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}", f"read secret {namespace}/{name}"
+        )
+
     def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> None:
-        try:
-            self._call("core", "read_namespace", f"read namespace {name}", name=name)
-            return
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-        body = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name, "labels": dict(labels)}}
-        try:
-            self._call("core", "create_namespace", f"create namespace {name}", body=body)
-        except KubeError as exc:
-            if exc.status != 409:  # created meanwhile
-                raise
+        if self._get_or_none(f"/api/v1/namespaces/{_q(name)}", f"read namespace {name}") is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": name, "labels": dict(labels)},
+            }
+            self._create("/api/v1/namespaces", f"create namespace {name}", body, exist_ok=True)
 
     def ensure_service_account(self, namespace: str, name: str, labels: Mapping[str, str]) -> None:
         """A service account that mounts no token by default (created if missing)."""
-        try:
-            self._call(
-                "core",
-                "read_namespaced_service_account",
-                f"read service account {namespace}/{name}",
-                name=name,
-                namespace=namespace,
-            )
-            return
-        except KubeError as exc:
-            if exc.status != 404:
-                raise
-        body = {
-            "apiVersion": "v1",
-            "kind": "ServiceAccount",
-            "automountServiceAccountToken": False,
-            "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
-        }
-        try:
-            self._call(
-                "core",
-                "create_namespaced_service_account",
-                f"create service account {namespace}/{name}",
-                namespace=namespace,
-                body=body,
-            )
-        except KubeError as exc:
-            if exc.status != 409:
-                raise
+        base = f"/api/v1/namespaces/{_q(namespace)}/serviceaccounts"
+        if self._get_or_none(f"{base}/{_q(name)}", f"read service account {namespace}/{name}") is None:
+            body = {
+                "apiVersion": "v1",
+                "kind": "ServiceAccount",
+                "automountServiceAccountToken": False,
+                "metadata": {"name": name, "namespace": namespace, "labels": dict(labels)},
+            }
+            self._create(base, f"create service account {namespace}/{name}", body, exist_ok=True)
 
     def create_pod(self, namespace: str, body: Mapping[str, Any]) -> dict[str, Any]:
-        created: dict[str, Any] = (
-            self._call(
-                "core",
-                "create_namespaced_pod",
-                f"create pod in {namespace}",
-                namespace=namespace,
-                body=dict(body),
-            )
-            or {}
-        )
-        return created
+        return self._create(f"/api/v1/namespaces/{_q(namespace)}/pods", f"create pod in {namespace}", body)
 
     def read_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
-        try:
-            found: dict[str, Any] | None = self._call(
-                "core", "read_namespaced_pod", f"read pod {namespace}/{name}", name=name, namespace=namespace
-            )
-            return found
-        except KubeError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        return self._get_or_none(
+            f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}", f"read pod {namespace}/{name}"
+        )
 
     def delete_pod(self, namespace: str, name: str) -> bool:
         """Delete now (grace period 0); False when it was already gone."""
         try:
-            self._call(
-                "core",
-                "delete_namespaced_pod",
+            self._request(
+                "DELETE",
+                f"/api/v1/namespaces/{_q(namespace)}/pods/{_q(name)}",
                 f"delete pod {namespace}/{name}",
-                name=name,
-                namespace=namespace,
-                grace_period_seconds=0,
+                query=[("gracePeriodSeconds", 0)],
+                body={"apiVersion": "v1", "kind": "DeleteOptions", "gracePeriodSeconds": 0},
             )
             return True
         except KubeError as exc:
@@ -391,30 +381,31 @@ class KubeClient:
 
     def pod_events(self, namespace: str, name: str) -> list[dict[str, Any]]:
         page = (
-            self._call(
-                "core",
-                "list_namespaced_event",
+            self._request(
+                "GET",
+                f"/api/v1/namespaces/{_q(namespace)}/events",
                 f"list events of pod {namespace}/{name}",
-                namespace=namespace,
-                field_selector=f"involvedObject.kind=Pod,involvedObject.name={name}",
+                query=[("fieldSelector", f"involvedObject.kind=Pod,involvedObject.name={name}")],
             )
             or {}
         )
         return [e for e in page.get("items") or [] if isinstance(e, dict)]
 
 
-def _api_reason(exc: ApiException) -> str:
-    body = exc.body
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    if isinstance(body, str) and body:
+def _q(segment: str) -> str:
+    return quote(segment, safe="")
+
+
+def _status_reason(data: bytes | None, default: str) -> str:
+    """The ``reason`` of a Kubernetes ``Status`` body (never its message: it may echo input)."""
+    if data:
         try:
-            status = json.loads(body)
-            if isinstance(status, dict) and status.get("reason"):
-                return str(status["reason"])
-        except json.JSONDecodeError:
-            pass
-    return str(exc.reason or "error")
+            status = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            return default
+        if isinstance(status, dict) and status.get("reason"):
+            return str(status["reason"])
+    return default
 
 
 def _network_reason(exc: BaseException) -> str:
