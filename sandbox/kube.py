@@ -206,25 +206,31 @@ def _split_terms(text: str) -> list[str]:
     return [t for t in terms if t.strip()]
 
 
+def _set_test(key: str, values: set[str], inside: bool) -> LabelTest:
+    return lambda labels: (labels.get(key) in values) == inside
+
+
+def _equality_test(key: str, value: str, equal: bool) -> LabelTest:
+    return lambda labels: (labels.get(key) == value) == equal
+
+
+def _exists_test(key: str, present: bool) -> LabelTest:
+    return lambda labels: (key in labels) == present
+
+
 def parse_label_selector(text: str) -> list[LabelTest]:
     tests: list[LabelTest] = []
     for term in _split_terms(text):
         if m := _SET_RE.match(term):
             key, op = m.group(1), m.group(3)
             values = {v.strip() for v in m.group(4).split(",") if v.strip()}
-            if op == "in":
-                tests.append(lambda lb, k=key, vs=values: lb.get(k) in vs)
-            else:
-                tests.append(lambda lb, k=key, vs=values: lb.get(k) not in vs)
+            tests.append(_set_test(key, values, op == "in"))
         elif m := _EQ_RE.match(term):
             key, op, value = m.group(1), m.group(3), m.group(4)
-            if op == "!=":
-                tests.append(lambda lb, k=key, v=value: lb.get(k) != v)
-            else:
-                tests.append(lambda lb, k=key, v=value: lb.get(k) == v)
+            tests.append(_equality_test(key, value, op != "!="))
         elif m := _EXISTS_RE.match(term):
             neg, key = m.group(1) == "!", m.group(2)
-            tests.append(lambda lb, k=key, n=neg: (k in lb) != n)
+            tests.append(_exists_test(key, not neg))
         else:
             raise SelectorError(f"unable to parse requirement: {term.strip()!r}")
     return tests
@@ -531,10 +537,10 @@ class KubeCluster:
                 self.nodes.append(info)
                 self._put_node(info, created - 86400)
         namespaces = dict(c.namespaces)
-        for ns in SYSTEM_NAMESPACES:
-            namespaces.setdefault(ns, Namespace(name=ns))
-        for ns in namespaces.values():
-            self._build_namespace(ns, created)
+        for system in SYSTEM_NAMESPACES:
+            namespaces.setdefault(system, Namespace(name=system))
+        for namespace in namespaces.values():
+            self._build_namespace(namespace, created)
         self.refresh_workload_status()
 
     def _put_node(self, info: NodeInfo, created: float) -> None:
@@ -946,6 +952,7 @@ class KubeCluster:
         pod = {"metadata": meta, "spec": clone(spec), "status": {}}
         self._admit_and_schedule(pod, created, node)
         self.store.put("pods", pod)
+        self._scheduling_event(pod, created)
         return pod
 
     def _admit_and_schedule(self, pod: dict[str, Any], created: float, node: NodeInfo | None = None) -> None:
@@ -1000,7 +1007,8 @@ class KubeCluster:
                     "status": "False",
                     "reason": "Unschedulable",
                     "message": f"0/{len(self.nodes)} nodes are available: {len(self.nodes)} node(s) didn't "
-                    "match Pod's node affinity/selector.",
+                    f"match Pod's node affinity/selector. preemption: 0/{len(self.nodes)} nodes are available: "
+                    f"{len(self.nodes)} Preemption is not helpful for scheduling.",
                     "lastProbeTime": None,
                     "lastTransitionTime": iso(created),
                 }
@@ -1060,8 +1068,8 @@ class KubeCluster:
                 for ref in rs["metadata"].get("ownerReferences") or []
             }
             for dep in self.store.values("deployments"):
-                rs = rs_by_owner.get(dep["metadata"]["uid"])
-                n, ready, _ = counts.get(rs["metadata"]["uid"], (0, 0, 0)) if rs else (0, 0, 0)
+                owned = rs_by_owner.get(dep["metadata"]["uid"])
+                n, ready, _ = counts.get(owned["metadata"]["uid"], (0, 0, 0)) if owned else (0, 0, 0)
                 want = dep["spec"].get("replicas", 1)
                 created = dep["metadata"]["creationTimestamp"]
                 available = ready >= want
@@ -1089,7 +1097,7 @@ class KubeCluster:
                             "type": "Progressing",
                             "status": "True",
                             "reason": "NewReplicaSetAvailable" if available else "ReplicaSetUpdated",
-                            "message": f'ReplicaSet "{rs["metadata"]["name"] if rs else ""}" has '
+                            "message": f'ReplicaSet "{owned["metadata"]["name"] if owned else ""}" has '
                             + ("successfully progressed." if available else "is progressing."),
                             "lastUpdateTime": created,
                             "lastTransitionTime": created,
@@ -1156,6 +1164,21 @@ class KubeCluster:
                     )
                 job["status"] = status
                 self.store.touch("jobs", job)
+
+    def _scheduling_event(self, pod: dict[str, Any], created: float) -> None:
+        """default-scheduler's FailedScheduling for a pod no node fits (kept fresh by its retries)."""
+        if pod["spec"].get("nodeName"):
+            return
+        message = next(c["message"] for c in pod["status"]["conditions"] if c["type"] == "PodScheduled")
+        self.record_event(
+            pod,
+            reason="FailedScheduling",
+            message=message,
+            type_="Warning",
+            component="default-scheduler",
+            first=created,
+            last=max(created, time.time() - 30),
+        )
 
     def node(self, name: str) -> NodeInfo | None:
         return next((n for n in self.nodes if n.name == name), None)
@@ -1267,12 +1290,12 @@ class KubeCluster:
         return new
 
     def _belongs(self, pod: dict[str, Any], w: Workload) -> bool:
-        return pod["metadata"].get("labels", {}).get("app") == w.name and (
+        return bool(pod["metadata"].get("labels", {}).get("app") == w.name) and (
             w.kind != "Pod" or pod["metadata"]["name"] == w.name
         )
 
     def _owned_by_workload(self, obj: dict[str, Any], w: Workload) -> bool:
-        return obj["metadata"].get("labels", {}).get("app") == w.name
+        return bool(obj["metadata"].get("labels", {}).get("app") == w.name)
 
     def _delete_pod(self, namespace: str, name: str) -> dict[str, Any] | None:
         pod = self.store.delete("pods", namespace, name)
@@ -1561,8 +1584,8 @@ class KubeCluster:
                         {
                             "kind": "PartialObjectMetadata",
                             "apiVersion": "meta.k8s.io/v1",
-                            "metadata": self.store.raw(resource.plural, k)["metadata"],
-                        },  # type: ignore[index]
+                            "metadata": (self.store.raw(resource.plural, k) or {}).get("metadata"),
+                        },
                         separators=(",", ":"),
                     ).encode()
                     for k in chosen
@@ -1681,6 +1704,7 @@ class KubeCluster:
                 meta.setdefault("generation", 1)
             self.store.put(resource.plural, obj)
         if resource.plural == "pods":
+            self._scheduling_event(obj, time.time())
             self._fire(self._on_create, obj)
         created = self._get(req, resource, ns, name)
         created.status = 201

@@ -444,6 +444,27 @@ def test_create_errors(core: kubernetes.client.CoreV1Api) -> None:
     assert 'serviceaccount "ghost" not found' in _status(no_sa.value)["message"]
 
 
+def test_unschedulable_pod_gets_failed_scheduling(core: kubernetes.client.CoreV1Api) -> None:
+    core.create_namespaced_pod(
+        "batch",
+        {
+            "metadata": {"name": "nowhere"},
+            "spec": {
+                "nodeSelector": {"kubernetes.azure.com/agentpool": "gpu"},
+                "containers": [{"name": "c", "image": "nginx"}],
+            },
+        },
+    )
+    pod = core.read_namespaced_pod("nowhere", "batch")
+    assert pod.spec.node_name is None and pod.status.phase == "Pending"
+    events = core.list_namespaced_event("batch", field_selector="involvedObject.name=nowhere").items
+    assert [(e.reason, e.source.component) for e in events] == [("FailedScheduling", "default-scheduler")]
+    assert events[0].message.startswith(
+        "0/4 nodes are available: 4 node(s) didn't match Pod's node affinity/selector."
+    )
+    core.delete_namespaced_pod("nowhere", "batch")
+
+
 def test_namespace_create_and_delete(core: kubernetes.client.CoreV1Api) -> None:
     core.create_namespace({"metadata": {"name": "probe-ns"}})
     core.create_namespaced_service_account("probe-ns", {"metadata": {"name": "default"}})

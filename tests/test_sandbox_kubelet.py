@@ -570,20 +570,51 @@ def test_restart_after_a_fix_pulls_again(sandbox: Sandbox) -> None:
         sandbox.farm.delete_image("contosoacr", "web", "9.9")
 
 
+class NoNetwork:
+    """A node network where no name resolves (so every pull fails with a DNS error)."""
+
+    def resolve(self, host: str, viewpoint: str | None = None) -> tuple[str, int] | None:
+        return None
+
+
+class NoEntra:
+    def issue(self, principal: str, audience: str, tenant: str | None = None) -> str:
+        raise RuntimeError("no identity")
+
+
+@pytest.mark.parametrize(("version", "suffix"), [("1.31.5", False), ("1.32.7", True), ("1.33.1", True)])
+def test_back_off_message_by_kubernetes_version(
+    tmp_path_factory: pytest.TempPathFactory, version: str, suffix: bool
+) -> None:
+    world = parse(
+        f"name: t\nclusters:\n  c:\n    kubernetesVersion: '{version}'\n    namespaces:\n"
+        "      a:\n        workloads:\n          - {kind: Pod, name: p, image: 'nowhere.example.com/x:1'}\n"
+    )
+    pki = Pki(tmp_path_factory.mktemp("kubelet-version"))
+    cluster = KubeCluster(world, "c", pki, None, RequestLog())
+    kubelet = Kubelet(world, {"c": cluster}, NoNetwork(), NoEntra(), pki)
+    try:
+        kubelet.pull_all()
+    finally:
+        kubelet.stop()
+    waiting = cluster.store.get("pods", "a", "p")["status"]["containerStatuses"][0]["state"]["waiting"]  # type: ignore[index]
+    assert waiting["reason"] == "ImagePullBackOff"
+    expected = 'Back-off pulling image "nowhere.example.com/x:1"'
+    if suffix:
+        expected += (
+            ": ErrImagePull: rpc error: code = Unknown desc = failed to pull and unpack image "
+            '"nowhere.example.com/x:1": failed to resolve reference "nowhere.example.com/x:1": failed to do '
+            'request: Head "https://nowhere.example.com/v2/x/manifests/1": dial tcp: lookup '
+            "nowhere.example.com on 10.0.0.10:53: no such host"
+        )
+    assert waiting["message"] == expected
+
+
 def test_stop_leaves_no_worker_threads(tmp_path_factory: pytest.TempPathFactory) -> None:
     world = parse("name: t\nclusters:\n  c: {}\n")
     pki = Pki(tmp_path_factory.mktemp("kubelet-stop"))
     log = RequestLog()
     cluster = KubeCluster(world, "c", pki, None, log)
-
-    class NoNetwork:
-        def resolve(self, host: str, viewpoint: str | None = None) -> tuple[str, int] | None:
-            return None
-
-    class NoEntra:
-        def issue(self, principal: str, audience: str, tenant: str | None = None) -> str:
-            raise RuntimeError("no identity")
-
     before = set(threading.enumerate())
     kubelet = Kubelet(world, {"c": cluster}, NoNetwork(), NoEntra(), pki)
     cluster.store.put(
