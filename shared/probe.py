@@ -27,6 +27,7 @@ Public interface::
            clock=time.monotonic, sleep=time.sleep)
         .run(targets) -> list[Finding]
     probe_pod(target, name) -> dict            # the pod manifest
+    run_probes(client, cluster, snapshot, settings) -> list[Finding]   # the pipeline's entry
 """
 
 from __future__ import annotations
@@ -44,9 +45,11 @@ from typing import Any
 from shared.checks.pods import incomplete_finding
 from shared.checks.scheduling import pools_for
 from shared.clients.kube import KubeClient, KubeError, KubeUnreachable
+from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.explain import explain
 from shared.findings import Finding
+from shared.model import ClusterInfo
 from shared.reference import ReferenceError, parse_reference
 from shared.workloads import OS_LABEL, POOL_LABELS, NodeFacts, Snapshot, Taint
 
@@ -368,3 +371,18 @@ class Prober:
                 remediation=exp.remediation,
             )
         ]
+
+
+def run_probes(
+    client: KubeClient, cluster: ClusterInfo, snapshot: Snapshot, settings: Settings
+) -> list[Finding]:
+    """Probe every node pool x registry of ``snapshot`` with ``settings.probe_images`` and
+    ``settings.probe_namespace``. The watch deadline is 12 network timeouts (120 s by default),
+    at least 30 s: a pull of a small image takes seconds, an image-pull back-off minutes."""
+    prober = Prober(
+        client,
+        cluster.id,
+        namespace=settings.probe_namespace,
+        deadline_seconds=max(30.0, 12 * settings.http_timeout),
+    )
+    return prober.run(probe_targets(snapshot, settings.probe_images))

@@ -290,3 +290,27 @@ def test_bad_kubeconfig_is_a_clear_error() -> None:
             ).encode(),
             timeout=5,
         )
+
+
+def test_read_credential_reads_one_entry_at_check_time(cluster: tuple[KubeCluster, RequestLog]) -> None:
+    kube, _ = cluster
+    with KubeClient.from_kubeconfig(kube.kubeconfig(), timeout=5) as client:
+        assert client.read_credential("shop", "regcred", "registry.example.com") == ("ci-bot", "s3cret-pw")
+        assert client.read_credential("shop", "regcred", "quay.io") is None
+        assert client.read_credential("shop", "settings", "registry.example.com") is None
+        assert client.read_credential("shop", "gone", "registry.example.com") is None
+
+
+def test_untrusted_server_certificate_is_unreachable(
+    cluster: tuple[KubeCluster, RequestLog], tmp_path: Path
+) -> None:
+    kube, _ = cluster
+    other = Pki(tmp_path)  # another CA: the server's certificate does not chain to it
+    doc = yaml.safe_load(kube.kubeconfig())
+    doc["clusters"][0]["cluster"]["certificate-authority-data"] = base64.b64encode(other.ca_pem).decode()
+    with (
+        KubeClient.from_kubeconfig(yaml.safe_dump(doc), timeout=5) as client,
+        pytest.raises(KubeUnreachable) as err,
+    ):
+        list(client.list_objects("nodes"))
+    assert "TLS" in str(err.value)

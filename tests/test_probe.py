@@ -242,3 +242,27 @@ def test_probe_targets_pick_the_image_most_workloads_use_on_that_pool() -> None:
     assert targets["winpool"].pool_label == "agentpool"
     configured = probe_targets(snap, {"r.io": "r.io/pause:3"})
     assert {t.image for t in configured} == {"r.io/pause:3"}
+
+
+def test_run_probes_without_nodes_creates_nothing() -> None:
+    from shared.config import Settings
+    from shared.model import ClusterInfo
+    from shared.probe import run_probes
+
+    snap = snapshot_from_objects("aks", {"deployments": []})
+    cluster = ClusterInfo(
+        id=CLUSTER_ID, name="aks-probe", subscription_id="s", resource_group="rg", location="x"
+    )
+    client = KubeClient.from_kubeconfig(
+        yaml.safe_dump(
+            {
+                "clusters": [{"name": "c", "cluster": {"server": "https://127.0.0.1:9"}}],
+                "contexts": [{"name": "c", "context": {"cluster": "c", "user": "u"}}],
+                "users": [{"name": "u", "user": {"token": "t"}}],
+                "current-context": "c",
+            }
+        ),
+        timeout=1,
+    )
+    assert run_probes(client, cluster, snap, Settings()) == []
+    assert client.api_calls == 0
