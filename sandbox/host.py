@@ -57,7 +57,7 @@ class FunctionsHost:
         self.visibility_retry = visibility_retry
         app: func.FunctionApp = self.module.app
         self.functions: dict[str, Callable[..., Any]] = {
-            f.get_function_name(): f.get_user_function() for f in app.get_functions()
+            str(f.get_function_name()): f.get_user_function() for f in app.get_functions()
         }
         self.queue = QueueClient.from_connection_string(connection_string, queue_name)
         self.poison = QueueClient.from_connection_string(connection_string, f"{queue_name}-poison")
@@ -137,7 +137,7 @@ class FunctionsHost:
             for message in batch:
                 processed += 1
                 body = message.content if isinstance(message.content, str) else str(message.content)
-                qm = QueueMessage(
+                qm = QueueMessage(  # type: ignore[no-untyped-call]
                     id=message.id,
                     body=body.encode(),
                     dequeue_count=message.dequeue_count,

@@ -67,8 +67,11 @@ ACR_AUTH_HELP = "visit https://aka.ms/acr/authorization for more information."
 
 
 class PullDecision(Protocol):
-    allowed: bool
-    reason: str
+    @property
+    def allowed(self) -> bool: ...
+
+    @property
+    def reason(self) -> str: ...
 
 
 class PullDecider(Protocol):

@@ -386,7 +386,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
         world.groups[name] = r.texts(spec, ("groups", name))
 
     for name, spec in r.mapping(top.get("customRoles"), ("customRoles",)).items():
-        p = ("customRoles", name)
+        p: tuple[Any, ...] = ("customRoles", name)
         m = r.mapping(spec, p, ("actions", "notActions", "dataActions", "notDataActions"))
         world.custom_roles[name] = {
             k: r.texts(m.get(k), (*p, k)) for k in ("actions", "notActions", "dataActions", "notDataActions")
@@ -417,7 +417,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
         world.webhooks = {}
         for sink, spec in hooks.items():
             m = r.mapping(spec, ("webhooks", sink), ("fail", "down"))
-            fails = []
+            fails: list[int | str] = []
             for j, v in enumerate(r.seq(m.get("fail"), ("webhooks", sink, "fail"))):
                 if isinstance(v, int) and not isinstance(v, bool):
                     fails.append(v)

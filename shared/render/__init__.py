@@ -112,7 +112,8 @@ class Digest:
         parts = [
             f"{self.count(k)} {KIND_TITLES[k].lower()}" for k in (NEW, RESOLVED, STILL_OPEN) if self.count(k)
         ]
-        label = "pullwatch reminder" if self.reminder else "pullwatch"
+        # "reminder" only when the digest does repeat still-open findings, not for every nightly run.
+        label = "pullwatch reminder" if self.reminder and self.count(STILL_OPEN) else "pullwatch"
         return f"{label}: image pulls — {', '.join(parts) or 'nothing to report'}"
 
 

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from typing import Any
+
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from shared.causes import BY_CODE
 from shared.explain import Explanation
+from shared.findings import Finding
 
 # How alarming each cause looks: red for what the cluster's owner must fix, yellow for what may
 # pass by itself (throttling, transient transport or layer trouble), dim when nothing is known.
@@ -34,3 +39,48 @@ def print_explanation(result: Explanation, console: Console | None = None) -> No
     table.add_row("image", escape(result.image or "-"))
     table.add_row("check", escape(result.remediation))
     console.print(table)
+
+
+_SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan"}
+
+
+def print_findings(
+    findings: Sequence[Finding],
+    *,
+    unchecked: Sequence[Mapping[str, Any]] = (),
+    console: Console | None = None,
+) -> None:
+    """Print an audit's findings as a table (most urgent first), then what could not be checked."""
+    console = console or Console()
+    if not findings:
+        console.print("[green]No findings:[/] every cluster checked can pull its images.")
+    else:
+        table = Table(expand=True, show_lines=False)
+        table.add_column("severity")
+        table.add_column("code", style="bold")
+        table.add_column("cluster")
+        table.add_column("where", overflow="fold")
+        table.add_column("what, and the fix", overflow="fold", ratio=3)
+        for f in findings:
+            where = " ".join(
+                escape(x)
+                for x in (
+                    f.registry,
+                    f"{f.namespace}/{f.workload}" if f.namespace and f.workload else f.workload,
+                    f"pool {f.node_pool}" if f.node_pool else None,
+                )
+                if x
+            )
+            body = escape(f.message)
+            if f.cause:
+                body += f"\n[italic]cause: {escape(f.cause)}[/]"
+            if f.remediation:
+                body += f"\n[green]$ {escape(f.remediation)}[/]"
+            style = _SEVERITY_STYLE.get(f.level.value, "")
+            cluster = (f.cluster or "-").rstrip("/").rsplit("/", 1)[-1]
+            table.add_row(f"[{style}]{f.level.value}[/]", f.code, escape(cluster), where or "-", body)
+        console.print(table)
+        counts = Counter(f.level.value for f in findings)
+        console.print(", ".join(f"{n} {level}" for level, n in sorted(counts.items())))
+    if unchecked:
+        console.print(f"[magenta]{len(unchecked)} check(s) could not run[/] (see CHECK_INCOMPLETE above).")
