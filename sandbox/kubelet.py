@@ -482,7 +482,9 @@ class Kubelet:
         self.timeout = timeout
         self.backoff_delay = backoff_delay
         self.ssl_context = ssl.create_default_context(cadata=pki.ca_pem.decode())
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-kubelet")
+        # Pulls and pod work run on separate pools: pod tasks wait on pulls, pulls never wait.
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-kubelet-pull")
+        self._pod_executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sandbox-kubelet-pod")
         self._lock = threading.Lock()
         self._refresh: dict[tuple[str, str], str] = {}  # (cluster, login server) -> refresh token
         self._dials: dict[tuple[str, tuple[str, int]], tuple[float, str]] = {}
@@ -508,6 +510,29 @@ class Kubelet:
             self._write_aged(cluster, pod, pulls)
         for cluster in self.clusters.values():
             cluster.refresh_workload_status()
+
+    def retry_failing(self, cluster: str | None = None) -> int:
+        """kubelet's image-pull back-off elapsing: every pod waiting on a failed pull pulls again, now.
+
+        A pod whose pull now works starts (as on a node, without a restart); one that still fails gets
+        its counts bumped. Running pods are left alone (their images are on the node). Returns how many
+        pods pulled again.
+        """
+        cache: dict[tuple[Any, ...], Future[PullResult]] = {}
+        jobs = []
+        for c in self.clusters.values():
+            if cluster is not None and c.name != cluster:
+                continue
+            for pod in c.pods():
+                if pod["spec"].get("nodeName") and _waiting_on_pull(pod):
+                    jobs.append((c, pod, self._start_pulls(c, pod, cache)))
+        for c, pod, pulls in jobs:
+            results = {img: (p if isinstance(p, Exception) else p.result()) for img, p in pulls.items()}
+            if self._write(c, pod, results, aged=False):
+                self._write(c, pod, results, aged=False, backoff=True)
+        for c in self.clusters.values():
+            c.refresh_workload_status()
+        return len(jobs)
 
     def restart_workload(
         self, cluster: str, namespace: str, name: str, wait: float = 30.0
@@ -537,6 +562,7 @@ class Kubelet:
 
     def stop(self) -> None:
         self._stopped.set()
+        self._pod_executor.shutdown(wait=True, cancel_futures=True)
         self._executor.shutdown(wait=True, cancel_futures=True)
 
     # -- hooks --------------------------------------------------------------------------------
@@ -544,7 +570,7 @@ class Kubelet:
     def _pod_created(self, cluster: KubeCluster, pod: dict[str, Any]) -> None:
         if self._stopped.is_set() or not pod["spec"].get("nodeName"):
             return
-        future = self._executor.submit(self._run_fresh, cluster, pod)
+        future = self._pod_executor.submit(self._run_fresh, cluster, pod)
         with self._lock:
             self._pending = {f for f in self._pending if not f.done()}
             self._pending.add(future)
@@ -1025,7 +1051,7 @@ class Kubelet:
                 )
             cid = "containerd://" + hashlib.sha256(f"{pod['metadata']['uid']}/{name}".encode()).hexdigest()
             pulled = {**base, "image": ref.normalized, "imageID": result.repo_digest, "containerID": cid}
-            ran = iso(start + 3)
+            ran = iso(start + 3 if aged else now)
             if not result.platform_ok:
                 # exec format error: the binary is for another architecture
                 crashed.append(name)
@@ -1076,7 +1102,7 @@ class Kubelet:
                                 "exitCode": 0,
                                 "reason": "Completed",
                                 "startedAt": ran,
-                                "finishedAt": iso(start + 4),
+                                "finishedAt": iso(start + 4 if aged else now),
                                 "containerID": cid,
                             }
                         },
@@ -1101,7 +1127,7 @@ class Kubelet:
             and all("terminated" in s["state"] for s in main_statuses)
         )
         running = not failing and not crashed and not all_done
-        transition = iso(start + 4)
+        transition = iso(start + 4 if aged else now)
         if all_done:
             phase = "Succeeded"
         elif failing or (crashed and not main_statuses):
@@ -1307,6 +1333,14 @@ class Kubelet:
             first=first,
             last=now,
         )
+
+
+def _waiting_on_pull(pod: dict[str, Any]) -> bool:
+    status = pod.get("status") or {}
+    for s in (status.get("initContainerStatuses") or []) + (status.get("containerStatuses") or []):
+        if (s.get("state") or {}).get("waiting", {}).get("reason") in ("ErrImagePull", "ImagePullBackOff"):
+            return True
+    return False
 
 
 def _match_platform(manifests: list[dict[str, Any]], os_: str, arch: str) -> dict[str, Any] | None:

@@ -22,6 +22,9 @@ from sandbox.metrics import RequestLog
 from sandbox.pki import Pki
 from sandbox.world import World, parse
 
+# One worker runs the module: its tests share one built sandbox (and see each other's changes in order).
+pytestmark = pytest.mark.xdist_group("sandbox-kube")
+
 WORLD = """
 name: kube-api
 registries:

@@ -31,6 +31,9 @@ from sandbox.rbac import Rbac
 from sandbox.registry import RegistryFarm
 from sandbox.world import World, parse
 
+# One worker runs the module: its tests share one built sandbox (and see each other's changes in order).
+pytestmark = pytest.mark.xdist_group("sandbox-kubelet")
+
 # --- units ----------------------------------------------------------------------------------------
 
 
@@ -226,6 +229,7 @@ class Sandbox:
     farm: RegistryFarm
     log: RequestLog
     seconds: float
+    pulls: int  # image pulls pull_all performed
 
     def pod(self, app: str, cluster: str = "aks-prod") -> dict[str, Any]:
         pods = [p for p in self.clusters[cluster].pods() if p["metadata"]["labels"].get("app") == app]
@@ -264,7 +268,7 @@ def sandbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sandbox]:
     try:
         started = time.monotonic()
         kubelet.pull_all()
-        yield Sandbox(world, clusters, kubelet, farm, log, time.monotonic() - started)
+        yield Sandbox(world, clusters, kubelet, farm, log, time.monotonic() - started, kubelet.pulls)
     finally:
         kubelet.stop()
         for c in clusters.values():
@@ -472,7 +476,7 @@ def test_expired_service_principal_pulls_anonymously(sandbox: Sandbox) -> None:
 
 @pytest.mark.sandbox
 def test_pulls_are_cached_and_workload_statuses_follow(sandbox: Sandbox) -> None:
-    assert sandbox.kubelet.pulls <= 20  # 21 pods, shared per (pool, image, credentials)
+    assert sandbox.pulls <= 20  # 21 pods, shared per (pool, image, credentials)
     good = sandbox.clusters["aks-prod"].store.get("deployments", "shop", "good")
     assert good is not None and good["status"]["readyReplicas"] == 2
     bad = sandbox.clusters["aks-prod"].store.get("deployments", "shop", "dns")
@@ -556,6 +560,34 @@ def test_abac_switch_breaks_cached_credentials_until_restart(sandbox: Sandbox) -
         ] == ["Running"]
     finally:
         sandbox.world.registry("abacacr").role_assignment_mode = "LegacyRegistryPermissions"
+
+
+@pytest.mark.sandbox
+def test_back_off_retry_recovers_without_restart(sandbox: Sandbox) -> None:
+    cluster = sandbox.clusters["aks-prod"]
+    name = sandbox.pod("secret-missing")["metadata"]["name"]
+    cluster.store.put(
+        "secrets",
+        {
+            "metadata": {"name": "nosuch", "namespace": "shop", "uid": "s"},
+            "type": "kubernetes.io/dockerconfigjson",
+            "data": cluster.store.get("secrets", "shop", "regcred")["data"],
+        },
+    )  # type: ignore[index]
+    try:
+        assert sandbox.kubelet.retry_failing("aks-prod") >= 1
+        pod = cluster.store.get("pods", "shop", name)
+        assert pod is not None and pod["metadata"]["name"] == name
+        assert pod["status"]["phase"] == "Running"
+        reasons = {e["reason"] for e in sandbox.events("secret-missing")}
+        assert {"Pulled", "Started"} <= reasons
+        # still broken ones keep failing, with one more attempt counted
+        before = next(e["count"] for e in sandbox.events("dns") if e["message"].startswith("Failed to pull"))
+        sandbox.kubelet.retry_failing("aks-prod")
+        after = next(e["count"] for e in sandbox.events("dns") if e["message"].startswith("Failed to pull"))
+        assert after == before + 1 and sandbox.waiting("dns")["reason"] == "ImagePullBackOff"
+    finally:
+        cluster.store.delete("secrets", "shop", "nosuch")
 
 
 @pytest.mark.sandbox
