@@ -212,6 +212,8 @@ class Snapshot:
     collected_at: datetime
     api_calls: int = 0
     secrets_read: bool = False
+    #: kinds the API refused to list (``"secrets"``, ``"events"``) -> the reason
+    unreadable: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_workloads", {(w.namespace, w.ref): w for w in self.workloads})
@@ -511,6 +513,7 @@ class SnapshotBuilder:
         self.events: list[EventFacts] = []
         self.service_accounts: list[ServiceAccountFacts] = []
         self._secrets: dict[tuple[str, str], SecretFacts] = {}
+        self.unreadable: dict[str, str] = {}
 
     # controllers ------------------------------------------------------------------------------
     def _template_workload(self, obj: Mapping[str, Any], kind: str, template_path: tuple[str, ...]) -> None:
@@ -647,6 +650,10 @@ class SnapshotBuilder:
         ):
             self._secrets[key] = facts
 
+    def forget_secrets(self) -> None:
+        """Drop what a secret list that failed half-way delivered."""
+        self._secrets.clear()
+
     def build(self, api_calls: int = 0, collected_at: datetime | None = None) -> Snapshot:
         workloads = []
         for key, w in self._workloads.items():
@@ -676,7 +683,8 @@ class SnapshotBuilder:
             secrets=tuple(self._secrets.values()),
             collected_at=collected_at or datetime.now(UTC),
             api_calls=api_calls,
-            secrets_read=self.read_secrets,
+            secrets_read=self.read_secrets and "secrets" not in self.unreadable,
+            unreadable=dict(self.unreadable),
         )
 
 

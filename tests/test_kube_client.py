@@ -314,3 +314,19 @@ def test_untrusted_server_certificate_is_unreachable(
     ):
         list(client.list_objects("nodes"))
     assert "TLS" in str(err.value)
+
+
+def test_expired_continue_token_lists_again_without_duplicates(
+    cluster: tuple[KubeCluster, RequestLog],
+) -> None:
+    kube, _ = cluster
+    with KubeClient.from_kubeconfig(kube.kubeconfig(), timeout=10) as client:
+        pages = client.list_objects("pods", page_size=300)
+        first = [next(pages) for _ in range(300)]  # the first page
+        kube.expire_continue_tokens()  # the next page's token is now 410 Expired
+        rest = list(pages)
+        calls = client.api_calls
+    pages_needed = -(-len(kube.pods()) // 300)
+    assert calls == 1 + 1 + pages_needed  # first page, the 410, then the whole list again
+    names = [(p["metadata"]["namespace"], p["metadata"]["name"]) for p in first + rest]
+    assert len(names) == len(set(names)) == len(kube.pods())

@@ -288,3 +288,22 @@ def test_rejected_credentials_are_tried_once_per_secret_and_repository() -> None
     assert found[0].evidence["secret"] == "regcred"
     # off unless both callables are given
     assert secret_findings(snapshot(objects), try_credentials=trier) == []
+
+
+def test_unlistable_secrets_are_incomplete_not_missing() -> None:
+    from dataclasses import replace
+
+    objects = {
+        "deployments": [
+            deployment("a", "w1", ["registry.example.com/x:1"], ["regcred"]),
+            deployment("a", "w2", ["registry.example.com/tools/agent:3.1"]),
+        ]
+    }
+    snap = replace(snapshot(objects), unreadable={"secrets": "403 Forbidden"}, secrets_read=False)
+    found = secret_findings(snap, anonymous={("registry.example.com", "tools/agent"): False})
+    assert sorted((f.code, f.workload) for f in found) == [
+        ("CHECK_INCOMPLETE", None),
+        ("PULL_AUTH_REQUIRED", "Deployment/w2"),
+    ]
+    incomplete = next(f for f in found if f.code == "CHECK_INCOMPLETE")
+    assert incomplete.evidence["check"] == "secrets" and "403" in incomplete.evidence["reason"]

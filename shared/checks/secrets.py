@@ -238,13 +238,24 @@ def secret_findings(
     dockerhub_anonymous: list[tuple[WorkloadFacts, str]] = []
     tried: dict[tuple[str, str, str, str], CredentialOutcome | None] = {}
 
+    secrets_listed = "secrets" not in snapshot.unreadable
+    if not secrets_listed:
+        reason = f"pull secrets cannot be listed: {snapshot.unreadable['secrets']}"
+        out.append(
+            Finding(
+                code="CHECK_INCOMPLETE",
+                cluster=cid,
+                message=f"The secrets checks could not run: {reason}",
+                evidence={"check": "secrets", "reason": reason},
+            )
+        )
     for w in snapshot.workloads:
         names, named_by = snapshot.effective_pull_secrets(w)
         refs = [r for r in (_parse(i) for i in w.images) if r is not None]
         missing: list[str] = []
         malformed: list[tuple[SecretFacts, str]] = []
         usable: list[SecretFacts] = []
-        for name in names:
+        for name in names if secrets_listed else ():
             s = snapshot.secret(w.namespace, name)
             if s is None:
                 missing.append(name)

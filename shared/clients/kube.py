@@ -303,6 +303,8 @@ class KubeClient:
             raise InputError("page_size must be positive")
         token: str | None = None
         accept = METADATA_ONLY_ACCEPT if metadata_only else "application/json"
+        seen: set[str] = set()
+        restarts = 0
         while True:
             query: list[tuple[str, Any]] = [("limit", page_size)]
             if token:
@@ -311,8 +313,28 @@ class KubeClient:
                 query.append(("fieldSelector", field_selector))
             if label_selector:
                 query.append(("labelSelector", label_selector))
-            page = self._request("GET", LIST_PATHS[kind], f"list {kind}", query=query, accept=accept) or {}
-            yield from (item for item in page.get("items") or [] if isinstance(item, dict))
+            try:
+                page = (
+                    self._request("GET", LIST_PATHS[kind], f"list {kind}", query=query, accept=accept) or {}
+                )
+            except KubeError as exc:
+                # 410 Expired: the continue token outlived the server's compaction window. As
+                # client-go's pager does, list again from the start; objects already yielded (by
+                # uid) are skipped, so a caller never sees one twice.
+                if exc.status != 410 or not token or restarts >= 2:
+                    raise
+                restarts += 1
+                token = None
+                continue
+            for item in page.get("items") or []:
+                if not isinstance(item, dict):
+                    continue
+                uid = (item.get("metadata") or {}).get("uid")
+                if uid:
+                    if uid in seen:
+                        continue
+                    seen.add(uid)
+                yield item
             token = (page.get("metadata") or {}).get("continue") or None
             if not token:
                 return
@@ -482,20 +504,30 @@ def collect(
     ):
         for obj in client.list_objects(kind, page_size=page_size):
             add(obj)
-    for reason in PULL_EVENT_REASONS:
-        for obj in client.list_objects(
-            "events", page_size=page_size, field_selector=f"involvedObject.kind=Pod,reason={reason}"
-        ):
-            b.add_event(obj)
+    # Reading events and secrets may be refused by a narrower RBAC role (AKS "RBAC Reader" has no
+    # secrets): the snapshot then says so, and the checks that need them report CHECK_INCOMPLETE
+    # instead of calling every named secret missing.
+    try:
+        for reason in PULL_EVENT_REASONS:
+            for obj in client.list_objects(
+                "events", page_size=page_size, field_selector=f"involvedObject.kind=Pod,reason={reason}"
+            ):
+                b.add_event(obj)
+    except KubeAccessDenied as exc:
+        b.unreadable["events"] = str(exc)
     # Pull-secret types first (content only with read_secrets), then every secret's name so that
     # a secret of another type that a pod names is told apart from a missing one.
-    for stype in (DOCKER_CONFIG_JSON, DOCKER_CFG):
-        for obj in client.list_objects(
-            "secrets", page_size=page_size, field_selector=f"type={stype}", metadata_only=not read_secrets
-        ):
-            b.add_secret(obj, known_type=stype)
-    for obj in client.list_objects("secrets", page_size=page_size, metadata_only=True):
-        obj.pop("data", None)  # a server that ignores the metadata-only Accept still sends no content on
-        b.add_secret(obj)
+    try:
+        for stype in (DOCKER_CONFIG_JSON, DOCKER_CFG):
+            for obj in client.list_objects(
+                "secrets", page_size=page_size, field_selector=f"type={stype}", metadata_only=not read_secrets
+            ):
+                b.add_secret(obj, known_type=stype)
+        for obj in client.list_objects("secrets", page_size=page_size, metadata_only=True):
+            obj.pop("data", None)  # a server that ignores the metadata-only Accept still sends no content on
+            b.add_secret(obj)
+    except KubeAccessDenied as exc:
+        b.forget_secrets()
+        b.unreadable["secrets"] = str(exc)
     clock = now or (lambda: datetime.now(UTC))
     return b.build(api_calls=client.api_calls - started, collected_at=clock())
