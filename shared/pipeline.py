@@ -457,7 +457,8 @@ class Auditor:
             if found is None:
                 out.append(usage)
                 continue
-            credentials[found.label] = found
+            # One secret may serve several registries: keep each host's entry apart.
+            credentials[f"{found.label}@{found.host}"] = found
             out.append(replace(usage, identity=found.label))
         return out
 
@@ -478,7 +479,7 @@ class Auditor:
             targets.append(
                 ImageTarget(
                     ref,
-                    credential=credentials.get(identity),
+                    credential=credentials.get(f"{identity}@{ref.registry}"),
                     registry_tenant=acr.tenant_id if acr else None,
                     authentication_as_arm=acr.authentication_as_arm if acr else True,
                 )
