@@ -411,6 +411,7 @@ class KubeCluster:
         self._rv_times: dict[int, float] = {}
         self._event_index: dict[tuple[str, str, str, str | None], str] = {}
         self._event_seq = 0
+        self._pool_shape: tuple[tuple[str, str, str, int], ...] = ()
         self._server: Server | None = None
         self._reserved: socket.socket | None = None
         self.fqdn = f"{name}-dns-{safe_suffix(name, 8)}.hcp.{self.cluster.location}.azmk8s.io"
@@ -524,24 +525,48 @@ class KubeCluster:
     def build(self) -> None:
         created = self.built_at - AGE_AT_BUILD
         c = self.cluster
-        digits = int(hashlib.sha256(c.name.encode()).hexdigest(), 16) % 90000000 + 10000000
-        node_n = 0
-        for pool in c.node_pools:
-            for i in range(pool.count):
-                if pool.os == "windows":
-                    name = f"aks{pool.name[:6]}{i:06d}"
-                else:
-                    name = f"aks-{pool.name}-{digits}-vmss{_base36(i):0>6}"
-                node_n += 1
-                info = NodeInfo(name, pool, f"10.224.0.{3 + node_n}")
-                self.nodes.append(info)
-                self._put_node(info, created - 86400)
+        self.sync_nodes(created - 86400)
         namespaces = dict(c.namespaces)
         for system in SYSTEM_NAMESPACES:
             namespaces.setdefault(system, Namespace(name=system))
         for namespace in namespaces.values():
             self._build_namespace(namespace, created)
         self.refresh_workload_status()
+
+    def sync_nodes(self, created: float | None = None) -> None:
+        """Nodes follow the world's node pools (a ``setCluster`` change may add, resize or drop pools).
+
+        Pods stay where they are; a pool's new nodes are created now.
+        """
+        c = self.cluster
+        shape = tuple((p.name, p.os, p.arch, p.count) for p in c.node_pools)
+        if shape == self._pool_shape:
+            return
+        with self.store.lock:
+            self._pool_shape = shape
+            when = time.time() if created is None else created
+            digits = int(hashlib.sha256(c.name.encode()).hexdigest(), 16) % 90000000 + 10000000
+            wanted: list[NodeInfo] = []
+            for pool in c.node_pools:
+                for i in range(pool.count):
+                    if pool.os == "windows":
+                        name = f"aks{pool.name[:6]}{i:06d}"
+                    else:
+                        name = f"aks-{pool.name}-{digits}-vmss{_base36(i):0>6}"
+                    known = next((n for n in self.nodes if n.name == name), None)
+                    if known is not None and (known.pool.os, known.pool.arch) == (pool.os, pool.arch):
+                        known.pool = pool
+                        wanted.append(known)
+                        continue
+                    wanted.append(NodeInfo(name, pool, f"10.224.0.{4 + len(wanted)}"))
+            keep = {n.name for n in wanted}
+            for gone in [n for n in self.nodes if n.name not in keep]:
+                self.store.delete("nodes", None, gone.name)
+            old = {n.name for n in self.nodes}
+            self.nodes = wanted
+            for info in wanted:
+                if info.name not in old or self.store.get("nodes", None, info.name) is None:
+                    self._put_node(info, when)
 
     def _put_node(self, info: NodeInfo, created: float) -> None:
         pool, c = info.pool, self.cluster
@@ -575,7 +600,7 @@ class KubeCluster:
                 "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
             },
             "spec": {
-                "podCIDR": f"10.244.{len(self.nodes) - 1}.0/24",
+                "podCIDR": f"10.244.{self.nodes.index(info)}.0/24",
                 "providerID": f"azure:///subscriptions/{c.subscription}/resourceGroups/mc_{c.resource_group}_{c.name}_{c.location}"
                 f"/providers/Microsoft.Compute/virtualMachineScaleSets/aks-{pool.name}-vmss/virtualMachines/0",
             },
@@ -921,6 +946,7 @@ class KubeCluster:
         return nodes
 
     def _schedule(self, spec: dict[str, Any]) -> NodeInfo | None:
+        self.sync_nodes()
         nodes = self._eligible_nodes(spec.get("nodeSelector"))
         if not nodes:
             return None
@@ -1317,6 +1343,7 @@ class KubeCluster:
 
     def _handle(self, req: Request) -> Response:
         self.log.count("kubernetes", self.name)
+        self.sync_nodes()
         if not self._authenticated(req):
             return status_response(401, "Unauthorized", "Unauthorized")
         path = req.path.rstrip("/") or "/"

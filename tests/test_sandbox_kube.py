@@ -637,6 +637,38 @@ def test_restart_workload_recreates_pods(world: World, pki: Pki, log: RequestLog
     )
 
 
+def test_nodes_follow_node_pool_changes(pki: Pki, log: RequestLog) -> None:
+    from sandbox.world import apply_cluster_change
+
+    w = parse(WORLD)
+    c = KubeCluster(w, "aks-prod", pki, None, log)
+    before = {n.name for n in c.nodes}
+    apply_cluster_change(
+        w,
+        {"name": "aks-prod", "nodePools": [{"name": "system", "count": 3}, {"name": "gpu", "arch": "arm64"}]},
+    )
+    c.sync_nodes()
+    names = {n["metadata"]["name"] for n in c.store.values("nodes")}
+    assert names == {n.name for n in c.nodes} and len(names) == 4
+    assert {n for n in before if "-system-" in n} < names and not any(
+        "armpool" in n or "win" in n for n in names
+    )
+    gpu = next(n for n in c.store.values("nodes") if n["metadata"]["labels"]["agentpool"] == "gpu")
+    assert gpu["status"]["nodeInfo"]["architecture"] == "arm64"
+    pod = c._create_pod_from(
+        "batch",
+        "p",
+        {},
+        {
+            "nodeSelector": {"kubernetes.azure.com/agentpool": "gpu"},
+            "containers": [{"name": "c", "image": "nginx"}],
+        },
+        None,
+        0.0,
+    )
+    assert pod["spec"]["nodeName"] == gpu["metadata"]["name"]
+
+
 def test_stop_leaves_no_thread(world: World, pki: Pki, log: RequestLog) -> None:
     before = set(threading.enumerate())
     c = KubeCluster(world, "aks-private", pki, None, log).start()
