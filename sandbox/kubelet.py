@@ -627,6 +627,8 @@ class Kubelet:
             except ReferenceError_ as exc:
                 out[image] = exc
                 continue
+            if c.get("imagePullPolicy") == "Never":
+                continue
             secret_creds = [
                 Credential(e["username"], e["password"], s) for s, e in keyring_lookup(auths, ref)
             ]
@@ -989,7 +991,7 @@ class Kubelet:
                 target.append({**base, "state": {"waiting": {"reason": "PodInitializing"}}})
                 continue
             result = results.get(image)
-            if isinstance(result, Exception) or result is None:
+            if isinstance(result, Exception):
                 message = f"Failed to apply default image tag {json.dumps(image)}: {result}"
                 if not backoff:
                     self._events_invalid(cluster, pod, field_path, message, aged, start, now)
@@ -1000,6 +1002,37 @@ class Kubelet:
                 blocked = blocked or kind == "init"
                 continue
             ref = parse_image(image)
+            if c.get("imagePullPolicy") == "Never":
+                # Never pulled, so never present on a sandbox node.
+                message = (
+                    f"Container image {json.dumps(ref.with_tag)} is not present with pull policy of Never"
+                )
+                if not backoff:
+                    count = HOUR_BACKOFFS if aged else 1
+                    first = start + 1 if aged else now
+                    for reason, text in (
+                        ("ErrImageNeverPull", message),
+                        ("Failed", "Error: ErrImageNeverPull"),
+                    ):
+                        cluster.record_event(
+                            pod,
+                            reason=reason,
+                            message=text,
+                            type_="Warning",
+                            container=field_path,
+                            count=count,
+                            first=first,
+                            last=now,
+                        )
+                target.append(
+                    {**base, "state": {"waiting": {"reason": "ErrImageNeverPull", "message": message}}}
+                )
+                failing.append(name)
+                blocked = blocked or kind == "init"
+                continue
+            if result is None:  # not pulled (cannot happen: every image was pulled or refused)
+                target.append({**base, "state": {"waiting": {"reason": "ContainerCreating"}}})
+                continue
             if not result.ok:
                 if aged or backoff:
                     waiting = {

@@ -642,6 +642,31 @@ def test_back_off_message_by_kubernetes_version(
     assert waiting["message"] == expected
 
 
+def test_pull_policy_never(tmp_path_factory: pytest.TempPathFactory) -> None:
+    world = parse(
+        "name: t\nclusters:\n  c:\n    namespaces:\n      a:\n        workloads:\n"
+        "          - {kind: Pod, name: p, image: 'registry.example.com/x'}\n"
+    )
+    pki = Pki(tmp_path_factory.mktemp("kubelet-never"))
+    cluster = KubeCluster(world, "c", pki, None, RequestLog())
+    pod = cluster.store.get("pods", "a", "p")
+    assert pod is not None
+    pod["spec"]["containers"][0]["imagePullPolicy"] = "Never"
+    kubelet = Kubelet(world, {"c": cluster}, NoNetwork(), NoEntra(), pki)
+    try:
+        kubelet.pull_all()
+    finally:
+        kubelet.stop()
+    assert kubelet.pulls == 0
+    waiting = pod["status"]["containerStatuses"][0]["state"]["waiting"]
+    text = 'Container image "registry.example.com/x:latest" is not present with pull policy of Never'
+    assert waiting == {"reason": "ErrImageNeverPull", "message": text}
+    assert {(e["reason"], e["message"]) for e in cluster.store.values("events")} == {
+        ("ErrImageNeverPull", text),
+        ("Failed", "Error: ErrImageNeverPull"),
+    }
+
+
 def test_stop_leaves_no_worker_threads(tmp_path_factory: pytest.TempPathFactory) -> None:
     world = parse("name: t\nclusters:\n  c: {}\n")
     pki = Pki(tmp_path_factory.mktemp("kubelet-stop"))
