@@ -1626,20 +1626,37 @@ class KubeCluster:
         return Response(200, body, content_type="application/json")
 
     def _watch(self, req: Request, resource: Resource, ns: str | None) -> Response:
-        # The current objects as ADDED events, then the stream ends (as when timeoutSeconds elapses).
+        """A watch answered in one piece: the changes after ``resourceVersion`` (all objects as ADDED
+        without one), waiting up to a second for some, then the stream ends as when ``timeoutSeconds``
+        elapses. Deletions are not replayed."""
         labels = parse_label_selector(req.arg("labelSelector") or "")
         fields = parse_field_selector(req.arg("fieldSelector") or "", resource)
-        lines = []
-        for obj in self.store.values(resource.plural, ns):
-            if labels and not all(t(obj["metadata"].get("labels") or {}) for t in labels):
-                continue
-            if fields and not all((_field_value(obj, f) == v) != neg for f, neg, v in fields):
-                continue
-            full = {"kind": resource.kind, "apiVersion": resource.api_version, **obj}
-            lines.append(json.dumps({"type": "ADDED", "object": full}))
-        return Response(
-            200, ("\n".join(lines) + ("\n" if lines else "")).encode(), content_type="application/json"
-        )
+        try:
+            since = int(req.arg("resourceVersion") or 0)
+        except ValueError:
+            return status_response(
+                400, "BadRequest", f"invalid resourceVersion: {req.arg('resourceVersion')!r}"
+            )
+        try:
+            wait = min(1.0, float(req.arg("timeoutSeconds") or 1.0))
+        except ValueError:
+            wait = 1.0
+        deadline = time.monotonic() + wait
+        while True:
+            lines = []
+            for obj in self.store.values(resource.plural, ns):
+                if int(obj["metadata"].get("resourceVersion") or 0) <= since:
+                    continue
+                if labels and not all(t(obj["metadata"].get("labels") or {}) for t in labels):
+                    continue
+                if fields and not all((_field_value(obj, f) == v) != neg for f, neg, v in fields):
+                    continue
+                full = {"kind": resource.kind, "apiVersion": resource.api_version, **obj}
+                lines.append(json.dumps({"type": "ADDED" if since == 0 else "MODIFIED", "object": full}))
+            if lines or since == 0 or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        return Response(200, "".join(line + "\n" for line in lines).encode(), content_type="application/json")
 
     def _create(self, req: Request, resource: Resource, ns: str | None) -> Response:
         try:

@@ -447,6 +447,27 @@ def test_create_errors(core: kubernetes.client.CoreV1Api) -> None:
     assert 'serviceaccount "ghost" not found' in _status(no_sa.value)["message"]
 
 
+def test_watch_returns_changes_since_a_resource_version(core: kubernetes.client.CoreV1Api) -> None:
+    listed = core.list_namespaced_pod("batch")
+    w = kubernetes.watch.Watch()
+    seen = [e["type"] for e in w.stream(core.list_namespaced_pod, "batch", timeout_seconds=1)]
+    assert seen == ["ADDED"] * len(listed.items)
+    core.patch_namespaced_pod(
+        listed.items[0].metadata.name, "batch", {"metadata": {"labels": {"seen": "yes"}}}
+    )
+    changed = list(
+        w.stream(
+            core.list_namespaced_pod,
+            "batch",
+            timeout_seconds=1,
+            resource_version=listed.metadata.resource_version,
+        )
+    )
+    assert [(e["type"], e["object"].metadata.name) for e in changed] == [
+        ("MODIFIED", listed.items[0].metadata.name)
+    ]
+
+
 def test_unschedulable_pod_gets_failed_scheduling(core: kubernetes.client.CoreV1Api) -> None:
     core.create_namespaced_pod(
         "batch",
