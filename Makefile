@@ -9,7 +9,7 @@ export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup test demo bench lint typecheck unit clean
 
-setup: $(STAMP)/venv $(STAMP)/apt $(STAMP)/npm
+setup: $(STAMP)/venv $(STAMP)/apt $(STAMP)/npm $(STAMP)/tools
 
 $(STAMP)/venv: requirements.txt requirements-dev.txt pyproject.toml
 	@mkdir -p $(STAMP)
@@ -27,6 +27,14 @@ $(STAMP)/apt:
 	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
+	@touch $@
+
+# checkov scans infra/ in make test; it pins libraries that clash with the app's Azure SDKs, so it
+# lives in its own venv.
+$(STAMP)/tools:
+	@mkdir -p $(STAMP)
+	@test -x .venv-tools/bin/checkov || { echo "setup: installing checkov into .venv-tools"; \
+	  python3 -m venv .venv-tools && .venv-tools/bin/pip install -q --disable-pip-version-check checkov==3.3.30; }
 	@touch $@
 
 $(STAMP)/npm: package.json
