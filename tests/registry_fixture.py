@@ -105,15 +105,18 @@ class TokenIssuer:
 class RegistryProcess:
     """``docker-registry serve`` with token auth; plain HTTP on 127.0.0.1 (fronted by TLS)."""
 
-    def __init__(self, workdir: Path, *, realm: str, service: str, issuer: TokenIssuer) -> None:
+    def __init__(self, workdir: Path, *, realm: str, service: str, issuer: TokenIssuer,
+                 tls: tuple[Path, Path] | None = None, ca_bundle: Path | None = None) -> None:
         self.workdir = workdir
         self.realm, self.service, self.issuer = realm, service, issuer
+        self.tls = tls
+        self.verify: str | bool = str(ca_bundle) if ca_bundle else True
         self.proc: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> RegistryProcess:
         for _ in range(5):
@@ -131,7 +134,8 @@ class RegistryProcess:
                             "delete": {"enabled": True},
                             "cache": {"blobdescriptor": "inmemory"},
                         },
-                        "http": {"addr": f"127.0.0.1:{self.port}", "secret": uuid.uuid4().hex},
+                        "http": {"addr": f"127.0.0.1:{self.port}", "secret": uuid.uuid4().hex,
+                         **({"tls": {"certificate": str(self.tls[0]), "key": str(self.tls[1])}} if self.tls else {})},
                         "auth": {
                             "token": {
                                 "realm": self.realm,
@@ -151,7 +155,7 @@ class RegistryProcess:
                 if self.proc.poll() is not None:
                     break
                 try:
-                    requests.get(f"{self.url}/v2/", timeout=1)
+                    requests.get(f"{self.url}/v2/", timeout=1, verify=self.verify)
                     return self
                 except requests.ConnectionError:
                     time.sleep(0.05)
@@ -247,6 +251,8 @@ def push_image(
     base = registry.url
     layer_gz, layer_raw = _layer()
     with requests.Session() as s:
+        s.verify = registry.verify
+        s.trust_env = False  # REQUESTS_CA_BUNDLE in the environment would replace verify
         layer = upload_blob(s, base, repo, layer_gz, headers)
         manifests = []
         for os_, arch in platforms:
@@ -472,7 +478,8 @@ class AcrFront:
         challenge = out.get("WWW-Authenticate") or out.get("Www-Authenticate")
         if challenge:
             out.pop("Www-Authenticate", None)
-            realm = self.realm_override or f"https://{self.host}/oauth2/token"
+            # like a real login server: the realm is on the host the client asked for
+            realm = self.realm_override or f"https://{request.header('Host') or self.host}/oauth2/token"
             challenge = re.sub(r'realm="[^"]*"', f'realm="{realm}"', challenge)
             out["WWW-Authenticate"] = challenge
         if request.method != "HEAD":

@@ -55,7 +55,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -432,6 +432,7 @@ class RegistryClient:
         self._auth_locks: dict[tuple[str, str, str | None, bool], threading.Lock] = {}
         self._tokens: dict[tuple[str, str, str], _Token] = {}  # (host, identity, repo)
         self._platforms: dict[tuple[str, str, str], tuple[str, ...]] = {}
+        self._platform_locks: dict[tuple[str, str, str], threading.Lock] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
         self._closed = False
 
@@ -939,9 +940,32 @@ class RegistryClient:
             tokens = self._fetch_tokens(
                 host, targets[0].identity, auth, list(dict.fromkeys(t.ref.repository for t in targets))
             )
-        return list(
-            self._executor(host).map(lambda t: self._check_one(host, t, auth, steps, tokens), targets)
-        )
+        executor = self._executor(host)
+        results = list(executor.map(lambda t: self._check_one(host, t, auth, steps, tokens), targets))
+        # Platforms: one GET per distinct (repository, digest), however many tags point at it.
+        wanted: dict[tuple[str, str], ImageRef] = {}
+        for target, result in zip(targets, results, strict=True):
+            if target.want_platforms and result.failure is None:
+                wanted.setdefault((target.ref.repository, result.digest or target.ref.reference), target.ref)
+
+        def read(item: tuple[tuple[str, str], ImageRef]) -> tuple[tuple[str, ...] | None, Step]:
+            (_repo, reference), ref = item
+            token = tokens.get(ref.repository)
+            headers = {
+                "Accept": ACCEPT,
+                **self._auth_header(auth, token if isinstance(token, _Token) else None),
+            }
+            return self._platforms_of(host, ref, reference, headers)
+
+        found = dict(zip(wanted, executor.map(read, wanted.items()), strict=True))
+        out = []
+        for target, result in zip(targets, results, strict=True):
+            key = (target.ref.repository, result.digest or target.ref.reference)
+            if target.want_platforms and result.failure is None and key in found:
+                platforms, step = found[key]
+                result = replace(result, platforms=platforms, steps=(*result.steps, step))
+            out.append(result)
+        return out
 
     def _auth_header(self, auth: _Auth, token: _Token | None) -> dict[str, str]:
         if token is not None:
@@ -1020,16 +1044,11 @@ class RegistryClient:
             digest = response.headers.get("Docker-Content-Digest")
             media = (response.headers.get("Content-Type") or "").split(";")[0].strip() or None
             steps = (*steps, Step("manifest", True, elapsed, status=200, detail=media))
-            platforms: tuple[str, ...] | None = None
-            if target.want_platforms:
-                platforms, pstep = self._platforms_of(host, ref, digest or ref.reference, headers)
-                steps = (*steps, pstep)
             return ImageResult(
                 ref,
                 identity,
                 steps,
                 None,
-                platforms=platforms,
                 digest=digest,
                 media_type=media,
                 latency_ms=latency,
@@ -1109,11 +1128,20 @@ class RegistryClient:
     def _platforms_of(
         self, host: str, ref: ImageRef, reference: str, headers: dict[str, str]
     ) -> tuple[tuple[str, ...] | None, Step]:
+        """Platforms of a manifest, read once per (registry, repository, digest) however many tags share it."""
         key = (host, ref.repository, reference)
         with self._lock:
-            cached = self._platforms.get(key)
-        if cached is not None:
-            return cached, Step("platforms", True, 0.0, detail="cached")
+            lock = self._platform_locks.setdefault(key, threading.Lock())
+        with lock:  # single flight: tags resolving to the same digest wait for the first reader
+            with self._lock:
+                cached = self._platforms.get(key)
+            if cached is not None:
+                return cached, Step("platforms", True, 0.0, detail="cached")
+            return self._read_platforms(host, ref, reference, headers, key)
+
+    def _read_platforms(
+        self, host: str, ref: ImageRef, reference: str, headers: dict[str, str], key: tuple[str, str, str]
+    ) -> tuple[tuple[str, ...] | None, Step]:
         start = time.monotonic()
         try:
             response = self._send(

@@ -1,0 +1,1 @@
+"""pullwatch benchmarks (``make bench`` / ``python -m bench``): each row compares pullwatch with a baseline."""
