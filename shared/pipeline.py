@@ -17,7 +17,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from shared.checks.images import ImageUsage, image_findings, usage_or_finding
+from shared.checks.images import ImageUsage, image_findings, region_findings, usage_or_finding
 from shared.checks.network import network_findings
 from shared.checks.roles import registries_with_identity_role, resolve_pull_identity, role_findings
 from shared.checks.scheduling import platform_needs
@@ -355,6 +355,14 @@ class Auditor:
                 cluster, used_acrs, self._egress_ips(cluster), self._private_endpoint_vnets(used_acrs)
             )
         )
+
+        # performance: a registry with neither its home nor a replica in the cluster's region
+        for reg in used_acrs:
+            findings.extend(
+                region_findings(
+                    cluster.id, cluster.location, reg.login_server, reg.location, reg.replication_locations
+                )
+            )
 
         # registries: the pull path for every unique image (shared across the run's clusters)
         reading = options.read_secrets or self.settings.read_secrets
