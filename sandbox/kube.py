@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Protocol
 from urllib.parse import unquote
 
+import orjson
 import yaml
 
 from sandbox.httpserver import Request, Response, Server
@@ -70,11 +71,7 @@ def _iso_second(ts: int) -> str:
 
 def clone(value: Any) -> Any:
     """A deep copy of JSON-shaped data (dicts, lists, scalars), much faster than copy.deepcopy."""
-    if isinstance(value, dict):
-        return {k: clone(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [clone(v) for v in value]
-    return value
+    return orjson.loads(orjson.dumps(value))
 
 
 def safe_suffix(seed: str, length: int) -> str:
@@ -359,7 +356,8 @@ class ObjectStore:
     def object_json(self, plural: str, k: str) -> bytes:
         cached = self._json[plural].get(k)
         if cached is None:
-            cached = json.dumps(self._objects[plural][k], separators=(",", ":")).encode()
+            with self.lock:  # kubelet threads replace parts of objects in place
+                cached = orjson.dumps(self._objects[plural][k])
             self._json[plural][k] = cached
         return cached
 
@@ -412,6 +410,7 @@ class KubeCluster:
         self._event_index: dict[tuple[str, str, str, str | None], str] = {}
         self._event_seq = 0
         self._pool_shape: tuple[tuple[str, str, str, int], ...] = ()
+        self._eligible: dict[tuple[tuple[str, str], ...], list[NodeInfo]] = {}
         self._server: Server | None = None
         self._reserved: socket.socket | None = None
         self.fqdn = f"{name}-dns-{safe_suffix(name, 8)}.hcp.{self.cluster.location}.azmk8s.io"
@@ -564,6 +563,7 @@ class KubeCluster:
                 self.store.delete("nodes", None, gone.name)
             old = {n.name for n in self.nodes}
             self.nodes = wanted
+            self._eligible.clear()
             for info in wanted:
                 if info.name not in old or self.store.get("nodes", None, info.name) is None:
                     self._put_node(info, when)
@@ -938,11 +938,14 @@ class KubeCluster:
         )
 
     def _eligible_nodes(self, selector: dict[str, str] | None, linux_only: bool = False) -> list[NodeInfo]:
-        nodes = self.nodes
-        if selector:
-            nodes = [n for n in nodes if all(n.labels.get(k) == v for k, v in selector.items())]
-        else:
-            nodes = [n for n in nodes if n.pool.os == "linux"]
+        key = tuple(sorted((selector or {}).items()))
+        nodes = self._eligible.get(key)
+        if nodes is None:
+            if selector:
+                nodes = [n for n in self.nodes if all(n.labels.get(k) == v for k, v in selector.items())]
+            else:
+                nodes = [n for n in self.nodes if n.pool.os == "linux"]
+            self._eligible[key] = nodes
         return nodes
 
     def _schedule(self, spec: dict[str, Any]) -> NodeInfo | None:
@@ -1607,14 +1610,13 @@ class KubeCluster:
                     meta["remainingItemCount"] = hi - i
             if partial:
                 items = [
-                    json.dumps(
+                    orjson.dumps(
                         {
                             "kind": "PartialObjectMetadata",
                             "apiVersion": "meta.k8s.io/v1",
                             "metadata": (self.store.raw(resource.plural, k) or {}).get("metadata"),
-                        },
-                        separators=(",", ":"),
-                    ).encode()
+                        }
+                    )
                     for k in chosen
                 ]
                 head = {"kind": PARTIAL_LIST, "apiVersion": "meta.k8s.io/v1", "metadata": meta}
