@@ -831,7 +831,9 @@ class KubeCluster:
                     "controller-revision-hash": safe_suffix("ds" + w.name + str(created), 10),
                     "pod-template-generation": "1",
                 }
-                name = f"{w.name}-{safe_suffix(ns.name + w.name + node.name + str(created), 5)}"
+                name = self._generate_name(
+                    "pods", ns.name, f"{w.name}-", ns.name + w.name + node.name + str(created)
+                )
                 self._create_pod_from(
                     ns.name,
                     name,
@@ -890,7 +892,7 @@ class KubeCluster:
         )
         self.store.put("replicasets", rs)
         for i in range(w.replicas):
-            name = f"{w.name}-{pth}-{safe_suffix(f'{ns}/{w.name}/{pth}/{i}/{created}', 5)}"
+            name = self._generate_name("pods", ns, f"{w.name}-{pth}-", f"{ns}/{w.name}/{pth}/{i}/{created}")
             self._create_pod_from(
                 ns, name, dict(rs_labels), template["spec"], _owner("apps/v1", "ReplicaSet", rs), created
             )
@@ -932,10 +934,18 @@ class KubeCluster:
         job["spec"]["selector"] = {"matchLabels": {"batch.kubernetes.io/controller-uid": uid}}
         job["status"] = {"startTime": iso(created), "active": 1}
         self.store.put("jobs", job)
-        pod_name = f"{name}-{safe_suffix(f'{ns}/{name}/{created}', 5)}"
+        pod_name = self._generate_name("pods", ns, f"{name}-", f"{ns}/{name}/{created}")
         self._create_pod_from(
             ns, pod_name, dict(job_labels), template["spec"], _owner("batch/v1", "Job", job), created
         )
+
+    def _generate_name(self, plural: str, ns: str | None, prefix: str, seed: str) -> str:
+        """``generateName``: prefix + 5 random-looking characters, retried on a clash as the API server does."""
+        for attempt in range(100):
+            name = prefix + safe_suffix(f"{seed}/{attempt}" if attempt else seed, 5)
+            if self.store.get(plural, ns, name) is None:
+                return name
+        raise RuntimeError(f"cannot generate a free name for {prefix}")
 
     def _eligible_nodes(self, selector: dict[str, str] | None, linux_only: bool = False) -> list[NodeInfo]:
         key = tuple(sorted((selector or {}).items()))
@@ -1674,7 +1684,9 @@ class KubeCluster:
         meta = obj.setdefault("metadata", {}) or {}
         obj["metadata"] = meta
         if not meta.get("name") and meta.get("generateName"):
-            meta["name"] = meta["generateName"] + safe_suffix(str(uuid.uuid4()), 5)
+            meta["name"] = self._generate_name(
+                resource.plural, ns, str(meta["generateName"]), str(uuid.uuid4())
+            )
         name = meta.get("name")
         kind_name = resource.plural if not resource.group else f"{resource.plural}.{resource.group}"
         if not name:
