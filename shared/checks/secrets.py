@@ -263,8 +263,8 @@ def secret_findings(
                 malformed.append(
                     (
                         s,
-                        f"type is {s.type or 'not a docker config type'}, not "
-                        f"{' or '.join(PULL_SECRET_TYPES)}",
+                        (f"its type is {s.type}, not " if s.type else "it is not of type ")
+                        + " or ".join(PULL_SECRET_TYPES),
                     )
                 )
             elif s.content_error is not None:
@@ -425,9 +425,9 @@ def secret_findings(
                 cluster=cid,
                 registry=DOCKER_HUB,
                 message=(
-                    f"{len(workloads)} workload{'s' if len(workloads) != 1 else ''} pull "
-                    f"{len(images)} image{'s' if len(images) != 1 else ''} from Docker Hub without credentials "
-                    "and share its anonymous pull rate limit per node address."
+                    (f"{len(workloads)} workloads pull " if len(workloads) != 1 else f"{workloads[0]} pulls ")
+                    + f"{len(images)} image{'s' if len(images) != 1 else ''} from Docker Hub without credentials, "
+                    "subject to Docker Hub's anonymous pull rate limit (counted per node address)."
                 ),
                 evidence={
                     "workloads": workloads[:50],
