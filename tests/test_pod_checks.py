@@ -309,3 +309,57 @@ def test_incomplete_finding_has_check_and_reason() -> None:
         "check": "cluster",
         "reason": "Kubernetes API server unreachable: timed out",
     }
+
+
+def test_owner_resolution_with_plain_values() -> None:
+    objects = {
+        "deployments": [deployment("ns", "web", "web:1")],
+        "replicasets": [
+            replicaset("ns", "web-1", "web", "web:1"),
+            {
+                "metadata": {"namespace": "ns", "name": "bare-rs"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "rs:1"}]}}},
+            },
+        ],
+        "jobs": [
+            {
+                "metadata": {"namespace": "ns", "name": "once"},
+                "spec": {"template": {"spec": {"containers": [{"name": "c", "image": "job:1"}]}}},
+            }
+        ],
+        "pods": [
+            pod("ns", "web-1-a", "web:1", owner_kind="ReplicaSet", owner_name="web-1"),
+            pod("ns", "bare-rs-a", "rs:1", owner_kind="ReplicaSet", owner_name="bare-rs"),
+            pod("ns", "once-a", "job:1", owner_kind="Job", owner_name="once"),
+            pod("ns", "roll-a", "roll:1", owner_kind="Rollout", owner_name="canary"),  # a custom controller
+            pod("ns", "orphan-rs-a", "old:1", owner_kind="ReplicaSet", owner_name="gone-rs"),
+            pod("ns", "solo", "solo:1"),
+        ],
+    }
+    objects["pods"][0]["spec"]["ephemeralContainers"] = [{"name": "debugger", "image": "busybox:1.36"}]
+    snap = snapshot_from_objects(CLUSTER, objects, collected_at=NOW)
+    assert {p.name: p.owner for p in snap.pods} == {
+        "web-1-a": "Deployment/web",
+        "bare-rs-a": "ReplicaSet/bare-rs",
+        "once-a": "Job/once",
+        "roll-a": "Rollout/canary",
+        "orphan-rs-a": "ReplicaSet/gone-rs",
+        "solo": "Pod/solo",
+    }
+    refs = {w.ref for w in snap.workloads}
+    assert refs == {
+        "Deployment/web",
+        "ReplicaSet/bare-rs",
+        "Job/once",
+        "Rollout/canary",
+        "ReplicaSet/gone-rs",
+        "Pod/solo",
+    }
+    web = snap.workload("ns", "Deployment/web")
+    assert web is not None
+    assert [(c.kind, c.image) for c in web.containers] == [
+        ("container", "web:1"),
+        ("ephemeral", "busybox:1.36"),
+    ]
+    rollout = snap.workload("ns", "Rollout/canary")
+    assert rollout is not None and rollout.images == ("roll:1",)
