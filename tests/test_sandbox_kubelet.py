@@ -189,6 +189,8 @@ clusters:
           - {kind: Deployment, name: refused, image: refused.example.com/x:1, nodePool: system}
           - {kind: Deployment, name: timeout, image: timeout.example.com/x:1, nodePool: system}
           - {kind: Deployment, name: tls, image: tls.example.com/x:1, nodePool: system}
+          - {kind: Deployment, name: busy, image: busy.example.com/x:1, nodePool: system}
+          - {kind: Deployment, name: broken, image: broken.example.com/x:1, nodePool: system}
           - {kind: Deployment, name: hub, image: "nginx:1.27", nodePool: system}
           - {kind: Deployment, name: secret-good, image: registry.example.com/tools/agent:3.1,
              imagePullSecrets: [regcred], nodePool: system}
@@ -218,6 +220,8 @@ faults:
   - {host: refused.example.com, fault: refused}
   - {host: timeout.example.com, fault: timeout}
   - {host: tls.example.com, fault: tls}
+  - {host: busy.example.com, fault: rate_limit}
+  - {host: broken.example.com, fault: server_error}
 """
 
 
@@ -395,6 +399,19 @@ def test_network_faults(sandbox: Sandbox, app: str, host: str, tail: str) -> Non
 
 
 @pytest.mark.sandbox
+@pytest.mark.parametrize(
+    ("app", "status"), [("busy", "429 Too Many Requests"), ("broken", "503 Service Unavailable")]
+)
+def test_registry_answering_errors(sandbox: Sandbox, app: str, status: str) -> None:
+    image = f"{app}.example.com/x:1"
+    assert sandbox.pull_error(app) == (
+        f'Failed to pull image "{image}": '
+        + IMAGE_PREFIX.format(image)
+        + f"unexpected status from HEAD request to https://{app}.example.com/v2/x/manifests/1: {status}"
+    )
+
+
+@pytest.mark.sandbox
 def test_firewall_is_403_on_head(sandbox: Sandbox) -> None:
     image = "fwacr.azurecr.io/app:1.0"
     assert sandbox.pull_error("firewall") == (
@@ -476,7 +493,7 @@ def test_expired_service_principal_pulls_anonymously(sandbox: Sandbox) -> None:
 
 @pytest.mark.sandbox
 def test_pulls_are_cached_and_workload_statuses_follow(sandbox: Sandbox) -> None:
-    assert sandbox.pulls <= 20  # 21 pods, shared per (pool, image, credentials)
+    assert sandbox.pulls <= 22  # 23 pods, shared per (pool, image, credentials)
     good = sandbox.clusters["aks-prod"].store.get("deployments", "shop", "good")
     assert good is not None and good["status"]["readyReplicas"] == 2
     bad = sandbox.clusters["aks-prod"].store.get("deployments", "shop", "dns")
