@@ -227,3 +227,21 @@ def test_image_usages_carry_pools_and_identity() -> None:
     ]
     bad = [u for u in usages if not isinstance(u, ImageUsage)]
     assert [(f.code, f.image) for f in bad] == [("IMAGE_REFERENCE_INVALID", "Not/Valid")]
+
+
+def test_passing_node_condition_taints_do_not_remove_a_pool() -> None:
+    nodes = [
+        node_from_object(
+            node(
+                "n1",
+                "p1",
+                taints=[
+                    {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"},
+                    {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"},
+                    {"key": "ToBeDeletedByClusterAutoscaler", "value": "1700000000", "effect": "NoSchedule"},
+                ],
+            )
+        )
+    ]
+    w = workload_from_template("ns", "Deployment", "w", {"containers": []})
+    assert [p.pool for p in pools_for(w, nodes)] == ["p1"]

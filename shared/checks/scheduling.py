@@ -8,7 +8,9 @@ The scheduler's rules, applied per node and gathered per pool:
   ``Lt`` on labels, ``matchFields`` on ``metadata.name``; a term without requirements matches
   nothing;
 - taints with effect ``NoSchedule`` or ``NoExecute`` must be tolerated (``PreferNoSchedule`` only
-  steers).
+  steers); the node lifecycle's passing taints (``node.kubernetes.io/not-ready``, ``…/unreachable``,
+  ``…/unschedulable``, pressure, the autoscaler's scale-down mark) are ignored, since they say
+  nothing about which pods the pool takes once the node is healthy.
 
 A workload without any of these can land on every pool it tolerates — including Windows pools, as
 Kubernetes would schedule it there (AKS recommends a ``kubernetes.io/os`` nodeSelector for exactly
@@ -45,6 +47,10 @@ if TYPE_CHECKING:
     from shared.checks.images import ImageUsage
 
 HARD_EFFECTS = ("NoSchedule", "NoExecute")
+#: Taints the node lifecycle puts on a node for a while (not-ready, unreachable, pressure,
+#: cordoned, being scaled down): they say nothing about which pods the pool takes.
+TRANSIENT_TAINT_PREFIXES = ("node.kubernetes.io/", "node.cloudprovider.kubernetes.io/")
+AUTOSCALER_DELETE_TAINT = "ToBeDeletedByClusterAutoscaler"
 
 
 @dataclass(frozen=True, order=True)
@@ -110,6 +116,8 @@ def node_matches(workload: WorkloadFacts, node: NodeFacts) -> bool:
     ):
         return False
     for taint in node.taints:
+        if taint.key.startswith(TRANSIENT_TAINT_PREFIXES) or taint.key == AUTOSCALER_DELETE_TAINT:
+            continue
         if taint.effect in HARD_EFFECTS and not any(t.tolerates(taint) for t in workload.tolerations):
             return False
     return True
