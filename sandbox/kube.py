@@ -488,7 +488,6 @@ class KubeCluster:
                     "env": None,
                     "installHint": "\nkubelogin is not installed which is required to connect to AAD enabled "
                     "cluster.\n\nTo learn more, please go to https://aka.ms/aks/kubelogin\n",
-                    "interactiveMode": "IfAvailable",
                     "provideClusterInfo": False,
                 }
             }
