@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared.checks.pods import incomplete_finding
-from shared.checks.scheduling import pools_for
+from shared.checks.scheduling import AUTOSCALER_DELETE_TAINT, TRANSIENT_TAINT_PREFIXES, pools_for
 from shared.clients.kube import KubeClient, KubeError, KubeUnreachable
 from shared.config import Settings
 from shared.errors import UpstreamError
@@ -81,7 +81,11 @@ def _pools(nodes: Sequence[NodeFacts]) -> dict[str, tuple[NodeFacts, set[Taint]]
     out: dict[str, tuple[NodeFacts, set[Taint]]] = {}
     for n in nodes:
         _, taints = out.setdefault(n.pool, (n, set()))
-        taints.update(n.taints)
+        taints.update(
+            t
+            for t in n.taints
+            if not t.key.startswith(TRANSIENT_TAINT_PREFIXES) and t.key != AUTOSCALER_DELETE_TAINT
+        )  # never tolerate a sick or leaving node
     return out
 
 
