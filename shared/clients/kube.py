@@ -56,7 +56,8 @@ log = logging.getLogger("pullwatch.kube")
 #: The AKS Entra server application (the same for every AKS cluster) and its token scope.
 AKS_SERVER_APP_ID = "6dae42f8-4368-4678-94ff-3960e28e3630"
 AKS_SCOPE = f"{AKS_SERVER_APP_ID}/.default"
-METADATA_ONLY_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+#: Metadata-only lists, falling back to full objects where a server cannot (as kubectl asks).
+METADATA_ONLY_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 
 
 class KubeError(UpstreamError):
