@@ -250,3 +250,8 @@ output AZURE_FUNCTION_APP_NAME string = app.outputs.functionAppName
 output PULLWATCH_IDENTITY_PRINCIPAL_ID string = app.outputs.identityPrincipalId
 output PULLWATCH_IDENTITY_CLIENT_ID string = app.outputs.identityClientId
 output PULLWATCH_KEY_VAULT_NAME string = app.outputs.keyVaultName
+
+// The same in camelCase for scripts (az returns upper-case output names in a changed casing).
+output functionAppName string = app.outputs.functionAppName
+output identityPrincipalId string = app.outputs.identityPrincipalId
+output keyVaultName string = app.outputs.keyVaultName

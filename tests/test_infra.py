@@ -759,6 +759,7 @@ def test_kubernetes_rbac_drift_is_caught(files: Files) -> None:
     assert any("secrets beyond list" in p for p in check_kubernetes_rbac(mutated))
 
 
+@pytest.mark.slow
 def test_checkov_finds_nothing_unjustified() -> None:
     """checkov's Bicep checks pass; every skip carries a reason in the Bicep (checkov:skip=ID:reason)."""
     if not CHECKOV.exists():
