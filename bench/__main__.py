@@ -34,6 +34,8 @@ class Row:
 ROWS: list[str] = [
     "bench.registry:registry_500",
     "bench.cluster:cluster_20000",
+    "bench.sandbox:sandbox_build",
+    "bench.sandbox:sandbox_fanout_100",
 ]
 
 
