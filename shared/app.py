@@ -355,14 +355,22 @@ def _build() -> App:
 
 
 def _configure_telemetry(settings: Settings) -> None:
+    """OpenTelemetry to Application Insights when its connection string is set. The resource has
+    local auth disabled, so the exporter authenticates with pullwatch's managed identity."""
     if not settings.appinsights_connection:
         return
     try:
         from azure.monitor.opentelemetry import configure_azure_monitor
-    except ImportError:  # pragma: no cover - optional in local runs
+    except ImportError:  # pragma: no cover - installed from requirements.txt
         log.info("azure-monitor-opentelemetry is not installed: telemetry stays in the Functions host logs")
         return
-    configure_azure_monitor(connection_string=settings.appinsights_connection)
+    from azure.identity import ManagedIdentityCredential
+
+    credential = ManagedIdentityCredential(client_id=settings.client_id) if settings.client_id else None
+    if credential is None:
+        configure_azure_monitor(connection_string=settings.appinsights_connection)
+    else:
+        configure_azure_monitor(connection_string=settings.appinsights_connection, credential=credential)
 
 
 def known_clusters(inventory: Mapping[str, KnownCluster]) -> list[KnownCluster]:
