@@ -47,6 +47,8 @@ class World:
     acr_elsewhere: AcrFront  # an ACR host whose realm points at the recorder
     rogue: AcrFront  # certificate from an unknown CA
     plain: AcrFront  # a non-ACR registry with the Docker token flow on its own host
+    hub: AcrFront  # "registry-1.docker.io", realm on "auth.docker.io" (the hub_auth recorder)
+    hub_auth: Recorder
     recorder: Recorder
     hanging: socket.socket
     closed_port: int
@@ -58,6 +60,8 @@ class World:
             "elsewhere.azurecr.io": ("127.0.0.1", self.acr_elsewhere.port),
             "rogue.azurecr.io": ("127.0.0.1", self.rogue.port),
             "docker.example.org": ("127.0.0.1", self.plain.port),
+            "registry-1.docker.io": ("127.0.0.1", self.hub.port),
+            "auth.docker.io": ("127.0.0.1", self.hub_auth.port),
             "collector.example.net": ("127.0.0.1", self.recorder.port),
             "gone.azurecr.io": None,
             "closed.azurecr.io": ("127.0.0.1", self.closed_port),
@@ -135,11 +139,27 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
             users={"puller": PASSWORD},
             public_repos={"public/tool"},
         ).start()
-        started += [front, evil, elsewhere, rogue, plain]
+        hub = AcrFront(
+            pki, "registry-1.docker.io", registry, issuer, realm_override="https://auth.docker.io/token"
+        ).start()
+        hub_auth = Recorder(pki, "auth.docker.io").start()
+        started += [front, evil, elsewhere, rogue, plain, hub, hub_auth]
         hanging.bind(("127.0.0.1", 0))
         hanging.listen(16)  # accepts TCP (backlog) but never answers a TLS handshake
         yield World(
-            pki, issuer, registry, front, evil, elsewhere, rogue, plain, recorder, hanging, free_port()
+            pki,
+            issuer,
+            registry,
+            front,
+            evil,
+            elsewhere,
+            rogue,
+            plain,
+            hub,
+            hub_auth,
+            recorder,
+            hanging,
+            free_port(),
         )
     finally:
         for part in started:
@@ -153,6 +173,7 @@ def _clean(world: World) -> None:
     for front in (world.front, world.evil, world.acr_elsewhere, world.plain):
         front.reset()
     world.recorder.seen.clear()
+    world.hub_auth.seen.clear()
 
 
 def target(image: str, **kw: object) -> ImageTarget:
@@ -304,6 +325,40 @@ def test_docker_token_flow_with_pull_secret(world: World) -> None:
     assert rejected.rejected and rejected.code == "PULL_SECRET_REJECTED"
 
 
+def test_docker_hub_credentials_go_to_auth_docker_io_only(world: World) -> None:
+    cred = RegistryCredential("https://index.docker.io/v1/", "puller", PASSWORD, "secret:shop/hub")
+    with world.client() as client:
+        result = check_one(client, "nginx:1.27", credential=cred)
+    # the API host is registry-1.docker.io; its realm auth.docker.io is the one built-in pair
+    [token_request] = world.hub_auth.seen
+    expected = "Basic " + base64.b64encode(f"puller:{PASSWORD}".encode()).decode()
+    assert token_request.headers.get("Authorization") == expected
+    assert token_request.query["scope"] == ["repository:library/nginx:pull"]
+    assert world.hub.count("HEAD", "/v2/library/nginx/manifests/1.27") == 1
+    # the recorder's token is not one the registry accepts: an authenticated refusal
+    assert result.failure == "REGISTRY_AUTH_REJECTED" and result.identity == "secret:shop/hub"
+    assert_no_secret(json.dumps(result.evidence()))
+
+
+def test_real_amd64_only_image_on_an_arm64_pool(world: World) -> None:
+    from shared.checks.images import ImageUsage, image_findings
+
+    with world.client() as client:
+        results = client.check_images([target(f"{ACR}/api:2.0"), target(f"{ACR}/web:1.4.2")])
+    usages = [
+        ImageUsage("shop", "Deployment/api", parse_reference(f"{ACR}/api:2.0"), ("arm",)),
+        ImageUsage("shop", "Deployment/web", parse_reference(f"{ACR}/web:1.4.2"), ("arm",)),
+    ]
+    findings = image_findings(
+        "/subscriptions/s/rg/aks",
+        usages,
+        {r.key: r for r in results},
+        [("system", "linux", "amd64"), ("arm", "linux", "arm64")],
+    )
+    assert [(f.code, f.workload) for f in findings] == [("IMAGE_PLATFORM_MISSING", "Deployment/api")]
+    assert findings[0].evidence["platforms"] == ["linux/amd64"]
+
+
 # --- faults --------------------------------------------------------------------------------------
 
 
@@ -453,7 +508,11 @@ def test_redirect_to_other_host_drops_credentials(world: World) -> None:
     )
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2", want_platforms=False)
-    assert [s.method for s in world.recorder.seen] == ["HEAD"], (result.failure, result.detail, result.steps[-1])
+    assert [s.method for s in world.recorder.seen] == ["HEAD"], (
+        result.failure,
+        result.detail,
+        result.steps[-1],
+    )
     for seen in world.recorder.seen:
         assert not any(k.lower() == "authorization" for k in seen.headers)
         assert_no_secret(seen.text())
