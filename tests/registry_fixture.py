@@ -105,8 +105,16 @@ class TokenIssuer:
 class RegistryProcess:
     """``docker-registry serve`` with token auth; plain HTTP on 127.0.0.1 (fronted by TLS)."""
 
-    def __init__(self, workdir: Path, *, realm: str, service: str, issuer: TokenIssuer,
-                 tls: tuple[Path, Path] | None = None, ca_bundle: Path | None = None) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        realm: str,
+        service: str,
+        issuer: TokenIssuer,
+        tls: tuple[Path, Path] | None = None,
+        ca_bundle: Path | None = None,
+    ) -> None:
         self.workdir = workdir
         self.realm, self.service, self.issuer = realm, service, issuer
         self.tls = tls
@@ -134,8 +142,15 @@ class RegistryProcess:
                             "delete": {"enabled": True},
                             "cache": {"blobdescriptor": "inmemory"},
                         },
-                        "http": {"addr": f"127.0.0.1:{self.port}", "secret": uuid.uuid4().hex,
-                         **({"tls": {"certificate": str(self.tls[0]), "key": str(self.tls[1])}} if self.tls else {})},
+                        "http": {
+                            "addr": f"127.0.0.1:{self.port}",
+                            "secret": uuid.uuid4().hex,
+                            **(
+                                {"tls": {"certificate": str(self.tls[0]), "key": str(self.tls[1])}}
+                                if self.tls
+                                else {}
+                            ),
+                        },
                         "auth": {
                             "token": {
                                 "realm": self.realm,
