@@ -77,20 +77,23 @@ def codes_table() -> str:
 TABLES = {"settings": settings_table, "codes": codes_table}
 
 
-def marked_block(text: str, name: str) -> str:
-    """The text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` (stripped)."""
-    match = re.search(rf"<!-- {name}:begin -->\n(.*?)\n<!-- {name}:end -->", text, re.S)
+def _marked(text: str, name: str) -> re.Match[str]:
+    match = re.search(rf"<!-- {name}:begin -->\n(.*?)\n?<!-- {name}:end -->", text, re.S)
     if not match:
         raise PreviewError(f"README.md has no <!-- {name}:begin --> ... <!-- {name}:end --> block")
-    return match.group(1).strip()
+    return match
+
+
+def marked_block(text: str, name: str) -> str:
+    """The text between ``<!-- NAME:begin -->`` and ``<!-- NAME:end -->`` (stripped)."""
+    return _marked(text, name).group(1).strip()
 
 
 def with_tables(text: str) -> str:
     """README text with every generated table replaced by its current rendering."""
     for name, make in TABLES.items():
-        old = marked_block(text, name)  # raises when the markers are missing
-        start = text.index(f"<!-- {name}:begin -->\n") + len(f"<!-- {name}:begin -->\n")
-        text = text[:start] + text[start:].replace(old, make(), 1)
+        match = _marked(text, name)
+        text = text[: match.start(1)] + make() + "\n" + text[match.end(0) - len(f"<!-- {name}:end -->") :]
     return text
 
 
