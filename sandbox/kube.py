@@ -1038,7 +1038,9 @@ class KubeCluster:
         else:
             target = node or self._schedule(spec)
         status: dict[str, Any] = {"phase": "Pending", "qosClass": "BestEffort"}
-        if target is None:
+        if target is None and spec.get("nodeName"):
+            pass  # bound to a node that does not exist: no kubelet ever reports on it
+        elif target is None:
             status["conditions"] = [
                 {
                     "type": "PodScheduled",

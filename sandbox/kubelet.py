@@ -503,7 +503,7 @@ class Kubelet:
         jobs: list[tuple[KubeCluster, dict[str, Any], dict[str, Future[PullResult] | Exception]]] = []
         for cluster in self.clusters.values():
             for pod in cluster.pods():
-                if not pod["spec"].get("nodeName"):
+                if cluster.node(pod["spec"].get("nodeName") or "") is None:  # unscheduled: no kubelet
                     continue
                 jobs.append((cluster, pod, self._start_pulls(cluster, pod, cache)))
         for cluster, pod, pulls in jobs:
@@ -524,7 +524,7 @@ class Kubelet:
             if cluster is not None and c.name != cluster:
                 continue
             for pod in c.pods():
-                if pod["spec"].get("nodeName") and _waiting_on_pull(pod):
+                if c.node(pod["spec"].get("nodeName") or "") is not None and _waiting_on_pull(pod):
                     jobs.append((c, pod, self._start_pulls(c, pod, cache)))
         for c, pod, pulls in jobs:
             results = {img: (p if isinstance(p, Exception) else p.result()) for img, p in pulls.items()}
@@ -568,7 +568,7 @@ class Kubelet:
     # -- hooks --------------------------------------------------------------------------------
 
     def _pod_created(self, cluster: KubeCluster, pod: dict[str, Any]) -> None:
-        if self._stopped.is_set() or not pod["spec"].get("nodeName"):
+        if self._stopped.is_set() or cluster.node(pod["spec"].get("nodeName") or "") is None:
             return
         future = self._pod_executor.submit(self._run_fresh, cluster, pod)
         with self._lock:

@@ -543,6 +543,21 @@ def test_probe_pods_through_the_api(sandbox: Sandbox) -> None:
     assert ok_events["Scheduled"].endswith(ok.spec.node_name)
     core.delete_namespaced_pod("probe-ok", "shop")
     core.delete_namespaced_pod("probe-bad", "shop")
+    # bound to a node that does not exist: nothing ever reports on it
+    core.create_namespaced_pod(
+        "shop",
+        {
+            "metadata": {"name": "probe-ghost"},
+            "spec": {
+                "nodeName": "aks-ghost-1-vmss000000",
+                "containers": [{"name": "probe", "image": "nginx"}],
+            },
+        },
+    )
+    assert sandbox.kubelet.wait_idle(30)
+    ghost = core.read_namespaced_pod("probe-ghost", "shop")
+    assert ghost.status.phase == "Pending" and not ghost.status.container_statuses
+    core.delete_namespaced_pod("probe-ghost", "shop")
 
 
 @pytest.mark.sandbox
