@@ -770,7 +770,7 @@ class KubeCluster:
                 },
                 annotations={"deployment.kubernetes.io/revision": "1"},
             )
-            self.store.put("deployments", dep)
+            dep = self._put_workload("deployments", dep)
             self._new_replicaset(ns.name, w, dep, template, created)
             return
         if w.kind == "StatefulSet":
@@ -789,7 +789,7 @@ class KubeCluster:
                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
                 },
             )
-            self.store.put("statefulsets", sts)
+            sts = self._put_workload("statefulsets", sts)
             rev = f"{w.name}-{safe_suffix('sts' + ns.name + w.name + str(created), 10)}"
             for i in range(w.replicas):
                 pod_labels = {
@@ -823,7 +823,7 @@ class KubeCluster:
                     },
                 },
             )
-            self.store.put("daemonsets", ds)
+            ds = self._put_workload("daemonsets", ds)
             for node in self._eligible_nodes(template_spec.get("nodeSelector"), linux_only=True):
                 pod_labels = {
                     **labels,
@@ -864,10 +864,33 @@ class KubeCluster:
         )
         scheduled = int(created // 60)
         cj["status"] = {"lastScheduleTime": iso(scheduled * 60)}
-        self.store.put("cronjobs", cj)
+        cj = self._put_workload("cronjobs", cj)
         self._new_job(
             ns.name, f"{w.name}-{scheduled}", w, template, scheduled * 60, _owner("batch/v1", "CronJob", cj)
         )
+
+    def _put_workload(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Store a controller object; on a restart the existing one keeps its identity and age and
+        gets a new generation with ``kubectl.kubernetes.io/restartedAt`` on its pod template."""
+        meta = obj["metadata"]
+        existing = self.store.get(plural, meta.get("namespace"), meta["name"])
+        if existing is not None:
+            meta["uid"] = existing["metadata"]["uid"]
+            meta["creationTimestamp"] = existing["metadata"]["creationTimestamp"]
+            meta["generation"] = int(existing["metadata"].get("generation", 1)) + 1
+            template = obj["spec"].get("template") or obj["spec"].get("jobTemplate", {}).get("spec", {}).get(
+                "template"
+            )
+            if isinstance(template, dict):
+                template.setdefault("metadata", {}).setdefault("annotations", {})[
+                    "kubectl.kubernetes.io/restartedAt"
+                ] = iso(time.time())
+            if plural == "deployments":
+                revision = int(
+                    existing["metadata"].get("annotations", {}).get("deployment.kubernetes.io/revision", "1")
+                )
+                meta.setdefault("annotations", {})["deployment.kubernetes.io/revision"] = str(revision + 1)
+        return self.store.put(plural, obj)
 
     def _new_replicaset(
         self, ns: str, w: Workload, dep: dict[str, Any], template: dict[str, Any], created: float
@@ -1102,19 +1125,21 @@ class KubeCluster:
                     rs["status"].pop("readyReplicas")
                     rs["status"].pop("availableReplicas")
                 self.store.touch("replicasets", rs)
-            rs_by_owner = {
-                ref["uid"]: rs
-                for rs in self.store.values("replicasets")
-                for ref in rs["metadata"].get("ownerReferences") or []
-            }
+            rs_by_owner: dict[str, list[dict[str, Any]]] = {}
+            for rs in self.store.values("replicasets"):
+                for ref in rs["metadata"].get("ownerReferences") or []:
+                    rs_by_owner.setdefault(ref["uid"], []).append(rs)
             for dep in self.store.values("deployments"):
-                owned = rs_by_owner.get(dep["metadata"]["uid"])
-                n, ready, _ = counts.get(owned["metadata"]["uid"], (0, 0, 0)) if owned else (0, 0, 0)
+                sets = rs_by_owner.get(dep["metadata"]["uid"], [])
+                live = [r for r in sets if r["spec"].get("replicas", 0)] or sets
+                owned = live[-1] if live else None  # the current ReplicaSet
+                n = sum(counts.get(r["metadata"]["uid"], (0, 0, 0))[0] for r in sets)
+                ready = sum(counts.get(r["metadata"]["uid"], (0, 0, 0))[1] for r in sets)
                 want = dep["spec"].get("replicas", 1)
                 created = dep["metadata"]["creationTimestamp"]
                 available = ready >= want
                 dep["status"] = {
-                    "observedGeneration": 1,
+                    "observedGeneration": dep["metadata"].get("generation", 1),
                     "replicas": n,
                     "updatedReplicas": n,
                     "readyReplicas": ready,
@@ -1316,12 +1341,16 @@ class KubeCluster:
         old = [p for p in self.store.values("pods", namespace) if self._belongs(p, workload)]
         for pod in old:
             self._delete_pod(namespace, pod["metadata"]["name"])
-        for plural in ("replicasets", "jobs"):
-            for obj in self.store.values(plural, namespace):
-                if self._owned_by_workload(obj, workload):
-                    self.store.delete(plural, namespace, obj["metadata"]["name"])
-        for plural in ("deployments", "statefulsets", "daemonsets", "cronjobs"):
-            self.store.delete(plural, namespace, name)
+        for rs in self.store.values("replicasets", namespace):
+            if self._owned_by_workload(rs, workload):
+                rs["spec"]["replicas"] = 0  # the old ReplicaSet stays, scaled down
+                rs["metadata"].setdefault("annotations", {})["deployment.kubernetes.io/desired-replicas"] = (
+                    "0"
+                )
+                self.store.touch("replicasets", rs)
+        for job in self.store.values("jobs", namespace):
+            if self._owned_by_workload(job, workload):
+                self.store.delete("jobs", namespace, job["metadata"]["name"])
         before = {p["metadata"]["uid"] for p in self.store.values("pods", namespace)}
         self._build_workload(ns, workload, now)
         new = [p for p in self.store.values("pods", namespace) if p["metadata"]["uid"] not in before]

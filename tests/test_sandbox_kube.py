@@ -638,6 +638,7 @@ def test_workload_statuses_parse_in_the_typed_client(api: kubernetes.client.ApiC
 
 def test_restart_workload_recreates_pods(world: World, pki: Pki, log: RequestLog) -> None:
     c = KubeCluster(world, "aks-prod", pki, None, log)
+    created = c.store.get("deployments", "shop", "web")["metadata"]["creationTimestamp"]  # type: ignore[index]
     seen: list[str] = []
     c.on_pod_created(lambda cluster, pod: seen.append(pod["metadata"]["name"]))
     before = {p["metadata"]["name"] for p in c.pods() if p["metadata"]["labels"].get("app") == "web"}
@@ -649,7 +650,13 @@ def test_restart_workload_recreates_pods(world: World, pki: Pki, log: RequestLog
         > c.store.get("pods", "shop", "debug")["metadata"]["creationTimestamp"]
         for p in new
     )
-    assert len(c.store.values("replicasets", "shop")) == 2
+    sets = [r for r in c.store.values("replicasets", "shop") if r["metadata"]["labels"]["app"] == "web"]
+    assert [r["spec"]["replicas"] for r in sets] == [0, 3]  # the old ReplicaSet stays, scaled down
+    dep = c.store.get("deployments", "shop", "web")
+    assert dep is not None and dep["metadata"]["creationTimestamp"] == created
+    assert dep["metadata"]["generation"] == 2
+    assert dep["metadata"]["annotations"]["deployment.kubernetes.io/revision"] == "2"
+    assert "kubectl.kubernetes.io/restartedAt" in dep["spec"]["template"]["metadata"]["annotations"]
     report = c.restart_workload("shop", "report")
     assert (
         len(report) == 1
