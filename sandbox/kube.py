@@ -1585,7 +1585,7 @@ class KubeCluster:
                 raise ValueError("bad version")
         except (ValueError, KeyError, TypeError):
             return None, status_response(
-                400, "BadRequest", "continue key is not valid: invalid continue token"
+                400, "BadRequest", "invalid continue token: continue key is not valid: could not decode it"
             )
         issued = self._rv_times.get(rv)
         if rv < self.store.compacted_rv or (issued is not None and time.time() - issued > self.continue_ttl):
