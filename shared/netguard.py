@@ -186,7 +186,11 @@ class PinnedAdapter(HTTPAdapter):
             )
         if not parts.hostname:
             raise NameNotResolved("URL has no host")
-        return parts.hostname.lower(), parts.port or 443
+        try:
+            port = parts.port or 443
+        except ValueError:
+            raise NameNotResolved(f"{parts.netloc} has no valid port") from None
+        return parts.hostname.lower(), port
 
     def pool_for(self, host: str, port: int) -> HTTPSConnectionPool:
         key = (host, port)

@@ -365,6 +365,8 @@ def test_real_amd64_only_image_on_an_arm64_pool(world: World) -> None:
 def test_dns_failure(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "gone.azurecr.io/web:1")
+        bad_port = check_one(client, "registry.example.com:99999/web:1")
+    assert bad_port.failure == "CHECK_INCOMPLETE" and "port" in (bad_port.detail or "")
     assert result.failure == "REGISTRY_DNS_FAILURE" and result.scope == "registry"
     assert [s.name for s in result.steps] == ["dns"]
 
@@ -474,7 +476,9 @@ def test_localhost_refused(world: World) -> None:
     with world.client() as client:
         by_name = check_one(client, f"localhost:{port}/web:1")
         by_ip = check_one(client, f"127.0.0.1:{port}/web:1")
-    assert by_name.failure == by_ip.failure == "CHECK_INCOMPLETE"
+        by_ipv6 = check_one(client, f"[::1]:{port}/web:1")
+    assert by_name.failure == by_ip.failure == by_ipv6.failure == "CHECK_INCOMPLETE"
+    assert "loopback" in (by_ipv6.detail or "")
     assert "loopback" in (by_name.detail or "")
     assert world.recorder.seen == []
 

@@ -567,8 +567,12 @@ class RegistryClient:
 
     def _probe_base(self, host: str) -> _Base:
         steps: list[Step] = []
-        name, _, port_text = host.rpartition(":") if host.count(":") == 1 else (host, "", "")
-        port = int(port_text) if port_text else 443
+        parts = urlsplit(f"//{host}")
+        try:
+            name, port = (parts.hostname or host).lower(), parts.port or 443
+        except ValueError:
+            detail = f"{host} has no valid port"
+            return _Base((Step("dns", False, 0.0, detail=detail),), INCOMPLETE, detail, None)
         start = time.monotonic()
         try:
             endpoint = self.guard.resolve(name, port)
@@ -907,10 +911,22 @@ class RegistryClient:
         with ThreadPoolExecutor(
             max_workers=min(16, len(groups)), thread_name_prefix="registry-group"
         ) as outer:
-            for group_results in outer.map(self._check_group, groups.values()):
+            for group_results in outer.map(self._check_group_safely, groups.values()):
                 for r in group_results:
                     results[r.key] = r
         return [results[k] for k in unique if k in results]
+
+    def _check_group_safely(self, targets: list[ImageTarget]) -> list[ImageResult]:
+        """A bug or an unforeseen answer makes the group's checks incomplete, never a traceback or a pass."""
+        try:
+            return self._check_group(targets)
+        except Exception as exc:
+            detail = self.scrub(f"the registry check failed unexpectedly: {type(exc).__name__}: {exc}")
+            step = Step("check", False, 0.0, detail=detail)
+            return [
+                ImageResult(t.ref, t.identity, (step,), INCOMPLETE, detail=detail, scope="registry")
+                for t in targets
+            ]
 
     def _check_group(self, targets: list[ImageTarget]) -> list[ImageResult]:
         host = targets[0].ref.api_host
