@@ -16,6 +16,7 @@ The baseline column is empty: there is no other tool doing the same work; the ta
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from bench.__main__ import Row  # noqa: E402
+from sandbox.scale import NightlyRun  # noqa: E402
 
 BUILD_TARGET_SECONDS = 30.0
 
@@ -31,6 +33,11 @@ def _split(split: dict[str, float]) -> str:
     return ", ".join(
         f"{name} {seconds:.1f}s" for name, seconds in sorted(split.items(), key=lambda kv: -kv[1])
     )
+
+
+def _codes(run: NightlyRun) -> str:
+    codes = Counter(code for found in run.findings_by_cluster.values() for code in found)
+    return ", ".join(f"{code} x{n}" for code, n in sorted(codes.items())) or "none"
 
 
 def sandbox_build() -> list[Row]:
@@ -59,7 +66,7 @@ def sandbox_build() -> list[Row]:
         "",
         notes=[
             f"{run.queue_messages} messages, {run.worker_invocations} worker runs, "
-            f"{run.audited} clusters audited, {run.open_findings} open findings",
+            f"{run.audited} clusters audited, {run.open_findings} open findings: {_codes(run)}",
             f"requests: ARM {run.arm}, Graph {run.graph}, Entra {run.requests['entra']}, "
             f"Kubernetes {run.requests['kubernetes']}, registry {run.requests['registry']}",
         ],

@@ -12,7 +12,10 @@ into a :class:`sandbox.world.World`. ``python -m sandbox.scale fanout 100 > worl
   problem per ten clusters (a tag nobody pushed), so the audit has findings to store and report.
 - :func:`build_time_yaml` — issue 3's build-time world: 3 clusters, 4 registries (an ACR in
   classic role-assignment mode, an ACR in ABAC mode, a private third-party registry with a
-  user, Docker Hub) and 50 workloads.
+  user, Docker Hub) and 50 workloads over two node pools (amd64, arm64). Every image has both
+  platforms and every pull is allowed (AcrPull on the classic ACR, an ABAC repository role on the
+  other, a pull secret for the third-party registry), so the only findings are the three
+  DOCKERHUB_ANONYMOUS_PULLS that anonymous Docker Hub pulls always raise.
 """
 
 from __future__ import annotations
@@ -120,14 +123,14 @@ def build_time_yaml(workloads: int = 50) -> str:
                 "sku": "Premium",
                 "repositories": {
                     "shop/web": {"1.0": ["linux/amd64", "linux/arm64"]},
-                    "shop/api": {"2.0": ["linux/amd64"]},
+                    "shop/api": {"2.0": ["linux/amd64", "linux/arm64"]},
                 },
             },
             "abacacr": {
                 "resourceGroup": "rg-shared",
                 "location": "westeurope",
                 "roleAssignmentMode": "AbacRepositoryPermissions",
-                "repositories": {"team-a/ledger": {"3.2": ["linux/amd64"]}},
+                "repositories": {"team-a/ledger": {"3.2": ["linux/amd64", "linux/arm64"]}},
             },
             "registry.example.com": {
                 "anonymous": False,
