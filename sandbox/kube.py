@@ -411,6 +411,7 @@ class KubeCluster:
         self._event_seq = 0
         self._pool_shape: tuple[tuple[str, str, str, int], ...] = ()
         self._eligible: dict[tuple[tuple[str, str], ...], list[NodeInfo]] = {}
+        self._nodes_by_name: dict[str, NodeInfo] = {}
         self._server: Server | None = None
         self._reserved: socket.socket | None = None
         self.fqdn = f"{name}-dns-{safe_suffix(name, 8)}.hcp.{self.cluster.location}.azmk8s.io"
@@ -562,6 +563,7 @@ class KubeCluster:
                 self.store.delete("nodes", None, gone.name)
             old = {n.name for n in self.nodes}
             self.nodes = wanted
+            self._nodes_by_name = {n.name: n for n in wanted}
             self._eligible.clear()
             for info in wanted:
                 if info.name not in old or self.store.get("nodes", None, info.name) is None:
@@ -1057,7 +1059,7 @@ class KubeCluster:
         )
         target = None
         if spec.get("nodeName"):
-            target = next((n for n in self.nodes if n.name == spec["nodeName"]), None)
+            target = self.node(spec["nodeName"])
         else:
             target = node or self._schedule(spec)
         status: dict[str, Any] = {"phase": "Pending", "qosClass": "BestEffort"}
@@ -1246,7 +1248,7 @@ class KubeCluster:
         )
 
     def node(self, name: str) -> NodeInfo | None:
-        return next((n for n in self.nodes if n.name == name), None)
+        return self._nodes_by_name.get(name)
 
     # -- used by the kubelet and world changes -----------------------------------------------
 
