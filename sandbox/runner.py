@@ -232,6 +232,7 @@ class Sandbox:
                 repositories=args.get("repositories"),
             )
             world.role_assignments.append(assignment)
+            self.kubelet.retry_failing()  # the back-off elapses: stuck pulls are tried again
             return [eg.role_assignment_event(world, self.arm.assignment_id(assignment), delete=False)]
         if name == "removeRoleAssignment":
             gone = [
@@ -243,6 +244,7 @@ class Sandbox:
             ]
             ids = [self.arm.assignment_id(a) for a in gone]
             world.role_assignments[:] = [a for a in world.role_assignments if a not in gone]
+            self.kubelet.retry_failing()
             return [eg.role_assignment_event(world, rid, delete=True) for rid in ids]
         if name == "pushImage":
             reg = world.registry(args["registry"])
@@ -250,6 +252,7 @@ class Sandbox:
             platforms: list[Platform] = args.get("platforms") or [Platform("linux", "amd64")]
             digest = self.registries.push_image(reg.host, repo, tag, platforms)
             reg.repositories.setdefault(repo, {})[tag] = platforms
+            self.kubelet.retry_failing()
             return [eg.image_event(reg, repo, tag, digest, delete=False)] if reg.is_acr else []
         if name == "deleteImage":
             reg = world.registry(args["registry"])
@@ -259,6 +262,7 @@ class Sandbox:
             return [eg.image_event(reg, repo, None, digest, delete=True)] if reg.is_acr else []
         if name == "setRegistry":
             reg = apply_registry_change(world, args)
+            self.kubelet.retry_failing()
             return [eg.registry_write_event(world, reg)] if reg.is_acr else []
         if name == "setCluster":
             cluster = apply_cluster_change(world, args)
