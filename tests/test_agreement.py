@@ -25,7 +25,7 @@ from typing import Any
 import pytest
 
 from sandbox.rbac import Rbac
-from sandbox.runner import Sandbox, _quiet_logs
+from sandbox.runner import Sandbox
 from sandbox.world import World, load
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -119,7 +119,7 @@ def table(cases: list[Case]) -> str:
 def grid_cases(path: Path = GRID) -> list[Case]:
     """Build the grid world, run the product's audit, and read the three answers for every pull."""
     world = load(path)
-    with _quiet_logs(True), Sandbox(world) as box:
+    with Sandbox(world) as box:
         box.kubelet.wait_idle()
         box.nightly()
         findings = box.open_findings()
