@@ -150,11 +150,20 @@ class AuditQueue:
             }
             try:
                 self.table.create_entity(entity)
-                return self.send(request, debounce)
             except ResourceExistsError:
                 pass
             except AzureError as exc:
                 raise _storage_error("scheduling an audit", exc) from None
+            else:
+                try:
+                    return self.send(request, debounce)
+                except UpstreamError:
+                    # No message carries this mark: drop it, or later events merge into nothing.
+                    try:
+                        self.table.delete_entity(PENDING, row)
+                    except AzureError:
+                        log.warning("a pending audit mark could not be removed; it is replaced once stale")
+                    raise
             try:
                 current = self.table.get_entity(PENDING, row)
             except ResourceNotFoundError:
