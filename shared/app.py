@@ -21,7 +21,7 @@ from azure.core.credentials import TokenCredential
 from shared.compare import Changes, compare
 from shared.config import Settings
 from shared.errors import InputError, PullwatchError, UpstreamError
-from shared.events import parse_delivery, parse_resource_id
+from shared.events import AzureEvent, Rejected, parse_delivery, parse_resource_id
 from shared.findings import Finding, sort_findings
 from shared.inventory import AuditQueue, InventoryStore
 from shared.notify import Notifier
@@ -137,6 +137,18 @@ class App:
             fresh.append(event)
         if not fresh:
             return {"audits": 0, "skipped": len(delivery.events), "rejected": len(delivery.rejected)}
+        try:
+            return self._plan_and_enqueue(fresh, delivery.rejected)
+        except Exception:
+            # Event Grid redelivers a failed delivery: it must not be skipped as a duplicate.
+            for event in fresh:
+                try:
+                    self.store.forget_event(event.id)
+                except PullwatchError:
+                    log.error("event %s could not be forgotten: its redelivery will be skipped", event.id)
+            raise
+
+    def _plan_and_enqueue(self, fresh: Sequence[AzureEvent], rejected: Sequence[Rejected]) -> dict[str, Any]:
         plan = plan_events(fresh, self.inventory.all(), self.scope)
         for event_id, why in plan.ignored:
             log.debug("event %s ignored: %s", event_id, why)
@@ -153,7 +165,7 @@ class App:
             "audits": enqueued,
             "events": len(fresh),
             "ignored": len(plan.ignored),
-            "rejected": len(delivery.rejected),
+            "rejected": len(rejected),
         }
 
     # --- nightly ----------------------------------------------------------------------------

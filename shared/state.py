@@ -386,3 +386,7 @@ class StateStore:
             return True
         self._upsert(entity, "recording an event id")
         return False
+
+    def forget_event(self, event_id: str) -> None:
+        """Undo :meth:`seen_event`: the event could not be handled, so its redelivery must run."""
+        self._delete(EVENTS, hashlib.sha256(event_id.encode("utf-8")).hexdigest(), "forgetting an event id")
