@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -172,8 +173,19 @@ def _number(env: Mapping[str, str], name: str, kind: type[int] | type[float]) ->
         number = kind(value)
     except ValueError:
         raise ConfigError(f"{name}: expected a number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise ConfigError(f"{name}: expected a finite number, got {value!r}")
     if number < 0:
         raise ConfigError(f"{name}: must not be negative, got {value!r}")
+    return number
+
+
+def _timeout(env: Mapping[str, str]) -> float:
+    number = float(_number(env, "PULLWATCH_HTTP_TIMEOUT_SECONDS", float))
+    if number <= 0:
+        raise ConfigError(
+            "PULLWATCH_HTTP_TIMEOUT_SECONDS: must be more than 0 (every network call has a timeout)"
+        )
     return number
 
 
@@ -281,7 +293,7 @@ class Settings:
             debounce_seconds=_number(env, "PULLWATCH_DEBOUNCE_SECONDS", float),
             pod_grace_seconds=_number(env, "PULLWATCH_POD_GRACE_SECONDS", float),
             slow_ms=_number(env, "PULLWATCH_SLOW_MS", float),
-            http_timeout=_number(env, "PULLWATCH_HTTP_TIMEOUT_SECONDS", float),
+            http_timeout=_timeout(env),
             retry_base_seconds=_number(env, "PULLWATCH_RETRY_BASE_SECONDS", float),
             retries=_number(env, "PULLWATCH_RETRIES", int),
             registry_concurrency=max(1, _number(env, "PULLWATCH_REGISTRY_CONCURRENCY", int)),
