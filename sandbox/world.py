@@ -340,6 +340,8 @@ def load(path: str | Path) -> World:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise WorldError(f"{path}: cannot read the world file ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise WorldError(f"{path}: the world file is not UTF-8 text (byte {exc.start})") from None
     return parse(text, source=str(path), path=path)
 
 

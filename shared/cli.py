@@ -132,6 +132,8 @@ def render(fmt: str, findings_file: str) -> None:
             text, source = Path(findings_file).read_text(encoding="utf-8"), findings_file
         except OSError as exc:
             fail(f"render: cannot read {findings_file} ({exc.strerror})")
+        except UnicodeDecodeError as exc:
+            fail(f"render: {findings_file} is not UTF-8 text (byte {exc.start})")
     findings = load_document(text, source)
     emit_json(payload_for(fmt, findings))
 
