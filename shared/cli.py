@@ -179,9 +179,17 @@ def audit(
 ) -> None:
     """Audit real Azure with DefaultAzureCredential and print the findings."""
     from shared.config import Settings
+    from shared.events import parse_resource_id
     from shared.findings import has_errors
     from shared.pipeline import AuditOptions, run_cli_audit
 
+    for cluster in clusters:
+        rid = parse_resource_id(cluster)
+        if rid is None or rid.kind != "microsoft.containerservice/managedclusters":
+            fail(
+                f"audit: --cluster {cluster!r} is not a managedCluster resource ID "
+                "(/subscriptions/…/resourceGroups/…/providers/Microsoft.ContainerService/managedClusters/NAME)"
+            )
     settings = Settings.from_env()
     request = AuditOptions(
         subscriptions=tuple(subscriptions),
