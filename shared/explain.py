@@ -174,7 +174,7 @@ RULES: Final[tuple[Rule, ...]] = (
         r"Source image rejected|signatures? (?:validation|verification) failed|signature was required"
         r"|no signature exists|Signature for identity not accepted|(?:invalid|untrusted|bad) signature"
         r"|failed to verify (?:the )?(?:image )?signature|rejected by (?:the )?(?:image )?(?:signature )?policy"
-        r"|image policy webhook|no valid signatures? (?:found|for)",
+        r"|image policy webhook|no valid signatures? (?:found|for)|SignatureValidationFailed",
         detail=r"Source image rejected|signature",
     ),
     _rule(
@@ -229,6 +229,12 @@ RULES: Final[tuple[Rule, ...]] = (
         detail=r"client with IP|not allowed access|is not authorized to perform|Permission \"",
     ),
     _rule(
+        "auth_failed",
+        r"(?:authorization|auth|access|bearer|registry) token (?:has |is )?expired|token (?:has |is )?expired"
+        r"|expired (?:authorization |auth |access )?token|Reauthenticate and try again",
+        detail=r"token has expired|token is expired|expired",
+    ),
+    _rule(
         "auth_or_not_found",
         r"pull access denied|does not exist or may require|may require 'docker login'"
         r"|may require authorization|does not exist or no pull access|requested access to the resource is denied"
@@ -266,7 +272,7 @@ RULES: Final[tuple[Rule, ...]] = (
     _rule(
         "not_found",
         r"manifest unknown|MANIFEST_UNKNOWN|NAME_UNKNOWN|name unknown|blob unknown|unknown blob"
-        r"|not found|\bNotFound\b|\b404\b|does not exist|No such image|repository name not known"
+        r"|not found|\bNotFound\b|\bNOT_FOUND\b|\b404\b|does not exist|No such image|repository name not known"
         r"|no such manifest|unknown: artifact",
     ),
     _rule(
@@ -281,14 +287,24 @@ RULES: Final[tuple[Rule, ...]] = (
 
 # What is left of a text once the wrappers that say a pull failed (but not why) are gone decides
 # between ``no_detail`` and ``unknown``: quoted names, event columns, klog headers and these words.
+_MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
 _WRAPPERS = _compile_lower(
-    r"\"[^\"\s]{0,512}\"|'[^'\s]{0,512}'|spec\.\w{0,20}containers\{[^}\n]{0,253}\}"
+    r"(?m)\"[^\"\s]{0,512}\"|'[^'\s]{0,512}'|spec\.\w{0,20}containers\{[^}\n]{0,253}\}"
     r"|rpc error: code = \w{1,32} desc =|\b\d+ errors? occurred|(?:unable to|trying to) pull \S{1,512}"
     r"|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
     r"|\bcontainer \S{1,253} in pod \S{1,253}|\bfor \S{1,253} with\b"
     r"|\b[iwef]\d{4} \d\d:\d\d:\d\d\.\d{1,9}\s{1,12}\d{1,10} [\w.\-]{1,128}:\d{1,6}\]"  # klog header
-    r"|\b(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec) {1,2}\d{1,2} \d\d:\d\d:\d\d"  # syslog header
+    r"|\b" + _MONTH + r" {1,2}\d{1,2} \d\d:\d\d:\d\d"  # syslog header
     r" \S{1,253} [\w.\-/@]{1,253}(?:\[\d{1,10}\])?:"
+    # timestamps: ISO 8601 / RFC 3339, "Jan 13 18:23:06.475", "Mon, 16 Mar 2020 21:32:48 +0000"
+    r"|\b\d{4}-\d\d-\d\d[t ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:z|\s?[+-]\d\d:?\d\d)?(?: utc| gmt)?"
+    r"|\b" + _MONTH + r" {1,2}\d{1,2},? (?:\d{4} )?\d\d:\d\d:\d\d(?:\.\d{1,9})?"
+    r"|\b(?:mon|tue|wed|thu|fri|sat|sun), \d{1,2} " + _MONTH + r" \d{4}"
+    # event sources and rows: "kubelet, node-1" (describe before 1.19), "{kubelet node-1}" (e2e logs),
+    # a `kubectl get events -A` row's namespace / last-seen columns, an unknown age
+    r"|\bkubelet, [\w.\-]{1,253}|\{kubelet [\w.\-]{1,253}\}|<unknown>"
+    r"|^[ \t]*[\w.\-]{1,253}[ \t]{1,64}(?=(?:<unknown>|\d[\dsmhd]{0,16})(?: \(x\d{1,9} over [\dsmhd]{1,16}\))?"
+    r"[ \t]{1,64}(?:normal|warning)\b)"
 )
 _WRAPPER_TEXT = """
     back off backoff pulling pull pulled image images failed failing fail error errors err errimagepull
@@ -297,6 +313,10 @@ _WRAPPER_TEXT = """
     from daemon occurred while warning normal kubelet reason message type age over events spec
     containers initcontainers level msg time info debug fatal workers poduid containername name file
     caller logger this may because there are credentials request init ready status restarts
+    last seen first count object namespace default source component host subobject involvedobject
+    kind apiversion fieldpath uid resourceversion metadata creationtimestamp firsttimestamp lasttimestamp
+    eventtime reportingcomponent reportinginstance series items selflink regarding note action event utc
+    scheduled successfully assigned created started including size bytes sandbox changed will killed
 """
 _WRAPPER_WORDS: Final[frozenset[str]] = frozenset(_WRAPPER_TEXT.split())
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9._\-/:@]*")  # words and identifiers (pod names, hashes, paths)
