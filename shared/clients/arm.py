@@ -79,6 +79,21 @@ class ArmUnavailable(UpstreamError):
     """No answer: connection refused, timed out, TLS failure, DNS."""
 
 
+MAX_RETRY_AFTER = 60.0  # longest Retry-After (seconds) worth waiting for within one audit
+
+
+class BoundedRetryPolicy(RetryPolicy[Any, Any]):
+    """azure-core's RetryPolicy, except that an answer asking to wait longer than
+    :data:`MAX_RETRY_AFTER` is not retried (azure-core would sleep for as long as it says: an hour,
+    a day): the call fails now and the check is reported incomplete."""
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > MAX_RETRY_AFTER:
+            return False
+        return bool(super().is_retry(settings, response))
+
+
 class RequestCounter(SansIOHTTPPolicy[Any, Any]):
     """Counts every request a pipeline sends (each retry too)."""
 
@@ -305,7 +320,7 @@ class ArmClient:
             "credential_scopes": [ARM_SCOPE],
             "connection_timeout": timeout,
             "read_timeout": timeout,
-            "retry_total": retries,
+            "retry_policy": BoundedRetryPolicy(retry_total=retries),
             "per_retry_policies": [self._arm_counter],
         }
         self._timeout = timeout
@@ -322,7 +337,7 @@ class ArmClient:
                 HeadersPolicy({"Accept": "application/json"}),
                 UserAgentPolicy(sdk_moniker="pullwatch"),
                 ContentDecodePolicy(),
-                RetryPolicy(retry_total=retries),
+                BoundedRetryPolicy(retry_total=retries),
                 self._graph_counter,
                 BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
             ],

@@ -10,6 +10,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError
 from azure.mgmt.network import NetworkManagementClient
 
+from shared.clients.arm import BoundedRetryPolicy
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.events import parse_resource_id
@@ -26,7 +27,7 @@ class NetworkReader:
             "credential_scopes": ["https://management.azure.com/.default"],
             "connection_timeout": timeout,
             "read_timeout": timeout,
-            "retry_total": 2,
+            "retry_policy": BoundedRetryPolicy(retry_total=2),
         }
         self._clients: dict[str, NetworkManagementClient] = {}
         self._ips: dict[str, str | None] = {}
