@@ -10,8 +10,9 @@ Reading a message goes in four steps, each a small pure function:
 3. :func:`classify` reads one attempt against :data:`RULES`, an ordered table: the first rule that
    matches names the cause, so the order is the precedence (``no such host`` is ``dns`` before
    anything could call it ``not_found``; a token fetch's 401 is ``auth_failed`` before a later
-   ``not found``). The first attempt with a cause wins; an anonymous-token 401 is noise whenever
-   another attempt says more (AKS always tries anonymously too).
+   ``not found``). Names are blanked before the rules read a text (an image ``acme/denied:429`` or a
+   pod ``web-403-x`` says nothing about why). The first attempt with a cause wins; an anonymous-token
+   401 is noise whenever another attempt says more (AKS always tries anonymously too).
 4. Text that matches no rule is ``no_detail`` when nothing but wrappers is left once the wrappers
    (``Back-off pulling image "x"``, ``Error: ErrImagePull``, event columns) are removed, and
    ``unknown`` otherwise: never guess.
@@ -343,16 +344,47 @@ class Reading:
     noise: bool = False  # an anonymous-token 401: true, but says nothing when another attempt does
 
 
+# Names are not causes: an image "acme/denied:429", a pod "web-403-7d9c" or a path must not decide a
+# cause. Besides the image references :data:`_IMAGE_PATTERNS` finds, these spans are blanked (same
+# length, so positions still point into the original text) before the rules read a text.
+_NAME_PATTERNS: Final[tuple[re.Pattern[str], ...]] = tuple(
+    _compile_lower(p)
+    for p in (
+        r"\"([^\"\s]{0,512}/[^\"\s]{0,512})\"",  # quoted paths, URLs and references
+        r"\b(?:pods?|deployments?|replicasets?|statefulsets?|daemonsets?|jobs?|cronjobs?)/([\w.\-]{1,253})",
+        r"successfully assigned (\S{1,512}) to (\S{1,253})",
+        r"\bevent for ([\w.\-]{1,253}):",
+        r"(?m)^[ \t]*([\w.\-]{1,253})[ \t]{1,64}\d{1,4}/\d{1,4}[ \t]",  # a `kubectl get pods` row
+        r": ([^\s\"',()\[\]/]{1,253}/[^\s\"',()\[\]]{1,512}): not found",  # containerd's "<ref>: not found"
+    )
+)
+
+
+def _mask_names(lowered: str) -> str:
+    """``lowered`` with image references, object and pod names and quoted paths blanked out."""
+    spans: list[tuple[int, int]] = []
+    for pattern in (*_IMAGE_PATTERNS, *_NAME_PATTERNS):
+        for match in pattern.finditer(lowered):
+            spans.extend(match.span(i) for i in range(1, (match.lastindex or 0) + 1) if match.start(i) >= 0)
+    if not spans:
+        return lowered
+    chars = list(lowered)
+    for start, end in spans:
+        chars[start:end] = " " * (end - start)
+    return "".join(chars)
+
+
 def classify(text: str) -> Reading:
     """The cause of one attempt's text (already normalised)."""
     lowered = _BOILER_CREDENTIALS.sub(lambda m: " " * len(m.group(0)), _lower(text))
+    unnamed = _mask_names(lowered)
     for rule in RULES:
-        match = rule.pattern.search(lowered)
+        match = rule.pattern.search(unnamed)
         if match:
-            evidence = rule.evidence or _clause(text, _evidence_at(rule, lowered, match))
-            noise = rule.cause == "auth_failed" and bool(_NOISE_401.search(lowered))
+            evidence = rule.evidence or _clause(text, _evidence_at(rule, unnamed, match))
+            noise = rule.cause == "auth_failed" and bool(_NOISE_401.search(unnamed))
             return Reading(rule.cause, evidence, noise)
-    if _has_cause_words(lowered):
+    if _has_cause_words(lowered):  # the wrappers know the kubelet's phrases around a name
         return Reading("unknown", _last_clause(text))
     return Reading("no_detail", "")
 

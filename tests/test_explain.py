@@ -623,6 +623,8 @@ def test_registry_and_image_from_text(text: str, image: str | None, registry: st
         "jan 1, 2024 " * 10,
         "{kubelet " + "a" * 300,
         "registry token " * 20,
+        '"' + "a/" * 300 + '" ',  # quoted paths are blanked as names
+        ": " + "a" * 250 + "/" + "c" * 500 + ": not foun",
     ],
 )
 def test_a_100_kb_message_is_read_fast(chunk: str) -> None:
@@ -771,4 +773,51 @@ def test_a_describe_table_reads_the_failed_row() -> None:
     ],
 )
 def test_registry_and_runtime_wording(text: str, cause: str) -> None:
+    assert explain(text).cause == cause
+
+
+# --- names are not causes ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Back-off pulling image "registry.local/denied:1"',
+        'Back-off pulling image "acme/app:429"',
+        'Back-off pulling image "acme/app:401"',
+        'Back-off pulling image "acme/forbidden-city:1.0"',
+        '  Normal   Pulling    24m (x4 over 25m)  kubelet            Pulling image "acme/unauthorized:401"',
+        "web-403-7d9c   0/1     ErrImagePull       0          12s",
+        "denied-app-7d9c   0/1     ErrImagePull       0          12s",
+        "default 5m Warning Failed pod/denied-7d9c Error: ErrImagePull",
+        "  Normal   Scheduled  25m   default-scheduler  Successfully assigned default/web-403 to aks-np-1-vmss0\n"
+        "  Warning  Failed     24m   kubelet            Error: ErrImagePull",
+        "Jan 13 18:23:06.475: INFO: At 2022-01-13 18:19:06 +0000 UTC - event for web-429: {kubelet n1} "
+        "Failed: Error: ImagePullBackOff",
+    ],
+)
+def test_names_that_look_like_causes_are_not_causes(text: str) -> None:
+    assert explain(text).cause == "no_detail"
+
+
+@pytest.mark.parametrize(
+    ("text", "cause"),
+    [
+        (
+            'Failed to pull image "acme/denied:429": rpc error: code = Unknown desc = failed to pull and unpack '
+            'image "docker.io/acme/denied:429": failed to resolve reference "docker.io/acme/denied:429": '
+            "docker.io/acme/denied:429: not found",
+            "not_found",
+        ),
+        (
+            'Failed to pull image "forbidden.example.com/app:1": failed to resolve reference '
+            '"forbidden.example.com/app:1": failed to do request: Head '
+            '"https://forbidden.example.com/v2/app/manifests/1": dial tcp: lookup forbidden.example.com on '
+            "10.0.0.10:53: no such host",
+            "dns",
+        ),
+        ('Back-off pulling image "acme/app:429": ErrImagePull: acme/app:429: not found', "not_found"),
+    ],
+)
+def test_the_cause_is_read_around_the_names(text: str, cause: str) -> None:
     assert explain(text).cause == cause
