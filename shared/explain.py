@@ -318,6 +318,7 @@ _WRAPPER_TEXT = """
     kind apiversion fieldpath uid resourceversion metadata creationtimestamp firsttimestamp lasttimestamp
     eventtime reportingcomponent reportinginstance series items selflink regarding note action event utc
     scheduled successfully assigned created started including size bytes sandbox changed will killed
+    pullimage
 """
 _WRAPPER_WORDS: Final[frozenset[str]] = frozenset(_WRAPPER_TEXT.split())
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9._\-/:@]*")  # words and identifiers (pod names, hashes, paths)
@@ -360,12 +361,28 @@ _NAME_PATTERNS: Final[tuple[re.Pattern[str], ...]] = tuple(
 )
 
 
+# Log headers and timestamps are blanked whole: "kubelet[401]:", "pod_workers.go:429]", "18:23:06.403"
+# hold numbers that would read as HTTP statuses.
+_HEADER_PATTERNS: Final[tuple[re.Pattern[str], ...]] = tuple(
+    _compile_lower(p)
+    for p in (
+        r"\b[iwef]\d{4} \d\d:\d\d:\d\d\.\d{1,9}\s{1,12}\d{1,10} [\w.\-]{1,128}:\d{1,6}\]",  # klog
+        r"\b" + _MONTH + r" {1,2}\d{1,2},? (?:\d{4} )?\d\d:\d\d:\d\d(?:[.,]\d{1,9})?"
+        r"(?: [\w.\-]{1,253} [\w.\-/@]{1,253}(?:\[\d{1,10}\])?:)?",  # syslog / journald, e2e logs
+        r"\b\d{4}-\d\d-\d\d[t ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:z|\s?[+-]\d\d:?\d\d)?",  # RFC 3339
+        r"\b[\w\-]{1,128}\.go:\d{1,6}\b",  # Go source positions
+    )
+)
+
+
 def _mask_names(lowered: str) -> str:
-    """``lowered`` with image references, object and pod names and quoted paths blanked out."""
+    """``lowered`` with image references, object and pod names, quoted paths and log headers blanked out."""
     spans: list[tuple[int, int]] = []
     for pattern in (*_IMAGE_PATTERNS, *_NAME_PATTERNS):
         for match in pattern.finditer(lowered):
             spans.extend(match.span(i) for i in range(1, (match.lastindex or 0) + 1) if match.start(i) >= 0)
+    for pattern in _HEADER_PATTERNS:
+        spans.extend(match.span() for match in pattern.finditer(lowered))
     if not spans:
         return lowered
     chars = list(lowered)

@@ -801,6 +801,24 @@ def test_names_that_look_like_causes_are_not_causes(text: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        "E0101 10:00:00.000000    1234 kuberuntime_manager.go:429] container start failed: ErrImagePull: ",
+        'E1209 12:10:10.123456    403 pod_workers.go:1298] "Error syncing pod, skipping" err="failed to '
+        '\\"StartContainer\\" for \\"web\\" with ImagePullBackOff: \\"Back-off pulling image \\\\\\"nginx\\\\\\"\\""',
+        "Jan 13 18:23:06.401: INFO: At 2022-01-13 18:19:06 +0000 UTC - event for web-x: {kubelet n1} "
+        "Failed: Error: ImagePullBackOff",
+        "2022-01-13T18:19:06.403 Warning Failed pod/web-1 Error: ImagePullBackOff",
+        "Mar 19 21:54:18 node-1 kubelet[401]: E0319 21:54:18.041089    1978 pod_workers.go:190] Error syncing "
+        'pod, skipping: failed to "StartContainer" for "init" with ImagePullBackOff: "Back-off pulling image '
+        '\\"busybox\\""',
+    ],
+)
+def test_numbers_in_log_headers_are_not_statuses(text: str) -> None:
+    assert explain(text).cause == "no_detail"
+
+
+@pytest.mark.parametrize(
     ("text", "cause"),
     [
         (
