@@ -107,8 +107,8 @@ def test_platform_missing_against_the_pools_a_workload_can_use() -> None:
     findings = image_findings(CLUSTER, usages, index(amd64_only, multi), POOLS)
     assert codes(findings) == ["IMAGE_PLATFORM_MISSING"]
     [f] = findings
-    assert f.workload == "Deployment/api" and f.evidence["missing"] == ["linux/arm64"]
-    assert f.evidence["pools"] == {"linux/arm64": ["arm"]}
+    assert f.workload == "Deployment/api" and f.node_pool == "arm" and f.evidence["missing"] == "linux/arm64"
+    assert f.evidence["pool"] == {"name": "arm", "platform": "linux/arm64"}
     assert f.remediation and "--platform linux/amd64,linux/arm64" in f.remediation
     assert "docker buildx build" in f.remediation
 
@@ -120,8 +120,36 @@ def test_no_pool_restriction_means_every_pool_including_windows() -> None:
         index(ok("contosoacr.azurecr.io/api:2.0", ("linux/amd64",))),
         POOLS,
     )
+    assert sorted((f.node_pool, f.evidence["missing"]) for f in findings) == [
+        ("arm", "linux/arm64"),
+        ("win", "windows/amd64"),
+    ]
+    assert len({f.key for f in findings}) == 2  # node_pool is part of the identity
+
+
+def test_pullwatch_identity_refused_is_incomplete_not_a_pull_failure() -> None:
+    step = Step("manifest", False, 3.0, 403, "DENIED", "access denied")
+    rs = [
+        ImageResult(
+            parse_reference(f"fabrikamacr.azurecr.io/team-a/app{i}:1"),
+            "pullwatch",
+            (*BASE, step),
+            "REGISTRY_AUTH_REJECTED",
+            scope="image",
+            detail="access denied",
+            auth="entra",
+        )
+        for i in range(3)
+    ]
+    usages = [
+        usage("shop", f"StatefulSet/app{i}", f"fabrikamacr.azurecr.io/team-a/app{i}:1") for i in range(3)
+    ]
+    findings = image_findings(CLUSTER, usages, index(*rs), POOLS)
+    assert codes(findings) == ["CHECK_INCOMPLETE"]
     [f] = findings
-    assert f.evidence["missing"] == ["linux/arm64", "windows/amd64"]
+    assert f.registry == "fabrikamacr.azurecr.io" and f.workload is None
+    assert "pullwatch's own identity" in f.evidence["reason"] and f.evidence["image_count"] == 3
+    assert f.remediation and "fabrikamacr" in f.remediation
 
 
 def test_platforms_unknown_make_no_finding() -> None:

@@ -31,14 +31,9 @@ CLI = ROOT / ".venv" / "bin" / "pullwatch"
 
 #: Worlds that show a bug in a file this test's owner may not edit: they must fail until it is fixed.
 KNOWN_BUGS = {
-    "bug-abac-registry-unreadable-by-app": (
-        "shared/checks/images.py: when pullwatch's own identity has no data read on an ABAC registry, the "
-        "image check reports REGISTRY_AUTH_REJECTED ('… cannot pull') for workloads whose pods run, "
-        "instead of CHECK_INCOMPLETE"
-    ),
-    "demo": "shared/checks/images.py: IMAGE_PLATFORM_MISSING leaves node_pool null (demo expects armpool)",
-    "bug-image-platform-missing-node-pool": (
-        "shared/checks/images.py: IMAGE_PLATFORM_MISSING leaves node_pool null for a pool-specific finding"
+    "bug-dockerhub-rate-limit-stalls-audit": (
+        "shared/clients/registry.py: on Docker Hub's 429 with Retry-After: 3600 the image check sleeps ~90 s "
+        "and reports no REGISTRY_RATE_LIMITED for docker.io"
     ),
     "registry-other-tenant": (
         "sandbox/kubelet.py: the simulated kubelet gets an Entra token in the registry's tenant for its "

@@ -16,8 +16,11 @@ Public interface::
 
 Rules: a failure of the whole registry (DNS, unreachable, TLS, firewall, auth at token time, rate
 limit, 5xx, or a check that could not run for the registry) gives ONE finding per (cluster,
-registry), naming how many images and workloads it hides; image problems (not found, platform
-missing, a 401 for one repository) give one finding per (workload, image), never per pod.
+registry), naming how many images and workloads it hides; image problems (not found, a 401 for
+one repository) give one finding per (workload, image), never per pod; ``IMAGE_PLATFORM_MISSING``
+is one per (workload, image, node pool) with ``node_pool`` set. pullwatch's *own* identity being
+refused says nothing about the kubelet's pulls: it is one ``CHECK_INCOMPLETE`` per (cluster,
+registry); a pull secret's credentials refused is ``PULL_SECRET_REJECTED``.
 ``REGISTRY_SLOW`` is one info finding per (cluster, registry). An image whose repository refuses
 anonymous pulls (``auth_required``) is reported as ``CHECK_INCOMPLETE`` here; the pull-secret check
 turns it into ``PULL_AUTH_REQUIRED`` when the workload has no secret.
@@ -27,10 +30,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from shared.clients.registry import ImageResult, is_acr_host
+from shared.clients.registry import PULLWATCH_IDENTITY, ImageResult, is_acr_host
 from shared.findings import Finding
 from shared.reference import DOCKER_HUB, ImageRef, ReferenceError, parse_reference
 
@@ -145,6 +148,12 @@ def remediation_for(
         if registry == DOCKER_HUB and repository:
             return f"az acr import -n <your-acr> --source docker.io/{repository}:{tag or 'latest'}"
         return None
+    if code == "CHECK_INCOMPLETE" and acr and detail and "pullwatch's own identity was refused" in detail:
+        return (
+            f"az role assignment create --assignee <pullwatch's client id> --role AcrPull --scope "
+            f"$(az acr show -n {name} --query id -o tsv)   # ABAC-mode registry: --role "
+            '"Container Registry Repository Reader"'
+        )
     if code == "REGISTRY_SLOW" and acr:
         return f"az acr replication create -r {name} -l <the cluster's region>"
     return None
@@ -200,12 +209,21 @@ def image_findings(
         if result.failure is None:
             out.extend(_platform_findings(cluster_id, usage, result, pools, seen_image))
             continue
+        if result.failure == "REGISTRY_AUTH_REJECTED" and result.identity == PULLWATCH_IDENTITY:
+            # pullwatch's own identity was refused: that says nothing about the kubelet's pulls
+            result = replace(
+                result,
+                failure="CHECK_INCOMPLETE",
+                scope="registry",
+                detail=f"pullwatch's own identity was refused by {ref.registry} ({result.detail}); "
+                "its images could not be checked",
+            )
         if result.scope == "registry" and result.failure in REGISTRY_WIDE:
             entry = registry_wide.setdefault(ref.registry, (result, set(), set()))
             entry[1].add(image)
             entry[2].add((usage.namespace, usage.workload))
             continue
-        key = (result.failure, usage.namespace, usage.workload, image)
+        key = (result.failure or "CHECK_INCOMPLETE", usage.namespace, usage.workload, image)
         if key in seen_image:
             continue
         seen_image.add(key)
@@ -252,37 +270,41 @@ def _platform_findings(
     if not missing:
         return []
     image = str(usage.ref)
-    key = ("IMAGE_PLATFORM_MISSING", usage.namespace, usage.workload, image)
-    if key in seen:
-        return []
-    seen.add(key)
-    pools_text = ", ".join(f"{n} ({w})" for w, names in sorted(missing.items()) for n in names)
     build = sorted(have_norm | set(missing))
-    return [
-        Finding(
-            code="IMAGE_PLATFORM_MISSING",
-            cluster=cluster_id,
-            registry=usage.ref.registry,
-            image=image,
-            namespace=usage.namespace,
-            workload=usage.workload,
-            message=f"{image} has no manifest for {', '.join(sorted(missing))}, the platform of node pool(s) "
-            f"{pools_text} where {usage.workload} can run; pods scheduled there fail to pull.",
-            evidence={
-                "platforms": sorted(have),
-                "missing": sorted(missing),
-                "pools": {w: names for w, names in sorted(missing.items())},
-                "identity": result.identity,
-            },
-            remediation=remediation_for(
-                "IMAGE_PLATFORM_MISSING",
-                usage.ref.registry,
-                usage.ref.repository,
-                platforms=build,
-                image=image,
-            ),
-        )
-    ]
+    out = []
+    for want, names in sorted(missing.items()):
+        for pool in names:
+            key = ("IMAGE_PLATFORM_MISSING", usage.namespace, usage.workload, f"{image}|{pool}")
+            if key in seen:
+                continue
+            seen.add(key)
+            out.append(
+                Finding(
+                    code="IMAGE_PLATFORM_MISSING",
+                    cluster=cluster_id,
+                    registry=usage.ref.registry,
+                    image=image,
+                    namespace=usage.namespace,
+                    workload=usage.workload,
+                    node_pool=pool,
+                    message=f"{image} has no manifest for {want}, the platform of node pool {pool} where "
+                    f"{usage.workload} can run; its pods scheduled there fail to pull.",
+                    evidence={
+                        "platforms": sorted(have),
+                        "missing": want,
+                        "pool": {"name": pool, "platform": want},
+                        "identity": result.identity,
+                    },
+                    remediation=remediation_for(
+                        "IMAGE_PLATFORM_MISSING",
+                        usage.ref.registry,
+                        usage.ref.repository,
+                        platforms=build,
+                        image=image,
+                    ),
+                )
+            )
+    return out
 
 
 def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> Finding:
