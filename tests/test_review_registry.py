@@ -28,11 +28,6 @@ def _clean(world: World) -> None:  # noqa: F811
     world.recorder.seen.clear()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/clients/registry.py _send re-POSTs the /oauth2/exchange form (Entra token) to a "
-    "307/308 redirect's other host; only the Authorization header is dropped",
-)
 def test_entra_token_in_the_exchange_body_is_not_posted_to_a_redirect_target(world: World) -> None:  # noqa: F811
     world.front.fault(
         "POST",
@@ -46,11 +41,6 @@ def test_entra_token_in_the_exchange_body_is_not_posted_to_a_redirect_target(wor
         assert ENTRA_ARM not in text and ENTRA_ACR not in text, "the Entra token reached another host"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/clients/registry.py _send re-POSTs the /oauth2/token form (ACR refresh token) to a "
-    "307/308 redirect's other host",
-)
 def test_refresh_token_in_the_token_body_is_not_posted_to_a_redirect_target(world: World) -> None:  # noqa: F811
     world.front.fault(
         "POST",

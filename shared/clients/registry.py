@@ -94,6 +94,10 @@ FIREWALL, AUTH, RATE = "REGISTRY_FIREWALL_DENIED", "REGISTRY_AUTH_REJECTED", "RE
 SERVER, NOT_FOUND, INCOMPLETE = "REGISTRY_SERVER_ERROR", "IMAGE_NOT_FOUND", "CHECK_INCOMPLETE"
 
 
+class RedirectRefused(requests.exceptions.RequestException):
+    """A request carrying a credential in its body was redirected to another host: not followed."""
+
+
 def is_acr_host(host: str) -> bool:
     name = host.lower().split(":")[0]
     return any(name.endswith(s) and len(name) > len(s) for s in ACR_SUFFIXES)
@@ -312,7 +316,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 def _exception_code(exc: BaseException) -> str:
     if isinstance(exc, NameNotResolved):
         return DNS
-    if isinstance(exc, AddressRefused | PlainHttpRefused):
+    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused):
         return INCOMPLETE
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
         return TLS
@@ -325,7 +329,7 @@ def _exception_code(exc: BaseException) -> str:
 
 
 def _exception_text(exc: BaseException) -> str:
-    if isinstance(exc, NameNotResolved | AddressRefused | PlainHttpRefused):
+    if isinstance(exc, NameNotResolved | AddressRefused | PlainHttpRefused | RedirectRefused):
         return str(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | TimeoutError):
         return f"timed out ({type(exc).__name__})"
@@ -544,11 +548,22 @@ class RegistryClient:
                 time.sleep(delay)
             assert response is not None
             if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                url = urljoin(url, response.headers["Location"])
+                target = urljoin(url, response.headers["Location"])
+                response.close()
+                if urlsplit(target).netloc.lower() != origin and (
+                    data is not None or method not in ("GET", "HEAD")
+                ):
+                    # The body of a POST here is a credential (Entra token, refresh token): it is never
+                    # re-sent to another host, and the request is not turned into something else.
+                    raise RedirectRefused(
+                        f"{method} {parts.path} was redirected to another host ({urlsplit(target).netloc}); "
+                        "not followed, so the request body (a credential) stays with "
+                        f"{origin}"
+                    )
+                url = target
                 params = None
                 if response.status_code == 303:
                     method, data = "GET", None
-                response.close()
                 continue
             return response
         raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
