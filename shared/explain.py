@@ -191,6 +191,13 @@ RULES: Final[tuple[Rule, ...]] = (
         r"|container operating system does not match|image's platform \([^)\n]{0,40}\) does not match",
         detail=r"no matching manifest for|image operating system|no match for platform|exec format error",
     ),
+    # Unpacking on the node: the registry already answered, so a "denied" (Windows' "Access is denied")
+    # or a "403" in a file name within a layer says nothing about the registry.
+    _rule(
+        "layer_error",
+        r"failed to (?:extract|register|apply) layer|Error processing tar file|ApplyLayer|hcsshim::"
+        r"|ProcessBaseLayer|ProcessUtilityVMImage|ImportLayer|error unpacking|re-exec error",
+    ),
     # Throttling, from a registry or from the kubelet.
     _rule(
         "rate_limited",

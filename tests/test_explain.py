@@ -839,3 +839,27 @@ def test_numbers_in_log_headers_are_not_statuses(text: str) -> None:
 )
 def test_the_cause_is_read_around_the_names(text: str, cause: str) -> None:
     assert explain(text).cause == cause
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'Failed to pull image "mcr.microsoft.com/windows/servercore:ltsc2022": rpc error: code = Unknown desc = '
+        'failed to pull and unpack image "mcr.microsoft.com/windows/servercore:ltsc2022": failed to extract layer '
+        "sha256:abc: hcsshim::ProcessBaseLayer \\\\?\\C:\\ProgramData\\containerd\\root\\snapshots\\5: "
+        "Access is denied.: unknown",
+        'Failed to pull image "x:1": rpc error: code = Unknown desc = failed to register layer: Error processing '
+        "tar file(exit status 1): open /usr/share/x/403.html: no such file or directory",
+    ],
+)
+def test_unpacking_on_the_node_is_not_a_registry_answer(text: str) -> None:
+    """Once layers are unpacking the registry has answered: "Access is denied" or a "403" file is the node's."""
+    assert explain(text).cause == "layer_error"
+
+
+def test_a_full_disk_while_unpacking_is_still_disk_full() -> None:
+    text = (
+        'Failed to pull image "x:1": rpc error: code = Unknown desc = failed to register layer: Error processing '
+        "tar file(exit status 1): write /var/www/html/unauthorized.php: no space left on device"
+    )
+    assert explain(text).cause == "disk_full"
