@@ -444,6 +444,14 @@ def test_firewall_denied(world: World) -> None:
     assert result.failed_step.error_code == "DENIED"
 
 
+def test_huge_answers_are_not_read(world: World) -> None:
+    world.front.fault("GET", r"/manifests/", Response(200, b"{" + b" " * (5 * 1024 * 1024) + b"}"))
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.2")
+    assert result.failure is None and result.platforms is None  # exists; platforms unknown, not guessed
+    assert result.steps[-1].name == "platforms" and "larger than" in (result.steps[-1].detail or "")
+
+
 def test_slow_registry_flagged(world: World) -> None:
     def slow(_request: object) -> Response:
         time.sleep(0.3)

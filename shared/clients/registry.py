@@ -83,6 +83,7 @@ REALM_PAIRS: dict[str, frozenset[str]] = {"registry-1.docker.io": frozenset({"au
 
 MAX_RETRY_AFTER_SECONDS = 30.0
 MAX_REDIRECTS = 3
+MAX_BODY_BYTES = 4 * 1024 * 1024  # manifests are limited to 4 MiB by registries; tag pages are smaller
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
 TOKEN_BATCH_GET = 20  # repositories per GET realm request (query string length)
 TOKEN_MARGIN_SECONDS = 30.0
@@ -92,6 +93,10 @@ DEFAULT_TOKEN_SECONDS = 60.0
 DNS, UNREACHABLE, TLS = "REGISTRY_DNS_FAILURE", "REGISTRY_UNREACHABLE", "REGISTRY_TLS_ERROR"
 FIREWALL, AUTH, RATE = "REGISTRY_FIREWALL_DENIED", "REGISTRY_AUTH_REJECTED", "REGISTRY_RATE_LIMITED"
 SERVER, NOT_FOUND, INCOMPLETE = "REGISTRY_SERVER_ERROR", "IMAGE_NOT_FOUND", "CHECK_INCOMPLETE"
+
+
+class ResponseTooLarge(requests.exceptions.RequestException):
+    """A registry answer larger than MAX_BODY_BYTES."""
 
 
 class RedirectRefused(requests.exceptions.RequestException):
@@ -316,7 +321,7 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
 def _exception_code(exc: BaseException) -> str:
     if isinstance(exc, NameNotResolved):
         return DNS
-    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused):
+    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge):
         return INCOMPLETE
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
         return TLS
@@ -329,7 +334,9 @@ def _exception_code(exc: BaseException) -> str:
 
 
 def _exception_text(exc: BaseException) -> str:
-    if isinstance(exc, NameNotResolved | AddressRefused | PlainHttpRefused | RedirectRefused):
+    if isinstance(
+        exc, NameNotResolved | AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge
+    ):
         return str(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | TimeoutError):
         return f"timed out ({type(exc).__name__})"
@@ -504,6 +511,27 @@ class RegistryClient:
             return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
         return min(backoff, MAX_RETRY_AFTER_SECONDS)
 
+    @staticmethod
+    def _read_bounded(response: requests.Response, method: str) -> None:
+        """Read the body, at most MAX_BODY_BYTES (a registry cannot make pullwatch hold a huge answer)."""
+        if method == "HEAD":
+            response._content = b""
+            response.close()  # returns the connection to the pool
+            return
+        declared = response.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+            response.close()
+            raise ResponseTooLarge(f"answer of {declared} bytes is larger than {MAX_BODY_BYTES}")
+        chunks, size = [], 0
+        for chunk in response.iter_content(64 * 1024):
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                response.close()
+                raise ResponseTooLarge(f"answer larger than {MAX_BODY_BYTES} bytes")
+            chunks.append(chunk)
+        response._content = b"".join(chunks)
+        response.close()
+
     def _send(
         self,
         method: str,
@@ -539,7 +567,9 @@ class RegistryClient:
                     params=params,
                     timeout=self.settings.http_timeout,
                     allow_redirects=False,
+                    stream=True,
                 )
+                self._read_bounded(response, method)
                 retryable = response.status_code == 429 or response.status_code >= 500
                 if not retryable or attempt == self.settings.retries:
                     break
