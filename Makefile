@@ -15,8 +15,9 @@ $(STAMP)/venv: requirements.txt requirements-dev.txt pyproject.toml
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || python3 -m venv .venv
 	@echo "setup: installing Python packages into .venv"
-	@$(PIP) install -q --disable-pip-version-check -r requirements-dev.txt
-	@$(PIP) install -q --disable-pip-version-check --no-deps -e .
+	@set -o pipefail; $(PIP) install -q --disable-pip-version-check -r requirements-dev.txt 2>&1 \
+	  | { grep -v '^WARNING: Location' || true; }
+	@$(PIP) install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
 $(STAMP)/apt:
