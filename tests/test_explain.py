@@ -625,6 +625,7 @@ def test_registry_and_image_from_text(text: str, image: str | None, registry: st
         "registry token " * 20,
         '"' + "a/" * 300 + '" ',  # quoted paths are blanked as names
         ": " + "a" * 250 + "/" + "c" * 500 + ": not foun",
+        "http://a" + ":" * 2100,  # URLs are blanked as names
     ],
 )
 def test_a_100_kb_message_is_read_fast(chunk: str) -> None:
@@ -835,6 +836,11 @@ def test_numbers_in_log_headers_are_not_statuses(text: str) -> None:
             "dns",
         ),
         ('Back-off pulling image "acme/app:429": ErrImagePull: acme/app:429: not found', "not_found"),
+        (
+            "Error response from daemon: Head https://ghcr.io/v2/acme/denied/manifests/latest: odd reply",
+            "unknown",
+        ),
+        ('Failed to pull image "x": Get https://x.example.com/v2/a/manifests/1: EOF', "network"),
     ],
 )
 def test_the_cause_is_read_around_the_names(text: str, cause: str) -> None:
