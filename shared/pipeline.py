@@ -23,7 +23,7 @@ from shared.checks.roles import registries_with_identity_role, resolve_pull_iden
 from shared.checks.scheduling import platform_needs
 from shared.checks.secrets import entry_matches
 from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound
-from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential
+from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential, is_acr_host
 from shared.config import Settings
 from shared.errors import PullwatchError, UpstreamError
 from shared.findings import Finding, dedupe, sort_findings
@@ -137,6 +137,7 @@ class Auditor:
 
         self.network = NetworkReader.from_settings(credential, settings)
         self._registries: dict[str, list[RegistryInfo]] = {}
+        self._registries_unreadable: dict[str, str] = {}  # subscription -> why its ACR list failed
         self._assignments: dict[str, list[RoleAssignment] | str] = {}
         self._image_results: dict[tuple[str, str], ImageResult] = {}
 
@@ -201,6 +202,9 @@ class Auditor:
             except UpstreamError as exc:
                 log.warning("cannot list registries in %s: %s", subscription, exc)
                 self._registries[key] = []
+                self._registries_unreadable[key] = (
+                    f"cannot list the container registries of subscription {subscription}: {exc}"
+                )
         return self._registries[key]
 
     def assignments_in(self, subscription: str) -> list[RoleAssignment] | str:
@@ -291,6 +295,19 @@ class Auditor:
         for sub in subs:
             for reg in self.registries_in(sub):
                 acrs.setdefault(reg.login_server.lower(), reg)
+        # An ACR the workloads use that no readable list holds: its role check cannot run.
+        unlisted = next(
+            (
+                self._registries_unreadable[s.lower()]
+                for s in subs
+                if s.lower() in self._registries_unreadable
+            ),
+            None,
+        )
+        if unlisted:
+            for host in sorted(hosts):
+                if is_acr_host(host) and host not in acrs:
+                    findings.append(incomplete(cluster.id, "roles", unlisted, registry=host))
 
         # roles
         identity = None
