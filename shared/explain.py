@@ -311,6 +311,9 @@ _WRAPPERS = _compile_lower(
     # event sources and rows: "kubelet, node-1" (describe before 1.19), "{kubelet node-1}" (e2e logs),
     # a `kubectl get events -A` row's namespace / last-seen columns, an unknown age
     r"|\bkubelet, [\w.\-]{1,253}|\{kubelet [\w.\-]{1,253}\}|<unknown>"
+    # the names in JSON and structured logs, whatever an unbalanced quote before them did to the pairing
+    r"|\b(?:name|namespace|kind|uid|type|reason|component|host|fieldpath|apiversion|resourceversion|pod|poduid"
+    r"|container|containername|object|image|node)\"?\s?[:=]\s?\"?[^\"\s,}]{0,253}"
     r"|^[ \t]*[\w.\-]{1,253}[ \t]{1,64}(?=(?:<unknown>|\d[\dsmhd]{0,16})(?: \(x\d{1,9} over [\dsmhd]{1,16}\))?"
     r"[ \t]{1,64}(?:normal|warning)\b)"
 )

@@ -720,6 +720,9 @@ DESCRIBE_EVENTS = """Events:
         'fieldPath="spec.containers{web}" kind="Pod" apiVersion="v1" type="Normal" reason="BackOff" '
         'message="Back-off pulling image \\"nginx:latest\\""',
         "2024-05-01T10:00:00Z Warning Failed pod/web-1 Error: ImagePullBackOff",
+        # events.k8s.io/v1 (note / regarding), with the quotes inside the note unbalancing the pairs
+        '{"apiVersion":"events.k8s.io/v1","kind":"Event","note":"Back-off pulling image \\"nginx\\"",'
+        '"reason":"BackOff","regarding":{"kind":"Pod","name":"web","namespace":"default"},"type":"Normal"}',
     ],
 )
 def test_event_exports_without_a_cause_are_no_detail(text: str) -> None:
@@ -735,6 +738,8 @@ def test_event_exports_without_a_cause_are_no_detail(text: str) -> None:
         'default 5s Warning Failed pod/x Failed to pull image "x": gremlins chewed the cable',
         '{"type":"Warning","reason":"Failed","message":"Failed to pull image \\"x\\": frobnicator said no",'
         '"involvedObject":{"kind":"Pod","namespace":"default"}}',
+        '{"apiVersion":"events.k8s.io/v1","note":"Failed to pull image \\"nginx\\": the gremlins",'
+        '"regarding":{"kind":"Pod","name":"web","namespace":"default"},"type":"Warning"}',
     ],
 )
 def test_event_wrappers_do_not_hide_a_cause(text: str) -> None:
