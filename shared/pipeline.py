@@ -237,7 +237,10 @@ class Auditor:
                     (previous or {}).get(cluster_id.lower()),
                 )
             except Exception as exc:  # one broken cluster never stops the others
-                log.exception("audit of %s failed", cluster_id)
+                if isinstance(exc, PullwatchError):  # expected (its message says why): no traceback
+                    log.warning("audit of %s failed: %s", cluster_id, exc)
+                else:
+                    log.exception("audit of %s failed", cluster_id)
                 one = ClusterResult(cluster_id, [incomplete(cluster_id, "all", _safe_reason(exc))])
             one.elapsed_s = time.monotonic() - start
             result.clusters.append(one)
