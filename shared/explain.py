@@ -218,7 +218,8 @@ RULES: Final[tuple[Rule, ...]] = (
         r"x509:|\btls: |certificate signed by unknown authority|certificate has expired"
         r"|certificate is (?:not )?valid for|server gave HTTP response to HTTPS client"
         r"|first record does not look like a TLS handshake|certificate verify failed|SSL routines"
-        r"|unknown certificate authority|remote error: tls|bad certificate",
+        r"|unknown certificate authority|remote error: tls|bad certificate"
+        r"|malformed HTTP response \"?\\x1[56]\\x03",  # plain HTTP sent to a TLS port: a TLS record came back
     ),
     _rule(
         "network",

@@ -774,6 +774,12 @@ def test_a_describe_table_reads_the_failed_row() -> None:
         ("denied: Your authorization token has expired. Reauthenticate and try again.", "auth_failed"),
         # CRI-O's reason for a signature policy rejection, as the kubelet reports it
         ("Error: SignatureValidationFailed", "signature_invalid"),
+        # plain HTTP sent to a TLS port: the TLS alert record comes back as a "malformed HTTP response"
+        (
+            "Error response from daemon: Get http://10.0.0.5:5000/v2/: net/http: HTTP/1.x transport connection "
+            'broken: malformed HTTP response "\\x15\\x03\\x01\\x00\\x02\\x02\\x16"',
+            "tls",
+        ),
         # distribution-style error codes spelt with an underscore (Harbor)
         ("Error reading manifest 1 in harbor.example.com/p/app: NOT_FOUND: artifact p/app:1", "not_found"),
     ],
