@@ -4,6 +4,7 @@ local port so nothing leaves the machine."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -93,3 +94,15 @@ def test_sandbox_run_of_a_world_that_is_not_utf8_names_the_file(tmp_path: Path) 
     assert result.returncode == 2
     assert "world.yaml" in result.stderr and "UTF-8" in result.stderr, result.stderr
     assert "internal error" not in result.stderr
+
+
+def test_audit_without_azure_access_says_why_in_one_finding_and_no_traceback() -> None:
+    # No credential can get a token (the managed identity endpoint is a closed port): a common
+    # first run. The cluster is reported incomplete, naming the token problem, with no traceback.
+    result = _run(["audit", "--cluster", CLUSTER, "--json"], _offline_env())
+    assert "Traceback" not in result.stderr, result.stderr
+    document = json.loads(result.stdout)
+    [finding] = document["findings"]
+    assert finding["code"] == "CHECK_INCOMPLETE"
+    reason = finding["evidence"]["reason"]
+    assert "HTTP None" not in reason and "token" in reason, reason

@@ -118,6 +118,13 @@ def _translated(what: str) -> Iterator[None]:
         yield
     except HttpResponseError as exc:
         status = exc.status_code
+        if status is None and isinstance(exc, ClientAuthenticationError):
+            # token acquisition failed (not an HTTP answer); ClientAuthenticationError is an
+            # HttpResponseError, so it must be told apart here
+            raise UpstreamError(
+                f"{what}: could not get a token: {_short(exc.message or str(exc))}",
+                code="AuthenticationFailed",
+            ) from None
         code = getattr(getattr(exc, "error", None), "code", None)
         detail = getattr(getattr(exc, "error", None), "message", None) or exc.reason or ""
         message = (
@@ -130,10 +137,6 @@ def _translated(what: str) -> Iterator[None]:
         if status == 404:
             raise ArmNotFound(message, status=status, code=code or "NotFound") from None
         raise UpstreamError(message, status=status, code=code) from None
-    except ClientAuthenticationError as exc:  # token acquisition failed (not an HTTP answer)
-        raise UpstreamError(
-            f"{what}: could not get a token: {_short(exc.message or str(exc))}", code="AuthenticationFailed"
-        ) from None
     except (ServiceRequestError, ServiceResponseError) as exc:
         raise ArmUnavailable(
             f"{what}: no answer: {_short(exc.message or str(exc))}", code="Unavailable"
