@@ -243,7 +243,7 @@ def test_missing_tag_suggests_closest(world: World) -> None:
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.4")
     assert result.failure == "IMAGE_NOT_FOUND" and result.scope == "image"
-    assert result.suggestions[:2] == ("1.4.3", "1.4.2")
+    assert result.suggestions[:2] == ("1.4.3", "1.4.2"), result.steps[-2:]
     assert result.repository_exists is True
     assert result.failed_step and result.failed_step.status == 404
     assert result.evidence()["suggested_tags"][0] == "1.4.3"

@@ -515,8 +515,7 @@ class RegistryClient:
     def _read_bounded(response: requests.Response, method: str) -> None:
         """Read the body, at most MAX_BODY_BYTES (a registry cannot make pullwatch hold a huge answer)."""
         if method == "HEAD":
-            response._content = b""
-            response.close()  # returns the connection to the pool
+            _ = response.content  # no body: urllib3 finishes the response and pools the connection
             return
         declared = response.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
@@ -529,7 +528,7 @@ class RegistryClient:
                 response.close()
                 raise ResponseTooLarge(f"answer larger than {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
-        response._content = b"".join(chunks)
+        response._content = b"".join(chunks)  # iter_content ran to the end: the connection is released
         response.close()
 
     def _send(
