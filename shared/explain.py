@@ -295,10 +295,12 @@ RULES: Final[tuple[Rule, ...]] = (
 )
 
 # What is left of a text once the wrappers that say a pull failed (but not why) are gone decides
-# between ``no_detail`` and ``unknown``: quoted names, event columns, klog headers and these words.
+# between ``no_detail`` and ``unknown``: quoted names (also CSV's ""doubled"" quotes), event columns and
+# rows (describe, get events, e2e dumps, JSON, Container Insights' KubeEvents), klog/syslog headers,
+# timestamps and these words.
 _MONTH = r"(?:jan|feb|mar|apr|may|jun|jul|aug|sep|oct|nov|dec)"
 _WRAPPERS = _compile_lower(
-    r"(?m)\"[^\"\s]{0,512}\"|'[^'\s]{0,512}'|spec\.\w{0,20}containers\{[^}\n]{0,253}\}"
+    r"(?m)\"\"[^\"\s]{1,512}\"\"|\"[^\"\s]{0,512}\"|'[^'\s]{0,512}'|spec\.\w{0,20}containers\{[^}\n]{0,253}\}"
     r"|rpc error: code = \w{1,32} desc =|\b\d+ errors? occurred|(?:unable to|trying to) pull \S{1,512}"
     r"|\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b"
     r"|\bcontainer \S{1,253} in pod \S{1,253}|\bfor \S{1,253} with\b"
@@ -311,7 +313,7 @@ _WRAPPERS = _compile_lower(
     r"|\b(?:mon|tue|wed|thu|fri|sat|sun), \d{1,2} " + _MONTH + r" \d{4}"
     # event sources and rows: "kubelet, node-1" (describe before 1.19), "{kubelet node-1}" (e2e logs),
     # a `kubectl get events -A` row's namespace / last-seen columns, an unknown age
-    r"|\bkubelet, [\w.\-]{1,253}|\{kubelet [\w.\-]{1,253}\}|<unknown>"
+    r"|\bkubelet, [\w.\-]{1,253}|\{kubelet [\w.\-]{1,253}\}|<unknown>|<none>"
     # the names in JSON and structured logs, whatever an unbalanced quote before them did to the pairing
     r"|\b(?:name|namespace|kind|uid|type|reason|component|host|fieldpath|apiversion|resourceversion|pod|poduid"
     r"|container|containername|object|image|node)\"?\s?[:=]\s?\"?[^\"\s,}]{0,253}"
@@ -329,7 +331,9 @@ _WRAPPER_TEXT = """
     kind apiversion fieldpath uid resourceversion metadata creationtimestamp firsttimestamp lasttimestamp
     eventtime reportingcomponent reportinginstance series items selflink regarding note action event utc
     scheduled successfully assigned created started including size bytes sandbox changed will killed
-    pullimage
+    pullimage false true null laststate restartcount started imageid containerid state containerstatuses
+    initcontainerstatuses timegenerated objectkind kubeeventtype sourcecomponent computer clustername
+    clusterid firstseen lastseen tenantid sourcesystem resourceid
 """
 _WRAPPER_WORDS: Final[frozenset[str]] = frozenset(_WRAPPER_TEXT.split())
 _TOKEN = re.compile(r"[a-z0-9][a-z0-9._\-/:@]*")  # words and identifiers (pod names, hashes, paths)

@@ -721,6 +721,14 @@ DESCRIBE_EVENTS = """Events:
         'fieldPath="spec.containers{web}" kind="Pod" apiVersion="v1" type="Normal" reason="BackOff" '
         'message="Back-off pulling image \\"nginx:latest\\""',
         "2024-05-01T10:00:00Z Warning Failed pod/web-1 Error: ImagePullBackOff",
+        # a pod's status as YAML, a wide `get pods` row, Container Insights' KubeEvents (CSV and table)
+        '  containerStatuses:\n  - image: nginx:1.99\n    imageID: ""\n    lastState: {}\n    name: web\n'
+        "    ready: false\n    restartCount: 0\n    started: false\n    state:\n      waiting:\n"
+        '        message: Back-off pulling image "nginx:1.99"\n        reason: ImagePullBackOff',
+        "web-1   0/1   Init:ImagePullBackOff   0   2m   10.244.0.5   aks-nodepool1-123-vmss000000   <none>   <none>",
+        '2024-01-01T10:00:00Z,Pod,web-1,default,BackOff,"Back-off pulling image ""nginx""",Normal,kubelet,aks-n-1',
+        "TimeGenerated [UTC]\tObjectKind\tName\tNamespace\tReason\tMessage\tKubeEventType\tSourceComponent\tComputer\n"
+        "1/1/2024, 10:00:00.000 AM\tPod\tweb-1\tdefault\tFailed\tError: ErrImagePull\tWarning\tkubelet\taks-n-1",
         # events.k8s.io/v1 (note / regarding), with the quotes inside the note unbalancing the pairs
         '{"apiVersion":"events.k8s.io/v1","kind":"Event","note":"Back-off pulling image \\"nginx\\"",'
         '"reason":"BackOff","regarding":{"kind":"Pod","name":"web","namespace":"default"},"type":"Normal"}',
@@ -739,6 +747,7 @@ def test_event_exports_without_a_cause_are_no_detail(text: str) -> None:
         'default 5s Warning Failed pod/x Failed to pull image "x": gremlins chewed the cable',
         '{"type":"Warning","reason":"Failed","message":"Failed to pull image \\"x\\": frobnicator said no",'
         '"involvedObject":{"kind":"Pod","namespace":"default"}}',
+        '2024-01-01T10:00:00Z,Pod,web-1,default,Failed,"Failed to pull image ""nginx"": gremlins",Warning,kubelet',
         '{"apiVersion":"events.k8s.io/v1","note":"Failed to pull image \\"nginx\\": the gremlins",'
         '"regarding":{"kind":"Pod","name":"web","namespace":"default"},"type":"Warning"}',
     ],
