@@ -277,7 +277,7 @@ class Notifier:
                 return result(FAILED, attempts, answer)
             if attempt < self.settings.retries:
                 base = self.settings.retry_base_seconds * (2**attempt)
-                delay = min(answer.retry_after, MAX_RETRY_AFTER) if answer.retry_after is not None else base
+                delay = min(answer.retry_after if answer.retry_after is not None else base, MAX_RETRY_AFTER)
                 log.info("notify: %s answered %s; retrying in %.1f s", message.channel, answer.error, delay)
                 self.sleep(delay)
         assert answer is not None
