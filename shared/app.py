@@ -172,6 +172,10 @@ class App:
 
     def fan_out_nightly(self) -> int:
         """Discover every watched cluster and enqueue one audit message per cluster."""
+        with self._lock:  # a fan-out starts its own sharing window: nothing cached by an earlier one
+            if self._auditor is not None:
+                self._auditor.close()
+                self._auditor = None
         auditor = self.auditor(warm=True)
         cluster_ids, problems = auditor.discover()
         for problem in problems:
