@@ -109,6 +109,17 @@ def incomplete(
     )
 
 
+def _scrubbed(finding: Finding) -> Finding:
+    """The finding without signed URLs, tokens or JWTs in its message and evidence: they quote
+    outside text (kubelet's pull errors cite a layer's SAS URL, signature included)."""
+    from shared.render import scrub, scrub_text
+
+    message, evidence = scrub_text(finding.message), scrub(dict(finding.evidence))
+    if message == finding.message and evidence == dict(finding.evidence):
+        return finding
+    return finding.with_(message=message, evidence=evidence)
+
+
 def _safe_reason(exc: BaseException) -> str:
     """A project error's message is safe to show; anything else only by its type."""
     if isinstance(exc, PullwatchError):
@@ -243,6 +254,7 @@ class Auditor:
                     log.exception("audit of %s failed", cluster_id)
                 one = ClusterResult(cluster_id, [incomplete(cluster_id, "all", _safe_reason(exc))])
             one.elapsed_s = time.monotonic() - start
+            one.findings = [_scrubbed(f) for f in one.findings]
             result.clusters.append(one)
             if any(f.code == "CHECK_INCOMPLETE" for f in one.findings):
                 result.unchecked.extend(
