@@ -272,6 +272,8 @@ class App:
             data = json.loads(body or b"{}")
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             return 400, {"error": f"body is not JSON: {exc}"}
+        except RecursionError:
+            return 400, {"error": "body is not usable JSON: nested too deeply"}
         if not isinstance(data, dict):
             return 400, {"error": 'body must be a JSON object like {"clusters": ["/subscriptions/…"]}'}
         clusters = data.get("clusters")
