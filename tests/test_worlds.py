@@ -10,6 +10,7 @@ Three runs go through the installed CLI as a subprocess (exit codes 0 / 1 / 2).
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import subprocess
@@ -60,7 +61,7 @@ def world_paths() -> list[Any]:
 
 
 def world_secrets(path: Path) -> set[str]:
-    """Every password a world holds: registry users and pull-secret auths entries."""
+    """Every secret a world holds: registry users' passwords, pull-secret auths entries and data."""
     doc = yaml.safe_load(path.read_text())
     found: set[str] = set()
     for spec in (doc.get("registries") or {}).values():
@@ -72,6 +73,12 @@ def world_secrets(path: Path) -> set[str]:
                     for key in ("password", "auth"):
                         if entry.get(key):
                             found.add(str(entry[key]))
+                for value in ((secret or {}).get("data") or {}).values():
+                    found.add(str(value))  # base64 as stored, and the text it holds
+                    try:
+                        found.add(base64.b64decode(str(value)).decode())
+                    except (ValueError, UnicodeDecodeError):
+                        pass
     return found
 
 
