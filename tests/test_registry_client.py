@@ -413,9 +413,36 @@ def test_rate_limited_with_retry_after(world: World) -> None:
     )
     with world.client() as client:
         limited = check_one(client, f"{ACR}/web:1.4.3", want_platforms=False)
-    assert limited.failure == "REGISTRY_RATE_LIMITED"
-    assert limited.failed_step and limited.failed_step.error_code == "TOOMANYREQUESTS"
+    assert limited.failure == "REGISTRY_RATE_LIMITED" and limited.scope == "registry"
+    assert limited.failed_step and limited.failed_step.status == 429
     assert world.front.count("HEAD", "/v2/web/manifests/1.4.3") == 3  # first try + 2 retries
+    assert world.front.count("GET", "/v2/web/manifests/") == 0  # no quota-counted GET to read the body
+
+
+def test_quota_counted_manifest_get_throttled(world: World) -> None:
+    # Docker Hub: HEAD is free, only the manifest GET spends (and hits) the anonymous quota.
+    body = {"errors": [{"code": "TOOMANYREQUESTS", "message": "You have reached your pull rate limit."}]}
+    world.front.fault("GET", r"/manifests/", Response(429, body, {"Retry-After": "3600"}))
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.2")
+    assert result.failure == "REGISTRY_RATE_LIMITED" and result.scope == "registry"
+    assert result.steps[-1].status == 429 and result.steps[-1].error_code == "TOOMANYREQUESTS"
+    assert world.front.count("GET", "/v2/web/manifests/") == 1
+
+
+def test_retry_after_beyond_the_budget_gives_up_at_once(world: World) -> None:
+    world.front.fault(
+        None,
+        r"/manifests/",
+        Response(
+            429, {"errors": [{"code": "TOOMANYREQUESTS", "message": "pull quota"}]}, {"Retry-After": "3600"}
+        ),
+    )
+    start = time.monotonic()
+    with world.client() as client:
+        limited = check_one(client, f"{ACR}/web:1.4.2")
+    assert limited.failure == "REGISTRY_RATE_LIMITED" and time.monotonic() - start < 5
+    assert world.front.count("HEAD", "/v2/web/manifests/") == 1
 
 
 def test_server_errors_after_bounded_retries(world: World) -> None:

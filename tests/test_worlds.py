@@ -32,10 +32,6 @@ CLI = ROOT / ".venv" / "bin" / "pullwatch"
 
 #: Worlds that show a bug in a file this test's owner may not edit: they must fail until it is fixed.
 KNOWN_BUGS = {
-    "bug-dockerhub-rate-limit-stalls-audit": (
-        "shared/clients/registry.py: on Docker Hub's 429 with Retry-After: 3600 the image check sleeps ~90 s "
-        "and reports no REGISTRY_RATE_LIMITED for docker.io"
-    ),
     "registry-other-tenant": (
         "sandbox/kubelet.py: the simulated kubelet gets an Entra token in the registry's tenant for its "
         "(single-tenant) managed identity, so pulls from another tenant's ACR succeed"

@@ -81,7 +81,7 @@ PULLWATCH_IDENTITY = "pullwatch"
 #: Realm hosts on another host that may receive a registry's basic credentials (registry API host → realms).
 REALM_PAIRS: dict[str, frozenset[str]] = {"registry-1.docker.io": frozenset({"auth.docker.io"})}
 
-MAX_RETRY_AFTER_SECONDS = 30.0
+MAX_RETRY_AFTER_SECONDS = 30.0  # the longest Retry-After honoured, and the sleep budget of one request
 MAX_REDIRECTS = 3
 MAX_BODY_BYTES = 4 * 1024 * 1024  # manifests are limited to 4 MiB by registries; tag pages are smaller
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
@@ -497,7 +497,10 @@ class RegistryClient:
         with self._lock:
             self._counts[host] = self._counts.get(host, 0) + 1
 
-    def _retry_delay(self, response: requests.Response, attempt: int) -> float:
+    def _retry_delay(self, response: requests.Response, attempt: int) -> float | None:
+        """Seconds to wait before retrying, or None to give up now: a ``Retry-After`` beyond
+        MAX_RETRY_AFTER_SECONDS (Docker Hub says 3600 when the anonymous quota is gone) is not worth
+        stalling an audit for; the answer is reported as it is."""
         backoff = float(self.settings.retry_base_seconds) * float(2**attempt)
         header = response.headers.get("Retry-After")
         if header:
@@ -508,7 +511,7 @@ class RegistryClient:
                     seconds = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
                 except (TypeError, ValueError):
                     seconds = backoff
-            return max(0.0, min(seconds, MAX_RETRY_AFTER_SECONDS))
+            return None if seconds > MAX_RETRY_AFTER_SECONDS else max(0.0, seconds)
         return min(backoff, MAX_RETRY_AFTER_SECONDS)
 
     @staticmethod
@@ -556,6 +559,7 @@ class RegistryClient:
                 headers.pop("Authorization", None)
             session = self._session(parts.hostname or host)
             response: requests.Response | None = None
+            slept = 0.0
             for attempt in range(self.settings.retries + 1):
                 self._count(parts.hostname or host)
                 response = session.request(
@@ -573,8 +577,11 @@ class RegistryClient:
                 if not retryable or attempt == self.settings.retries:
                     break
                 delay = self._retry_delay(response, attempt)
+                if delay is None or slept + delay > MAX_RETRY_AFTER_SECONDS:
+                    break  # beyond the retry budget: report the answer now
                 response.close()
                 time.sleep(delay)
+                slept += delay
             assert response is not None
             if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
                 target = urljoin(url, response.headers["Location"])
@@ -1024,6 +1031,16 @@ class RegistryClient:
             if target.want_platforms and result.failure is None and key in found:
                 platforms, step = found[key]
                 result = replace(result, platforms=platforms, steps=(*result.steps, step))
+                if step.status == 429:
+                    # HEAD is free, the manifest GET is what a pull spends: Docker Hub's anonymous quota
+                    # answers 429 only there. Pulls fail although the image exists.
+                    result = replace(
+                        result,
+                        failure=RATE,
+                        scope="registry",
+                        detail=f"GET manifest answered 429 ({step.error_code or 'TOOMANYREQUESTS'}): pulls are "
+                        "throttled although the image exists",
+                    )
             out.append(result)
         return out
 
@@ -1117,8 +1134,10 @@ class RegistryClient:
                 scope=None,
             )
         errors: list[tuple[str, str]] = []
-        if status in (401, 403, 429) or status >= 500:
-            # HEAD answers carry no body: ask once more with GET to read the registry's error code.
+        if status in (401, 403):
+            # HEAD answers carry no body: ask once more with GET to read the registry's error code
+            # (DENIED "not allowed access" is a firewall). Not on 429/5xx: the status says it all, and
+            # Docker Hub counts manifest GETs against the pull quota.
             try:
                 again = self._send("GET", url, headers=headers)
                 errors = registry_errors(again)
@@ -1208,12 +1227,14 @@ class RegistryClient:
                 "GET", f"https://{host}/v2/{ref.repository}/manifests/{reference}", headers=headers
             )
             if response.status_code != 200:
+                errors = registry_errors(response)
                 return None, Step(
                     "platforms",
                     False,
                     _ms(start),
                     status=response.status_code,
-                    detail="could not read the manifest",
+                    error_code=errors[0][0] if errors else None,
+                    detail=self.scrub(errors[0][1]) if errors else "could not read the manifest",
                 )
             manifest = response.json()
             media = manifest.get("mediaType") or (response.headers.get("Content-Type") or "").split(";")[0]
