@@ -34,6 +34,7 @@ log = logging.getLogger("pullwatch.app")
 
 AUDITOR_WINDOW_SECONDS = 300.0  # how long a warm Auditor (and its ARM/registry caches) is reused
 EVENT_MEMORY_SECONDS = 2 * 24 * 3600  # Event Grid retries for 24 h: remember ids for two days
+ESTATE = "/subscriptions"  # the target of findings about the whole estate (discovery)
 
 
 def default_credential(settings: Settings) -> TokenCredential:
@@ -177,14 +178,43 @@ class App:
                 self._auditor.close()
                 self._auditor = None
         auditor = self.auditor(warm=True)
-        cluster_ids, problems = auditor.discover()
+        try:
+            cluster_ids, problems = auditor.discover()
+        except PullwatchError as exc:
+            cluster_ids, problems = [], [incomplete(None, "all", f"cannot list the subscriptions: {exc}")]
         for problem in problems:
             log.error("nightly discovery: %s", problem.message)
+        self._remember_discovery(problems)
         count = 0
         for request in plan_nightly(cluster_ids):
             count += self.queue.send(request)
         log.info("nightly audit: %d clusters enqueued", count)
         return count
+
+    def _remember_discovery(self, problems: Sequence[Finding]) -> None:
+        """Clusters that could not be discovered cannot be audited: one CHECK_INCOMPLETE for the
+        estate (target :data:`ESTATE`), stored and delivered like a cluster's findings, and resolved
+        when discovery works again. Never only a log line: the night would look all clear."""
+        previous = self.store.open_findings(ESTATE)
+        if not previous and not problems:
+            return
+        now: list[Finding] = []
+        if problems:
+            reasons = "; ".join(str(p.evidence.get("reason") or p.message) for p in problems)
+            subscriptions = [
+                str(p.evidence["subscription"]) for p in problems if p.evidence.get("subscription")
+            ]
+            now = [
+                incomplete(
+                    None,
+                    "all",
+                    reasons,
+                    message=f"Could not discover the clusters to audit: {reasons}.",
+                    subscriptions=subscriptions,
+                )
+            ]
+        meta = ClusterMeta.from_id(ESTATE, tenant=self.settings.tenant_id)
+        self.notifier.deliver({ESTATE: compare(previous, now)}, {ESTATE: meta}, reminder=True)
 
     # --- the audit worker ---------------------------------------------------------------------
 
