@@ -690,12 +690,10 @@ class Kubelet:
         if c.identity != "managed" and c.service_principal_secret_expired:
             log.debug("credential provider on %s: service principal secret expired", c.name)
             return None
+        # A managed identity (or single-tenant service principal) gets tokens in its home tenant only;
+        # a registry in another tenant then refuses the exchange, as ACR does.
         try:
-            tenant = self.world.registry(login).tenant
-        except KeyError:
-            tenant = self.world.tenant
-        try:
-            aad_token = self.entra.issue(principal, ARM_AUDIENCE, tenant)
+            aad_token = self.entra.issue(principal, ARM_AUDIENCE, self.world.tenant)
         except Exception as exc:  # Entra refused (expired secret, unknown principal)
             log.debug("credential provider on %s: no Entra token (%s)", c.name, type(exc).__name__)
             return None
@@ -712,7 +710,7 @@ class Kubelet:
                 {
                     "grant_type": "access_token",
                     "service": challenge[1].get("service", login),
-                    "tenant": tenant,
+                    "tenant": self.world.tenant,
                     "access_token": aad_token,
                 }
             ).encode()

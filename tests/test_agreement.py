@@ -175,12 +175,6 @@ def test_product_sandbox_and_kubelet_agree_on_every_pull() -> None:
 
 
 @pytest.mark.sandbox
-@pytest.mark.xfail(
-    strict=True,
-    reason="sandbox/kubelet.py: the kubelet's managed identity gets an Entra token in the registry's "
-    "tenant, so it pulls from another tenant's ACR; Azure issues a managed identity tokens only in its "
-    "own tenant",
-)
 def test_kubelet_and_sandbox_rbac_agree_on_another_tenants_registry() -> None:
     cases = [
         c

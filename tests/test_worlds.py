@@ -31,12 +31,7 @@ WORLDS = ROOT / "sandbox" / "worlds"
 CLI = ROOT / ".venv" / "bin" / "pullwatch"
 
 #: Worlds that show a bug in a file this test's owner may not edit: they must fail until it is fixed.
-KNOWN_BUGS = {
-    "registry-other-tenant": (
-        "sandbox/kubelet.py: the simulated kubelet gets an Entra token in the registry's tenant for its "
-        "(single-tenant) managed identity, so pulls from another tenant's ACR succeed"
-    ),
-}
+KNOWN_BUGS = {}
 
 #: Worlds without ``expect`` that another test builds and checks in full.
 COVERED_ELSEWHERE = {"agreement-grid": "tests/test_agreement.py"}
