@@ -385,7 +385,7 @@ _HEADER_PATTERNS: Final[tuple[re.Pattern[str], ...]] = tuple(
         r"\b" + _MONTH + r" {1,2}\d{1,2},? (?:\d{4} )?\d\d:\d\d:\d\d(?:[.,]\d{1,9})?"
         r"(?: [\w.\-]{1,253} [\w.\-/@]{1,253}(?:\[\d{1,10}\])?:)?",  # syslog / journald, e2e logs
         r"\b\d{4}-\d\d-\d\d[t ]\d\d:\d\d(?::\d\d(?:[.,]\d{1,9})?)?(?:z|\s?[+-]\d\d:?\d\d)?",  # RFC 3339
-        r"\b[\w\-]{1,128}\.go:\d{1,6}\b",  # Go source positions
+        r"\.go:\d{1,6}\b",  # Go source positions
         r"\bhttps?://[^\s\"'<>]{0,2047}[^\s\"'<>:,.]",  # URLs (a path such as /v2/acme/denied/ is a name)
     )
 )
