@@ -413,7 +413,7 @@ class Auditor:
             findings.extend(self._cluster_checks(cluster, snapshot, kube, results, used_acrs, options))
 
         findings = self._apply_hints(cluster, findings, hints, previous, used_acrs, snapshot)
-        findings = sort_findings(dedupe(findings))
+        findings = sort_findings(dedupe(_from_the_clusters_view(cluster, findings)))
         inventory = KnownCluster(
             id=cluster.id,
             registries=frozenset(hosts),
@@ -687,6 +687,72 @@ class SecretReader:
                             label=f"secret:{namespace}/{name}",
                         )
         return None
+
+
+_ARM_NETWORK = ("REGISTRY_FIREWALL_DENIED", "REGISTRY_PUBLIC_ACCESS_DISABLED")
+_DEFINITE_SECRET = (
+    "PULL_SECRET_MISSING",
+    "PULL_SECRET_MALFORMED",
+    "PULL_SECRET_NO_ENTRY_FOR_REGISTRY",
+    "PULL_SECRET_REJECTED",
+    "PULL_AUTH_REQUIRED",
+)
+
+
+def _from_the_clusters_view(cluster: ClusterInfo, findings: list[Finding]) -> list[Finding]:
+    """Keep findings about the cluster, not about where pullwatch itself runs.
+
+    - A firewall 403 that pullwatch's own probe met says the registry refuses *pullwatch's* address;
+      whether it refuses the cluster's is what the ARM network check decides. Unless that check also
+      found the cluster denied, the probe's 403 means only that images could not be checked.
+    - An image that could not be checked for want of credentials, next to a definite pull-secret
+      finding for the same workload and image, adds nothing: the secret finding says why.
+    """
+    arm_denied = {f.registry for f in findings if f.code in _ARM_NETWORK and "identity" not in f.evidence}
+    secret_problem = {(f.namespace, f.workload, f.image) for f in findings if f.code in _DEFINITE_SECRET}
+    secret_workloads = {(ns, wl) for ns, wl, _ in secret_problem}
+    out = []
+    for f in findings:
+        probed = "identity" in f.evidence  # met by pullwatch's own registry probe
+        if f.code == "REGISTRY_FIREWALL_DENIED" and probed:
+            if f.registry in arm_denied:
+                continue  # the ARM network check already says why the cluster is refused
+            reason = (
+                "the registry's firewall refuses pullwatch's own network, so its images could not be checked "
+                "(allow pullwatch's outbound IP, or give it VNet integration)"
+            )
+            out.append(
+                incomplete(
+                    cluster.id,
+                    "images",
+                    reason,
+                    registry=f.registry,
+                    message=f"Could not check the images {cluster.name} pulls from {f.registry}: {reason}.",
+                    status=f.evidence.get("status"),
+                    error_code=f.evidence.get("error_code"),
+                )
+            )
+            continue
+        if (
+            f.code == "REGISTRY_AUTH_REJECTED"
+            and probed
+            and str(f.evidence.get("identity")).startswith("secret:")
+        ):
+            continue  # a pull secret's credentials refused: PULL_SECRET_REJECTED says it, per workload
+        if (
+            f.code == "CHECK_INCOMPLETE"
+            and f.image
+            and (
+                (f.namespace, f.workload, f.image) in secret_problem
+                or (
+                    (f.namespace, f.workload) in secret_workloads
+                    and f.evidence.get("check") in ("images", "registry")
+                )
+            )
+        ):
+            continue
+        out.append(f)
+    return out
 
 
 def image_usages(cluster: ClusterInfo, snapshot: Snapshot) -> tuple[list[ImageUsage], list[Finding]]:
