@@ -38,9 +38,10 @@ $(STAMP)/tools:
 	  python3 -m venv .venv-tools && .venv-tools/bin/pip install -q --disable-pip-version-check checkov==3.3.30; }
 	@touch $@
 
-$(STAMP)/npm: package.json
+$(STAMP)/npm: package.json package-lock.json
 	@mkdir -p $(STAMP)
-	@test -x node_modules/.bin/azurite || { echo "setup: npm install (Azurite)"; npm install --no-audit --no-fund --silent; }
+	@echo "setup: npm install (Azurite, card renderer)"
+	@npm install --no-audit --no-fund --silent
 	@touch $@
 
 lint: setup

@@ -3,6 +3,7 @@ the requests the product sent (the JSON report is the same data)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from typing import Any
 
@@ -18,18 +19,14 @@ def _short_cluster(cluster: str | None) -> str:
     return cluster.rstrip("/").rsplit("/", 1)[-1] if cluster else "-"
 
 
-def findings_table(findings: list[dict[str, Any]], title: str) -> Table:
-    table = Table(title=title, title_justify="left", show_lines=False, expand=True)
-    for column, style in (
-        ("severity", None),
-        ("code", "bold"),
-        ("cluster", None),
-        ("where", None),
-        ("what and how to fix", None),
-    ):
-        table.add_column(column, style=style, overflow="fold", ratio=4 if column.startswith("what") else None)
+def print_findings(console: Console, findings: list[dict[str, Any]], title: str) -> None:
+    """One block per finding (reads at any width, unlike a wide table): severity, code, cluster and
+    place on the first line; then what, the cause and the fix. Text is printed literally."""
+    console.print(Text(title, style="bold underline"))
+    if not findings:
+        console.print(Text("  nothing to report", style="green"))
     for f in findings:
-        where = " ".join(
+        where = " · ".join(
             x
             for x in (
                 f.get("registry"),
@@ -38,21 +35,48 @@ def findings_table(findings: list[dict[str, Any]], title: str) -> Table:
             )
             if x
         )
-        body = Text(f["message"])
+        head = Text("  ")
+        head.append(f"{f['severity']:<7}", style=SEVERITY_STYLE.get(f["severity"], ""))
+        head.append(f" {f['code']}", style="bold")
+        head.append(f"  {_short_cluster(f.get('cluster'))}")
+        if where:
+            head.append(f"  {where}", style="dim")
+        console.print(head)
+        console.print(Text(f"      {f['message']}"))
         if f.get("cause"):
-            body.append(f"\ncause: {f['cause']}", style="italic")
+            console.print(Text(f"      cause: {f['cause']}", style="italic"))
         if f.get("remediation"):
-            body.append(f"\n$ {f['remediation']}", style="green")
-        table.add_row(
-            Text(f["severity"], style=SEVERITY_STYLE.get(f["severity"], "")),
-            f["code"],
-            _short_cluster(f.get("cluster")),
-            where or "-",
-            body,
+            console.print(Text(f"      $ {f['remediation']}", style="green"))
+    console.print()
+
+
+_IDENTITY = ("code", "cluster", "registry", "image", "namespace", "workload", "node_pool")
+
+
+def print_changes(
+    console: Console, before: list[dict[str, Any]], after: list[dict[str, Any]], step: str
+) -> None:
+    """What a timeline step changed: findings opened and findings resolved (by finding identity)."""
+
+    def key(f: dict[str, Any]) -> tuple[Any, ...]:
+        return tuple(
+            (f.get(k) or "").lower() if k in ("cluster", "registry") else f.get(k) for k in _IDENTITY
         )
-    if not findings:
-        table.add_row("", "(none)", "", "", "nothing to report")
-    return table
+
+    old = {key(f): f for f in before}
+    new = {key(f): f for f in after}
+    opened = [f for k, f in new.items() if k not in old]
+    resolved = [f for k, f in old.items() if k not in new]
+    console.print(Text(f"After {step}", style="bold underline"))
+    if not opened and not resolved:
+        console.print(Text("  no change", style="dim"))
+    for label, items, style in (("new", opened, "bold red"), ("resolved", resolved, "bold green")):
+        for f in items:
+            line = Text(f"  {label:<9}", style=style)
+            line.append(f"{f['code']}  {_short_cluster(f.get('cluster'))}  ")
+            line.append(f["message"], style="dim" if label == "resolved" else "")
+            console.print(line)
+    console.print()
 
 
 def _slack_text(payload: dict[str, Any]) -> str:
@@ -96,15 +120,19 @@ def _teams_text(payload: dict[str, Any]) -> str:
 def print_report(report: dict[str, Any], differences: list[str] | None = None) -> None:
     console = Console()
     console.rule(f"[bold]pullwatch sandbox: {report['world']}")
-    console.print(findings_table(report["initial"]["findings"], "Initial audit (nightly timer path)"))
+    print_findings(console, report["initial"]["findings"], "Initial audit (nightly timer path)")
+    before = report["initial"]["findings"]
     for entry in report["steps"]:
-        console.print(findings_table(entry["findings"], f"Open after {entry['step']}"))
+        print_changes(console, before, entry["findings"], json.dumps(entry["step"]))
+        before = entry["findings"]
+    console.print(Text(f"Open at the end: {len(report['findings'])} finding(s)", style="bold"))
+    console.print()
     console.rule("Messages the webhooks received")
     if not report["notifications"]:
         console.print("(none)")
     for n in report["notifications"]:
         text = _slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"])
-        console.print(Panel(text, title=f"{n['sink']} — answered {n['status']}", title_align="left"))
+        console.print(Panel(Text(text), title=f"{n['sink']} — answered {n['status']}", title_align="left"))
     console.rule("Requests pullwatch sent")
     requests = report["requests"]
     table = Table(show_header=True)
@@ -118,10 +146,10 @@ def print_report(report: dict[str, Any], differences: list[str] | None = None) -
             table.add_row(key, str(value))
     console.print(table)
     for failure in report.get("function_failures", []):
-        console.print(f"[red]function invocation failed:[/] {failure}")
+        console.print(Text(f"function invocation failed: {failure}", style="red"))
     if differences is not None:
         if differences:
             for line in differences:
-                console.print(f"[red]expect:[/] {line}")
+                console.print(Text(f"expect: {line}", style="red"))
         else:
             console.print("[green]findings match the world's expect[/]")

@@ -214,7 +214,8 @@ _SECRET_PATTERNS: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{8,}"), "[redacted]"),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}(?:\.[A-Za-z0-9_-]*)?"), "[redacted]"),
     (
-        re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|password|client_secret)=[^;\s\"']+"),
+        # A value, not a placeholder such as <password> (escaped or not) in a remediation command.
+        re.compile(r"(?i)\b(AccountKey|SharedAccessSignature|password|client_secret)=(?!<|&lt;)[^;\s\"']+"),
         r"\1=[redacted]",
     ),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{12,}"), r"\1 [redacted]"),
