@@ -211,7 +211,10 @@ def _hosts(env: Mapping[str, str]) -> dict[str, tuple[str, int] | None]:
         ip, _, port = target.rpartition(":")
         try:
             ipaddress.ip_address(ip.strip("[]"))
-            out[host.lower()] = (ip.strip("[]"), int(port))
+            number = int(port)
+            if not 0 < number < 65536:
+                raise ValueError(port)
+            out[host.lower()] = (ip.strip("[]"), number)
         except ValueError:
             raise ConfigError(f"PULLWATCH_HOSTS: {host!r} -> {target!r} is not 'ip:port'") from None
     return out

@@ -106,3 +106,17 @@ def test_audit_without_azure_access_says_why_in_one_finding_and_no_traceback() -
     assert finding["code"] == "CHECK_INCOMPLETE"
     reason = finding["evidence"]["reason"]
     assert "HTTP None" not in reason and "token" in reason, reason
+
+
+@pytest.mark.parametrize("port", ["99999", "-1", "0"])
+def test_a_host_mapping_with_an_impossible_port_is_a_config_error(port: str) -> None:
+    # Accepted before, it failed later inside the registry check as an unexplained OverflowError.
+    with pytest.raises(ConfigError, match="PULLWATCH_HOSTS"):
+        Settings.from_env({"PULLWATCH_HOSTS": json.dumps({"contosoacr.azurecr.io": f"127.0.0.1:{port}"})})
+
+
+def test_a_host_mapping_with_a_real_port_is_accepted() -> None:
+    hosts = Settings.from_env(
+        {"PULLWATCH_HOSTS": json.dumps({"contosoacr.azurecr.io": "127.0.0.1:8443"})}
+    ).hosts
+    assert hosts == {"contosoacr.azurecr.io": ("127.0.0.1", 8443)}
