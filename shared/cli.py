@@ -206,7 +206,18 @@ def audit(
         from shared.render.terminal import print_findings
 
         print_findings(result.findings, unchecked=result.unchecked)
+    not_audited = [c for c in result.clusters if _not_audited(c.findings)]
+    if result.clusters and len(not_audited) == len(result.clusters):
+        reason = not_audited[0].findings[0].evidence.get("reason") or "see CHECK_INCOMPLETE"
+        fail(f"audit: no cluster could be audited: {reason}")
     sys.exit(EXIT_FOUND_ERRORS if has_errors(result.findings) else EXIT_OK)
+
+
+def _not_audited(findings: Sequence[Any]) -> bool:
+    """True when a cluster's only findings say that none of its checks could run."""
+    return bool(findings) and all(
+        f.code == "CHECK_INCOMPLETE" and f.evidence.get("check") == "all" for f in findings
+    )
 
 
 # --- sandbox ----------------------------------------------------------------------------------

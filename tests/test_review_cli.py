@@ -71,11 +71,17 @@ def test_audit_of_a_cluster_argument_that_is_not_a_resource_id_exits_2_without_t
     assert result.stderr.count("\n") == 1, result.stderr
 
 
-def test_audit_with_a_valid_cluster_id_still_runs() -> None:
-    # The check above must not refuse good input: a valid ID runs (Azure is unreachable: incomplete).
+def test_audit_that_could_audit_no_cluster_prints_its_findings_and_exits_2() -> None:
+    # A valid ID is not refused, but Azure is unreachable: nothing could be audited. That is "could
+    # not run" (exit 2, one line saying why), not "ran and found no error" (exit 0) — a script must
+    # not read an audit that never happened as all clear. The findings are still printed.
     result = _run(["audit", "--cluster", CLUSTER, "--json"], _offline_env())
-    assert result.returncode == 0, result.stderr
-    assert '"CHECK_INCOMPLETE"' in result.stdout
+    assert result.returncode == 2, (result.returncode, result.stderr)
+    document = json.loads(result.stdout)  # still exactly one JSON document
+    assert [f["code"] for f in document["findings"]] == ["CHECK_INCOMPLETE"]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("pullwatch: audit: no cluster could be audited"), result.stderr
+    assert "token" in last
 
 
 def test_render_of_a_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
