@@ -1,0 +1,61 @@
+"""Review: a registry check that could not run must keep that registry's earlier findings open.
+
+Contract (shared/compare.py): a CHECK_INCOMPLETE's evidence ``check`` is a catalogue group (roles,
+images, network, access, secrets, cluster, performance) or ``all``; a previous finding missing from
+the current audit stays open when a current CHECK_INCOMPLETE covers its group. The image checks
+(shared/checks/images.py, owner still working) write ``check: "registry"``, which is no group: so
+when the registry cannot be checked (e.g. token withheld, tenant not trusted), its open
+IMAGE_NOT_FOUND is announced as *resolved by silence*. Real functions, no stand-ins: the findings
+come from ``image_findings`` over registry-client results, then ``compare``."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.checks.images import ImageUsage, image_findings, usage_or_finding
+from shared.clients.registry import ImageResult, Step
+from shared.compare import compare
+
+CLUSTER = (
+    "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod"
+    "/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+)
+IMAGE = "contosoacr.azurecr.io/shop/web:1.4.3"
+
+
+def _usage() -> ImageUsage:
+    usage = usage_or_finding(CLUSTER, "shop", "Deployment/web", IMAGE)
+    assert isinstance(usage, ImageUsage)
+    return usage
+
+
+def _findings(result: ImageResult) -> list[object]:
+    usage = _usage()
+    return list(image_findings(CLUSTER, [usage], {(str(usage.ref), "pullwatch"): result}, []))
+
+
+def _result(failure: str, scope: str, detail: str) -> ImageResult:
+    usage = _usage()
+    return ImageResult(
+        ref=usage.ref,
+        identity="pullwatch",
+        steps=(Step("manifest", failure is None, 1.0, detail=detail),),
+        failure=failure,
+        scope=scope,
+        detail=detail,
+    )
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="shared/checks/images.py: CHECK_INCOMPLETE evidence check='registry' is not a catalogue "
+    "group, so compare() resolves the registry's open image findings by silence",
+)
+def test_an_open_image_finding_is_not_resolved_when_its_registry_could_not_be_checked() -> None:
+    previous = _findings(_result("IMAGE_NOT_FOUND", "image", "manifest unknown"))
+    assert [f.code for f in previous] == ["IMAGE_NOT_FOUND"]  # type: ignore[attr-defined]
+    current = _findings(_result("CHECK_INCOMPLETE", "registry", "Entra token withheld"))
+    assert [f.code for f in current] == ["CHECK_INCOMPLETE"]  # type: ignore[attr-defined]
+    changes = compare(previous, current)  # type: ignore[arg-type]
+    assert not changes.resolved, "IMAGE_NOT_FOUND announced as resolved though nothing was checked"
+    assert [f.code for f in changes.still_open] == ["IMAGE_NOT_FOUND"]
