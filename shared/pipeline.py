@@ -413,7 +413,7 @@ class Auditor:
             findings.extend(self._cluster_checks(cluster, snapshot, kube, results, used_acrs, options))
 
         findings = self._apply_hints(cluster, findings, hints, previous, used_acrs, snapshot)
-        findings = sort_findings(dedupe(_from_the_clusters_view(cluster, findings)))
+        findings = sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
         inventory = KnownCluster(
             id=cluster.id,
             registries=frozenset(hosts),
@@ -697,6 +697,33 @@ _DEFINITE_SECRET = (
     "PULL_SECRET_REJECTED",
     "PULL_AUTH_REQUIRED",
 )
+
+
+def _merged_incomplete(findings: list[Finding]) -> list[Finding]:
+    """CHECK_INCOMPLETE findings with one identity (e.g. the roles and the network check of one
+    registry) become one that names every check (evidence ``check`` "roles,network", as compare()
+    reads it). De-duplication would keep only the first, and compare() would then resolve the
+    other checks' findings by silence."""
+    out: list[Finding] = []
+    at: dict[tuple[str | None, ...], int] = {}
+    for f in findings:
+        if f.code != "CHECK_INCOMPLETE":
+            out.append(f)
+            continue
+        if f.key not in at:
+            at[f.key] = len(out)
+            out.append(f)
+            continue
+        kept = out[at[f.key]]
+        checks = str(kept.evidence.get("check") or "all").split(",")
+        more = [c for c in str(f.evidence.get("check") or "all").split(",") if c not in checks]
+        if not more:
+            continue
+        out[at[f.key]] = kept.with_(
+            message=f"{kept.message} {f.message}",
+            evidence={**kept.evidence, "check": ",".join(checks + more)},
+        )
+    return out
 
 
 def _from_the_clusters_view(cluster: ClusterInfo, findings: list[Finding]) -> list[Finding]:
