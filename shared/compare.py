@@ -50,9 +50,11 @@ def _covers(incomplete: Finding, previous: Finding) -> bool:
     """Does this current CHECK_INCOMPLETE leave ``previous`` unconfirmed (so it must stay open)?"""
     if _lower(incomplete.cluster) != _lower(previous.cluster):
         return False
-    check = str(incomplete.evidence.get("check") or ALL_CHECKS).strip().lower()
+    # "check" names one catalogue group, or several separated by commas (a registry that could
+    # not be probed leaves its images, network and access findings all unconfirmed).
+    checks = {c.strip() for c in str(incomplete.evidence.get("check") or ALL_CHECKS).lower().split(",")}
     group = CATALOGUE[previous.code].group
-    if check not in (ALL_CHECKS, group):
+    if ALL_CHECKS not in checks and group not in checks:
         return False
     return incomplete.registry is None or _lower(incomplete.registry) == _lower(previous.registry)
 

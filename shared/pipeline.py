@@ -773,7 +773,7 @@ def _from_the_clusters_view(cluster: ClusterInfo, findings: list[Finding]) -> li
                 (f.namespace, f.workload, f.image) in secret_problem
                 or (
                     (f.namespace, f.workload) in secret_workloads
-                    and f.evidence.get("check") in ("images", "registry")
+                    and str(f.evidence.get("check")).startswith("images")
                 )
             )
         ):

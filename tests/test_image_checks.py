@@ -191,7 +191,7 @@ def test_incomplete_is_reported_never_a_pass() -> None:
         CLUSTER, [usage("shop", "Deployment/web", "contosoacr.azurecr.io/web:1")], index(r), POOLS
     )
     assert f.code == "CHECK_INCOMPLETE" and f.level.value == "unknown"
-    assert f.evidence["check"] == "registry" and "tenant" in f.evidence["reason"]
+    assert f.evidence["check"] == "images,network,access" and "tenant" in f.evidence["reason"]
 
 
 def test_secret_identity_rejected_becomes_pull_secret_rejected() -> None:

@@ -10,8 +10,6 @@ come from ``image_findings`` over registry-client results, then ``compare``."""
 
 from __future__ import annotations
 
-import pytest
-
 from shared.checks.images import ImageUsage, image_findings, usage_or_finding
 from shared.clients.registry import ImageResult, Step
 from shared.compare import compare
@@ -46,11 +44,6 @@ def _result(failure: str, scope: str, detail: str) -> ImageResult:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="shared/checks/images.py: CHECK_INCOMPLETE evidence check='registry' is not a catalogue "
-    "group, so compare() resolves the registry's open image findings by silence",
-)
 def test_an_open_image_finding_is_not_resolved_when_its_registry_could_not_be_checked() -> None:
     previous = _findings(_result("IMAGE_NOT_FOUND", "image", "manifest unknown"))
     assert [f.code for f in previous] == ["IMAGE_NOT_FOUND"]  # type: ignore[attr-defined]

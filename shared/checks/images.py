@@ -347,7 +347,7 @@ def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> F
         message = f"Could not check {image} for {usage.workload} in {usage.namespace}: {result.detail}."
         evidence = {
             **evidence,
-            "check": "registry",
+            "check": "images",
             "reason": result.detail,
             "auth_required": result.auth_required,
         }
@@ -395,7 +395,7 @@ def _registry_failure(
         "workload_count": len(workloads),
     }
     if code == "CHECK_INCOMPLETE":
-        evidence.update(check="registry", reason=result.detail)
+        evidence.update(check="images,network,access", reason=result.detail)
     ref = result.ref
     return Finding(
         code=code,
