@@ -619,13 +619,32 @@ class Arm:
                 return self._resource(req, caller, sub, rg, seg[5], seg[6], seg[7], seg[8:])
         raise ArmError(404, "InvalidResourceType", f"The resource path '{path}' is not supported.")
 
+    def subscription_tenant(self, sub: str) -> str:
+        """A subscription that holds only registries of one other tenant (and no cluster) belongs to
+        that tenant: the app sees it delegated to its own tenant, as Azure Lighthouse shows it."""
+        if any(c.subscription.lower() == sub.lower() for c in self.world.clusters.values()):
+            return self.world.tenant
+        tenants = {
+            r.tenant.lower()
+            for r in self.world.registries.values()
+            if r.is_acr and r.subscription.lower() == sub.lower()
+        }
+        if len(tenants) == 1 and self.world.tenant.lower() not in tenants:
+            return next(
+                r.tenant
+                for r in self.world.registries.values()
+                if r.is_acr and r.subscription.lower() == sub.lower()
+            )
+        return self.world.tenant
+
     def _subscription_body(self, sub: str) -> dict[str, Any]:
+        tenant = self.subscription_tenant(sub)
         return {
             "id": f"/subscriptions/{sub}",
             "authorizationSource": "RoleBased",
-            "managedByTenants": [],
+            "managedByTenants": [] if tenant == self.world.tenant else [{"tenantId": self.world.tenant}],
             "subscriptionId": sub,
-            "tenantId": self.world.tenant,
+            "tenantId": tenant,
             "displayName": f"sandbox-{sub[:8]}",
             "state": "Enabled",
             "subscriptionPolicies": {
@@ -661,7 +680,8 @@ class Arm:
             r
             for r in self.world.registries.values()
             if r.is_acr
-            and r.tenant.lower() == self.world.tenant.lower()  # another tenant's registry is not in this ARM
+            # another tenant's registry is visible only in a subscription of that tenant delegated to ours
+            and r.tenant.lower() == self.subscription_tenant(r.subscription).lower()
             and r.subscription.lower() == sub.lower()
             and (rg is None or r.resource_group.lower() == rg.lower())
         ]
@@ -989,7 +1009,7 @@ class Arm:
             )
         if m := _GRAPH_SP_BY_APPID.match(path):
             principal = self.entra.principal_of_client(m.group(1))
-            if principal is None:
+            if principal is None or self.entra.deleted(principal):
                 return self._graph_error(
                     404,
                     "Request_ResourceNotFound",

@@ -118,6 +118,13 @@ class Entra:
         cluster = self.world.clusters.get(principal[3:])
         return bool(cluster is not None and cluster.service_principal_secret_expired)
 
+    def deleted(self, principal: str) -> bool:
+        """Whether ``principal`` is the service principal of a cluster whose app was deleted."""
+        if not principal.startswith("sp:"):
+            return False
+        cluster = self.world.clusters.get(principal[3:])
+        return bool(cluster is not None and cluster.service_principal_deleted)
+
     def expired_secret_message(self, principal: str) -> str:
         return (
             f"AADSTS7000222: The provided client secret keys for app '{self.client_id(principal)}' are expired. "
@@ -130,6 +137,11 @@ class Entra:
         whose secret has expired, as Entra refuses its client-credentials request."""
         if self.secret_expired(principal):
             raise EntraTokenError(self.expired_secret_message(principal))
+        if self.deleted(principal):
+            raise EntraTokenError(
+                f"AADSTS700016: Application with identifier '{self.client_id(principal)}' was not found in the "
+                f"directory '{self.world.tenant}'."
+            )
         tid = tenant or self.world.tenant
         now = int(time.time())
         claims: dict[str, Any] = {

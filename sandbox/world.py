@@ -130,6 +130,7 @@ class Cluster:
     location: str = "westeurope"
     identity: str = "managed"
     service_principal_secret_expired: bool = False
+    service_principal_deleted: bool = False  # servicePrincipal only (extension): the app was deleted
     egress_ips: list[str] = field(default_factory=list)
     vnet: str | None = None
     node_pools: list[NodePool] = field(default_factory=lambda: [NodePool("system")])
@@ -584,6 +585,7 @@ _CLUSTER_KEYS = (
     "location",
     "identity",
     "servicePrincipalSecretExpired",
+    "servicePrincipalDeleted",
     "egressIPs",
     "vnet",
     "nodePools",
@@ -622,6 +624,7 @@ def _apply_cluster(r: _Reader, world: World, c: Cluster, m: dict[str, Any], p: t
         c.identity = r.text(m["identity"], (*p, "identity"), ("managed", "servicePrincipal"))
     for k, attr in (
         ("servicePrincipalSecretExpired", "service_principal_secret_expired"),
+        ("servicePrincipalDeleted", "service_principal_deleted"),
         ("aad", "aad"),
         ("private", "private"),
     ):
