@@ -323,6 +323,11 @@ FIELDS: tuple[str, ...] = (
     "remediation",
 )
 
+#: The fields that hold a string or null.
+_OPTIONAL_TEXT: tuple[str, ...] = tuple(
+    f for f in FIELDS if f not in ("code", "severity", "message", "evidence")
+)
+
 #: The fields that make a finding's identity (spec: for "new" / "resolved").
 IDENTITY_FIELDS: tuple[str, ...] = (
     "code",
@@ -405,20 +410,12 @@ class Finding:
             if not isinstance(data.get(required), str):
                 raise FindingError(f"finding field {required!r} must be a string")
         sev = data.get("severity")
-        evidence = data.get("evidence") or {}
+        evidence = data.get("evidence")
+        evidence = {} if evidence is None else evidence
         if not isinstance(evidence, Mapping):
             raise FindingError("finding field 'evidence' must be an object")
         kwargs: dict[str, Any] = {}
-        for name in (
-            "cluster",
-            "registry",
-            "image",
-            "namespace",
-            "workload",
-            "node_pool",
-            "cause",
-            "remediation",
-        ):
+        for name in _OPTIONAL_TEXT:
             value = data.get(name)
             if value is not None and not isinstance(value, str):
                 raise FindingError(f"finding field {name!r} must be a string or null")
