@@ -1,0 +1,102 @@
+"""The installed ``pullwatch`` command as a user meets it: help, ``python -m shared``, ``render`` from
+stdin, and ``sandbox up`` started and interrupted."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+PULLWATCH = str(ROOT / ".venv" / "bin" / "pullwatch")
+CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+
+
+def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [PULLWATCH, *args], input=stdin, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = run("--help")
+    assert result.returncode == 0
+    for command in ("explain", "audit", "render", "sandbox"):
+        assert command in result.stdout
+    assert "run" in run("sandbox", "--help").stdout and "up" in run("sandbox", "--help").stdout
+    module = subprocess.run(
+        [sys.executable, "-m", "shared", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        cwd=ROOT,
+    )
+    assert module.returncode == 0 and "explain" in module.stdout
+
+
+def test_unknown_command_and_option_exit_2() -> None:
+    assert run("frobnicate").returncode == 2
+    assert run("audit", "--no-such-flag").returncode == 2
+
+
+@pytest.mark.parametrize("fmt, key", [("slack", "blocks"), ("teams", "attachments")])
+def test_render_reads_stdin_and_prints_one_payload(fmt: str, key: str) -> None:
+    doc = {
+        "findings": [
+            {
+                "code": "ROLE_MISSING",
+                "severity": "error",
+                "cluster": CLUSTER,
+                "registry": "contosoacr.azurecr.io",
+                "image": None,
+                "namespace": None,
+                "workload": None,
+                "node_pool": None,
+                "cause": None,
+                "message": "no pull role",
+                "evidence": {},
+                "remediation": "az role assignment create ...",
+            }
+        ]
+    }
+    result = run("render", "--format", fmt, "-", stdin=json.dumps(doc))
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    assert key in payload and "no pull role" in result.stdout
+    bad = run("render", "--format", fmt, "-", stdin="{")
+    assert bad.returncode == 2 and "stdin" in bad.stderr and "Traceback" not in bad.stderr
+
+
+@pytest.mark.sandbox
+def test_sandbox_up_prints_endpoints_and_settings_and_stops_on_interrupt() -> None:
+    process = subprocess.Popen(
+        [PULLWATCH, "sandbox", "up", str(ROOT / "sandbox" / "worlds" / "healthy.yaml")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 120
+        assert process.stdout is not None
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "Press Ctrl-C" in line:
+                break
+        text = "".join(lines)
+        assert "PULLWATCH_ARM_ENDPOINT" in text and "PULLWATCH_HOSTS" in text, text
+        process.send_signal(signal.SIGINT)
+        assert process.wait(timeout=60) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
