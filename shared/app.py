@@ -70,6 +70,7 @@ class App:
         self._inventory = inventory
         self._notifier = notifier
         self._auditor: Auditor | None = None
+        self._retired: list[Auditor] = []
         self._auditor_since = 0.0
         self._lock = threading.Lock()
         self.scope = Scope.of(settings.subscriptions, settings.clusters)
@@ -109,16 +110,22 @@ class App:
         with self._lock:
             now = time.monotonic()
             if self._auditor is None or now - self._auditor_since > AUDITOR_WINDOW_SECONDS:
-                if self._auditor is not None:
-                    self._auditor.close()
+                self._retire_auditor()
                 self._auditor = Auditor(self.settings, self.credential)
                 self._auditor_since = now
             return self._auditor
 
+    def _retire_auditor(self) -> None:
+        """Replace the warm Auditor without closing it under an invocation still using it: it is
+        closed one replacement later (a window or a fan-out on), long after its audits ended."""
+        for old in self._retired:
+            old.close()
+        self._retired = [self._auditor] if self._auditor is not None else []
+        self._auditor = None
+
     def close(self) -> None:
-        if self._auditor is not None:
-            self._auditor.close()
-            self._auditor = None
+        self._retire_auditor()
+        self._retire_auditor()
         for seam in (self._queue, self._store):
             if seam is not None:
                 seam.close()
@@ -174,9 +181,7 @@ class App:
     def fan_out_nightly(self) -> int:
         """Discover every watched cluster and enqueue one audit message per cluster."""
         with self._lock:  # a fan-out starts its own sharing window: nothing cached by an earlier one
-            if self._auditor is not None:
-                self._auditor.close()
-                self._auditor = None
+            self._retire_auditor()
         auditor = self.auditor(warm=True)
         try:
             cluster_ids, problems = auditor.discover()
@@ -186,9 +191,18 @@ class App:
             log.error("nightly discovery: %s", problem.message)
         self._remember_discovery(problems)
         count = 0
+        failed: list[str] = []
         for request in plan_nightly(cluster_ids):
-            count += self.queue.send(request)
+            try:  # one message that cannot be enqueued does not stop the others
+                count += self.queue.send(request)
+            except PullwatchError as exc:
+                failed.append(request.cluster)
+                log.error("nightly audit: could not enqueue %s: %s", request.cluster, exc)
         log.info("nightly audit: %d clusters enqueued", count)
+        if failed:  # fail the invocation so the host logs it; the others are enqueued already
+            raise UpstreamError(
+                f"nightly audit: {len(failed)} of {len(cluster_ids)} clusters could not be enqueued"
+            )
         return count
 
     def _remember_discovery(self, problems: Sequence[Finding]) -> None:

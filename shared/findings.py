@@ -23,8 +23,9 @@ class Severity(enum.Enum):
 
     @property
     def rank(self) -> int:
-        """Higher is more urgent. ``unknown`` ranks between warning and info: it may hide an error."""
-        return {"error": 4, "warning": 3, "unknown": 2, "info": 1}[self.value]
+        """Higher is more urgent. ``unknown`` (a check could not run) ranks just below error: it may
+        hide one, so the default notification threshold (warning) never filters it out."""
+        return {"error": 4, "unknown": 3, "warning": 2, "info": 1}[self.value]
 
     def at_least(self, other: Severity) -> bool:
         return self.rank >= other.rank

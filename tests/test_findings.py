@@ -72,10 +72,10 @@ def test_bad_findings_are_refused_naming_what_is_wrong(data: dict[str, object], 
         Finding.from_dict(data)
 
 
-def test_severity_ordering_puts_unknown_between_warning_and_info() -> None:
+def test_severity_ordering_puts_unknown_just_below_error() -> None:
     ranked = sorted(Severity, key=lambda s: s.rank, reverse=True)
-    assert [s.value for s in ranked] == ["error", "warning", "unknown", "info"]
-    assert Severity.ERROR.at_least(Severity.WARNING) and not Severity.INFO.at_least(Severity.UNKNOWN)
+    assert [s.value for s in ranked] == ["error", "unknown", "warning", "info"]
+    assert Severity.UNKNOWN.at_least(Severity.WARNING) and not Severity.INFO.at_least(Severity.UNKNOWN)
     findings = [Finding("REGISTRY_SLOW", "a"), Finding("ROLE_MISSING", "b"), Finding("CHECK_INCOMPLETE", "c")]
     assert [f.code for f in sort_findings(findings)] == ["ROLE_MISSING", "CHECK_INCOMPLETE", "REGISTRY_SLOW"]
     assert worst(findings) is Severity.ERROR and has_errors(findings)
