@@ -99,14 +99,23 @@ class AuditQueue:
         from shared.state import StateStore
 
         table = StateStore.from_settings(settings, credential).table
+        # every queue call is bounded, like every other network call
+        limits: dict[str, Any] = {
+            "connection_timeout": settings.http_timeout,
+            "read_timeout": settings.http_timeout,
+            "retry_total": 3,
+        }
         if settings.storage_account:
             queue = QueueClient(
                 f"https://{settings.storage_account}.queue.core.windows.net",
                 settings.audit_queue,
                 credential=credential,
+                **limits,
             )
         elif settings.storage_connection:
-            queue = QueueClient.from_connection_string(settings.storage_connection, settings.audit_queue)
+            queue = QueueClient.from_connection_string(
+                settings.storage_connection, settings.audit_queue, **limits
+            )
         else:
             raise UpstreamError("queue storage is not configured: set AzureWebJobsStorage")
         return cls(queue, table)
