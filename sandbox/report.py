@@ -12,6 +12,8 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from shared.render.terminal import printable
+
 SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan"}
 
 
@@ -42,11 +44,11 @@ def print_findings(console: Console, findings: list[dict[str, Any]], title: str)
         if where:
             head.append(f"  {where}", style="dim")
         console.print(head)
-        console.print(Text(f"      {f['message']}"))
+        console.print(Text(f"      {printable(f['message'])}"))
         if f.get("cause"):
             console.print(Text(f"      cause: {f['cause']}", style="italic"))
         if f.get("remediation"):
-            console.print(Text(f"      $ {f['remediation']}", style="green"))
+            console.print(Text(f"      $ {printable(f['remediation'])}", style="green"))
     console.print()
 
 
@@ -132,7 +134,9 @@ def print_report(report: dict[str, Any], differences: list[str] | None = None) -
         console.print("(none)")
     for n in report["notifications"]:
         text = _slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"])
-        console.print(Panel(Text(text), title=f"{n['sink']} — answered {n['status']}", title_align="left"))
+        console.print(
+            Panel(Text(printable(text)), title=f"{n['sink']} — answered {n['status']}", title_align="left")
+        )
     console.rule("Requests pullwatch sent")
     requests = report["requests"]
     table = Table(show_header=True)

@@ -100,3 +100,18 @@ def test_sandbox_up_prints_endpoints_and_settings_and_stops_on_interrupt() -> No
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_untrusted_text_cannot_send_terminal_control_sequences() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from shared.findings import Finding
+    from shared.render.terminal import print_findings
+
+    out = StringIO()
+    evil = Finding("PODS_IMAGE_PULL_FAILING", "pull failed \x1b]0;owned\x07\x1b[2J", cluster=CLUSTER)
+    print_findings([evil], console=Console(file=out, force_terminal=False, width=200))
+    assert "\x1b" not in out.getvalue() and "\x07" not in out.getvalue()
+    assert "pull failed" in out.getvalue()

@@ -41,6 +41,14 @@ def print_explanation(result: Explanation, console: Console | None = None) -> No
     console.print(table)
 
 
+_CONTROL = dict.fromkeys([*range(0x00, 0x09), 0x0B, 0x0C, *range(0x0E, 0x20), 0x7F, *range(0x80, 0xA0)])
+
+
+def printable(text: str) -> str:
+    """Text from registries and clusters is untrusted: no terminal control sequences reach the screen."""
+    return text.translate(_CONTROL)
+
+
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan"}
 
 
@@ -63,7 +71,7 @@ def print_findings(
         table.add_column("what, and the fix", overflow="fold", ratio=3)
         for f in findings:
             where = " ".join(
-                escape(x)
+                escape(printable(x))
                 for x in (
                     f.registry,
                     f"{f.namespace}/{f.workload}" if f.namespace and f.workload else f.workload,
@@ -71,11 +79,11 @@ def print_findings(
                 )
                 if x
             )
-            body = escape(f.message)
+            body = escape(printable(f.message))
             if f.cause:
                 body += f"\n[italic]cause: {escape(f.cause)}[/]"
             if f.remediation:
-                body += f"\n[green]$ {escape(f.remediation)}[/]"
+                body += f"\n[green]$ {escape(printable(f.remediation))}[/]"
             style = _SEVERITY_STYLE.get(f.level.value, "")
             cluster = (f.cluster or "-").rstrip("/").rsplit("/", 1)[-1]
             table.add_row(f"[{style}]{f.level.value}[/]", f.code, escape(cluster), where or "-", body)
