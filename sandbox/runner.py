@@ -355,7 +355,9 @@ def run_world(path: Path, *, quiet: bool = False) -> tuple[dict[str, Any], list[
 def keep_world_up(path: Path) -> None:
     world = load(path)
     stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    # Ctrl-C or SIGTERM at any moment (even while building) ends the wait and tears everything down.
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
     with Sandbox(world, quiet=False) as box:
         print(f"world {world.name} is up (built in {box.build_seconds:.1f} s). Endpoints:")
         print(f"  ARM / Graph:     {box.arm.url}")
@@ -369,11 +371,8 @@ def keep_world_up(path: Path) -> None:
             if "WEBHOOK" in name or name == "IDENTITY_HEADER":
                 value = value  # local sandbox values: not secrets of any real system
             print(f"  export {name}={json.dumps(value)}")
-        print("\nPress Ctrl-C to stop.")
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
+        print("\nPress Ctrl-C to stop.", flush=True)
+        while not stop.wait(1.0):
             pass
 
 
