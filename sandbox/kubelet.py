@@ -1168,6 +1168,12 @@ class Kubelet:
         if crashed and any(s["name"] in crashed for s in init_statuses):
             phase = "Pending"
         unready = [s["name"] for s in main_statuses if not s["ready"]]
+        ready = running and not unready
+        not_ready: dict[str, Any] = {}
+        if not ready:  # the Ready and ContainersReady conditions say the same, as kubelet writes them
+            not_ready["reason"] = "PodCompleted" if all_done else "ContainersNotReady"
+            if not all_done:
+                not_ready["message"] = f"containers with unready status: [{' '.join(unready or main_names)}]"
         conditions = [
             {
                 "type": "PodReadyToStartContainers",
@@ -1191,46 +1197,16 @@ class Kubelet:
                     else {}
                 ),
             },
-            {
-                "type": "Ready",
-                "status": "True" if running and not unready else "False",
-                "lastProbeTime": None,
-                "lastTransitionTime": transition,
-                **(
-                    {}
-                    if running and not unready
-                    else {
-                        "reason": "PodCompleted" if all_done else "ContainersNotReady",
-                        **(
-                            {}
-                            if all_done
-                            else {
-                                "message": f"containers with unready status: [{' '.join(unready or main_names)}]"
-                            }
-                        ),
-                    }
-                ),
-            },
-            {
-                "type": "ContainersReady",
-                "status": "True" if running and not unready else "False",
-                "lastProbeTime": None,
-                "lastTransitionTime": transition,
-                **(
-                    {}
-                    if running and not unready
-                    else {
-                        "reason": "PodCompleted" if all_done else "ContainersNotReady",
-                        **(
-                            {}
-                            if all_done
-                            else {
-                                "message": f"containers with unready status: [{' '.join(unready or main_names)}]"
-                            }
-                        ),
-                    }
-                ),
-            },
+            *(
+                {
+                    "type": kind,
+                    "status": "True" if ready else "False",
+                    "lastProbeTime": None,
+                    "lastTransitionTime": transition,
+                    **not_ready,
+                }
+                for kind in ("Ready", "ContainersReady")
+            ),
             {
                 "type": "PodScheduled",
                 "status": "True",
