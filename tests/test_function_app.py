@@ -217,3 +217,55 @@ def test_poison_message_becomes_check_incomplete_instead_of_a_loop(
     stored = app.store.open_findings(CLUSTER)
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
     assert "failed 5 times" in stored[0].evidence["reason"]
+
+
+def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the_right_audits(
+    functions: dict[str, Callable[..., Any]], azurite: Azurite
+) -> None:
+    """Through the Event Grid entry point, as the host invokes it: one call per event."""
+    import random
+
+    other = CLUSTER.replace("aks-prod", "aks-dev")
+    app = _app()
+    app.inventory.save(
+        KnownCluster(
+            id=CLUSTER,
+            registries=frozenset({"contosoacr.azurecr.io"}),
+            registry_ids=frozenset({REGISTRY.lower()}),
+            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
+        )
+    )
+    app.inventory.save(
+        KnownCluster(
+            id=other, registries=frozenset({"docker.io"}), images=frozenset({"docker.io/library/nginx:1.27"})
+        )
+    )
+    rng = random.Random(11)
+    good = [_role_delete(f"ev-{i}") for i in range(40)]
+    batch: list[func.EventGridEvent] = []
+    for _ in range(450):
+        batch.append(_grid_event(rng.choice(good)))  # duplicates of 40 distinct events
+    for i in range(50):  # 10% malformed: wrong types, unknown types, missing fields
+        kind = ["Microsoft.Unknown.Thing", "Microsoft.Resources.ResourceWriteSuccess", ""][i % 3]
+        batch.append(
+            func.EventGridEvent(
+                id=f"bad-{i}",
+                data={"resourceUri": 5} if i % 2 else None,  # type: ignore[arg-type]
+                topic="",
+                subject="",
+                event_type=kind,
+                event_time=None,
+                data_version="",
+            )
+        )
+    rng.shuffle(batch)
+    for event in batch:
+        functions["event_handler"](event)  # no exception escapes
+    queue = _queue(azurite)
+    assert queue.get_queue_properties().approximate_message_count == 1, (
+        "one debounced audit, for aks-prod only"
+    )
+    merged = app.queue.clear_pending(CLUSTER)
+    assert merged is not None and set(merged.event_ids) <= {f"ev-{i}" for i in range(40)}
+    assert len(merged.event_ids) == len({e.id for e in batch if e.id.startswith("ev-")})
+    assert app.queue.clear_pending(other) is None
