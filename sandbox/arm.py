@@ -977,6 +977,21 @@ class Arm:
 
     # --- Microsoft Graph ----------------------------------------------------------------------
 
+    def _graph_service_principal(self, object_id: str) -> str | None:
+        """The service principal (or managed identity) Graph knows by this object id; None for a
+        group, an unknown id, or a cluster app that was deleted."""
+        principal = self.entra.principal_of(object_id)
+        if principal is None or principal.startswith("group:") or self.entra.deleted(principal):
+            return None
+        return principal
+
+    def _graph_not_found(self, object_id: str) -> Response:
+        return self._graph_error(
+            404,
+            "Request_ResourceNotFound",
+            f"Resource '{object_id}' does not exist or one of its queried reference-property objects are not present.",
+        )
+
     def _graph_error(self, status: int, code: str, message: str) -> Response:
         return json_response(
             status,
@@ -1024,14 +1039,9 @@ class Arm:
                 },
             )
         if m := _GRAPH_MEMBER_OF.match(path):
-            principal = self.entra.principal_of(m.group(1))
-            if principal is None or principal.startswith("group:"):
-                return self._graph_error(
-                    404,
-                    "Request_ResourceNotFound",
-                    f"Resource '{m.group(1)}' does not exist or one of its queried "
-                    "reference-property objects are not present.",
-                )
+            principal = self._graph_service_principal(m.group(1))
+            if principal is None:
+                return self._graph_not_found(m.group(1))
             groups = (
                 self.rbac.groups_of(principal)
                 if m.group(2).lower() == "transitivememberof"
@@ -1051,14 +1061,9 @@ class Arm:
             ]
             return json_response(200, self._graph_page(req, path, [self._selected(req, i) for i in items]))
         if m := _GRAPH_SP.match(path):
-            principal = self.entra.principal_of(m.group(1))
-            if principal is None or principal.startswith("group:"):
-                return self._graph_error(
-                    404,
-                    "Request_ResourceNotFound",
-                    f"Resource '{m.group(1)}' does not exist or one of its queried "
-                    "reference-property objects are not present.",
-                )
+            principal = self._graph_service_principal(m.group(1))
+            if principal is None:
+                return self._graph_not_found(m.group(1))
             return json_response(
                 200,
                 {

@@ -1263,50 +1263,20 @@ class Kubelet:
                 )
             return
         if backoff:
+            fresh = [
+                ("BackOff", f"Back-off pulling image {quoted}", "Normal"),
+                ("Failed", "Error: ImagePullBackOff", "Warning"),
+            ]
+        else:
+            fresh = [
+                ("Pulling", f"Pulling image {quoted}", "Normal"),
+                ("Failed", pull_failed, "Warning"),
+                ("Failed", "Error: ErrImagePull", "Warning"),
+            ]
+        for reason, message, type_ in fresh:
             cluster.record_event(
-                pod,
-                reason="BackOff",
-                message=f"Back-off pulling image {quoted}",
-                container=field_path,
-                first=now,
-                last=now,
+                pod, reason=reason, message=message, type_=type_, container=field_path, first=now, last=now
             )
-            cluster.record_event(
-                pod,
-                reason="Failed",
-                message="Error: ImagePullBackOff",
-                type_="Warning",
-                container=field_path,
-                first=now,
-                last=now,
-            )
-            return
-        cluster.record_event(
-            pod,
-            reason="Pulling",
-            message=f"Pulling image {quoted}",
-            container=field_path,
-            first=now,
-            last=now,
-        )
-        cluster.record_event(
-            pod,
-            reason="Failed",
-            message=pull_failed,
-            type_="Warning",
-            container=field_path,
-            first=now,
-            last=now,
-        )
-        cluster.record_event(
-            pod,
-            reason="Failed",
-            message="Error: ErrImagePull",
-            type_="Warning",
-            container=field_path,
-            first=now,
-            last=now,
-        )
 
     def _events_invalid(
         self,

@@ -13,7 +13,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -25,8 +25,8 @@ from shared.events import AzureEvent, Rejected, parse_delivery, parse_resource_i
 from shared.findings import Finding, sort_findings
 from shared.inventory import AuditQueue, InventoryStore
 from shared.notify import Notifier
-from shared.pipeline import AuditOptions, Auditor, AuditResult, ClusterResult, incomplete
-from shared.plan import AuditRequest, KnownCluster, Scope, plan_events, plan_nightly
+from shared.pipeline import AuditOptions, Auditor, AuditResult, ClusterResult, incomplete, safe_reason
+from shared.plan import AuditRequest, Scope, plan_events, plan_nightly
 from shared.render import ClusterMeta
 from shared.state import StateStore
 
@@ -253,7 +253,7 @@ class App:
         except Exception as exc:
             if dequeue_count >= max_dequeue:
                 # Poison: record that the cluster could not be audited, never loop.
-                reason = f"audit failed {dequeue_count} times: {_safe(exc)}"
+                reason = f"audit failed {dequeue_count} times: {safe_reason(exc)}"
                 log.error("audit message %s for %s is poison: %s", message_id, request.cluster, reason)
                 self._record_incomplete(request.cluster, reason)
                 return {"poison": reason}
@@ -270,11 +270,12 @@ class App:
     ) -> dict[str, Any]:
         options = options or AuditOptions(probe=self.settings.probe, read_secrets=self.settings.read_secrets)
         previous_inventory = {c.id.lower(): c for c in self.inventory.all()}
-        hints = {r.cluster.lower(): list(r.hints) for r in requests}
+        for r in requests:  # why each audit runs (the events behind it), for whoever reads the logs
+            log.info("auditing %s: %s", r.cluster, "; ".join(r.reasons) or "requested")
         warm = all(r.nightly for r in requests)
         auditor = self.auditor(warm=warm)
         try:
-            result = auditor.audit_clusters([r.cluster for r in requests], options, hints, previous_inventory)
+            result = auditor.audit_clusters([r.cluster for r in requests], options, previous_inventory)
         finally:
             if not warm:
                 auditor.close()
@@ -384,12 +385,6 @@ def _meta(cluster: ClusterResult, settings: Settings) -> ClusterMeta:
     return ClusterMeta.from_id(cluster.cluster_id, tenant=tenant, tags=dict(cluster.tags))
 
 
-def _safe(exc: BaseException) -> str:
-    if isinstance(exc, PullwatchError | UpstreamError):
-        return str(exc)
-    return f"{type(exc).__name__} (unexpected error)"
-
-
 _PROCESS_APP: dict[str, App] = {}
 _PROCESS_LOCK = threading.Lock()
 
@@ -433,7 +428,3 @@ def _configure_telemetry(settings: Settings) -> None:
         configure_azure_monitor(connection_string=settings.appinsights_connection)
     else:
         configure_azure_monitor(connection_string=settings.appinsights_connection, credential=credential)
-
-
-def known_clusters(inventory: Mapping[str, KnownCluster]) -> list[KnownCluster]:
-    return list(inventory.values())

@@ -120,7 +120,7 @@ def _scrubbed(finding: Finding) -> Finding:
     return finding.with_(message=message, evidence=evidence)
 
 
-def _safe_reason(exc: BaseException) -> str:
+def safe_reason(exc: BaseException) -> str:
     """A project error's message is safe to show; anything else only by its type."""
     if isinstance(exc, PullwatchError):
         return str(exc)
@@ -234,25 +234,21 @@ class Auditor:
         self,
         cluster_ids: Sequence[str],
         options: AuditOptions,
-        hints: Mapping[str, Sequence[Mapping[str, str]]] | None = None,
         previous: Mapping[str, KnownCluster] | None = None,
     ) -> AuditResult:
+        """Audit each cluster; ``previous`` is what the last audit of each saw (the inventory), from
+        which changes such as a registry switched to ABAC mode are recognised."""
         result = AuditResult()
         for cluster_id in cluster_ids:
             start = time.monotonic()
             try:
-                one = self.audit_cluster(
-                    cluster_id,
-                    options,
-                    (hints or {}).get(cluster_id.lower(), ()),
-                    (previous or {}).get(cluster_id.lower()),
-                )
+                one = self.audit_cluster(cluster_id, options, (previous or {}).get(cluster_id.lower()))
             except Exception as exc:  # one broken cluster never stops the others
                 if isinstance(exc, PullwatchError):  # expected (its message says why): no traceback
                     log.warning("audit of %s failed: %s", cluster_id, exc)
                 else:
                     log.exception("audit of %s failed", cluster_id)
-                one = ClusterResult(cluster_id, [incomplete(cluster_id, "all", _safe_reason(exc))])
+                one = ClusterResult(cluster_id, [incomplete(cluster_id, "all", safe_reason(exc))])
             one.elapsed_s = time.monotonic() - start
             one.findings = [_scrubbed(f) for f in one.findings]
             result.clusters.append(one)
@@ -273,7 +269,6 @@ class Auditor:
         self,
         cluster_id: str,
         options: AuditOptions,
-        hints: Sequence[Mapping[str, str]] = (),
         previous: KnownCluster | None = None,
     ) -> ClusterResult:
         try:
@@ -412,7 +407,7 @@ class Auditor:
         if snapshot is not None:
             findings.extend(self._cluster_checks(cluster, snapshot, kube, results, used_acrs, options))
 
-        findings = self._apply_hints(cluster, findings, hints, previous, used_acrs, snapshot)
+        findings = self._changes_since_last_audit(cluster, findings, previous, used_acrs, snapshot)
         findings = sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
         inventory = KnownCluster(
             id=cluster.id,
@@ -583,11 +578,10 @@ class Auditor:
                 out.append(incomplete(cluster.id, "cluster", f"probe could not run: {exc}"))
         return out
 
-    def _apply_hints(
+    def _changes_since_last_audit(
         self,
         cluster: ClusterInfo,
         findings: list[Finding],
-        hints: Sequence[Mapping[str, str]],
         previous: KnownCluster | None,
         acrs: Sequence[RegistryInfo],
         snapshot: Any,

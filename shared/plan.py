@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InputError
-from shared.events import AzureEvent, parse_resource_id, same_id, scope_contains
+from shared.events import AzureEvent, parse_resource_id, scope_contains
 
 log = logging.getLogger("pullwatch.plan")
 
@@ -393,7 +393,3 @@ def known_cluster_to_dict(cluster: KnownCluster) -> dict[str, Any]:
         "failing_images": sorted(cluster.failing_images),
         "registry_modes": dict(cluster.registry_modes),
     }
-
-
-def same_cluster(a: str, b: str) -> bool:
-    return same_id(a, b)
