@@ -35,7 +35,8 @@ $(STAMP)/apt:
 $(STAMP)/tools:
 	@mkdir -p $(STAMP)
 	@test -x .venv-tools/bin/checkov || { echo "setup: installing checkov into .venv-tools"; \
-	  python3 -m venv .venv-tools && .venv-tools/bin/pip install -q --disable-pip-version-check checkov==3.3.30; }
+	  python3 -m venv .venv-tools && set -o pipefail && .venv-tools/bin/pip install -q --disable-pip-version-check \
+	    checkov==3.3.30 2>&1 | { grep -v '^WARNING: Location' || true; }; }
 	@touch $@
 
 $(STAMP)/npm: package.json package-lock.json

@@ -1,6 +1,6 @@
 """The Event Grid events Azure emits for a world change, in the Event Grid schema.
 
-Shapes follow ../shared/reference/wire/eventgrid/: Resource Manager events on the subscription
+Shapes follow tests/data/wire/eventgrid/: Resource Manager events on the subscription
 topic (``ResourceWriteSuccess`` / ``ResourceDeleteSuccess``, no resource body, subject = resource
 ID), ACR ``ImagePushed`` / ``ImageDeleted`` on the registry's system topic. Ids are fresh GUIDs.
 """

@@ -1,5 +1,5 @@
 """``pullwatch sandbox run`` / ``up``: build a world from real parts, run the product through its
-Functions entry points, report (contract: ../shared/spec/world.md, "Output").
+Functions entry points, report (contract: docs/spec/world.md, "Output").
 
 The product runs in this process exactly as in Azure, pointed at local endpoints by app settings
 only (see :meth:`Sandbox.product_settings`): the Functions host stand-in (:mod:`sandbox.host`)

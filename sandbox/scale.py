@@ -1,6 +1,6 @@
 """Large sandbox worlds, generated: the scale tests and benchmark rows build these.
 
-Each generator returns world YAML text in the format of ../shared/spec/world.md (the same loader
+Each generator returns world YAML text in the format of docs/spec/world.md (the same loader
 parses it, so a generated world is checked like a hand-written one); :func:`scale_world` parses it
 into a :class:`sandbox.world.World`. ``python -m sandbox.scale fanout 100 > world.yaml`` prints one.
 

@@ -5,7 +5,7 @@ the ``x5c`` header and is the ``rootcertbundle`` of every sandbox ``docker-regis
 registry verifies what these services grant (and answers ``insufficient_scope`` when a token holds
 fewer repositories than asked for).
 
-ACR (see shared/reference/wire/acr-auth/NOTES.md):
+ACR (see tests/data/wire/acr-auth/NOTES.md):
 
 - ``POST /oauth2/exchange`` (``grant_type=access_token&service&tenant&access_token``): the Entra
   token is checked with ``entra.verify``; ACR-audience tokens always, ARM-audience tokens only while

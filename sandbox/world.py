@@ -1,4 +1,4 @@
-"""Sandbox worlds: parse and validate the YAML format of ../shared/spec/world.md.
+"""Sandbox worlds: parse and validate the YAML format of docs/spec/world.md.
 
 Every error names the file, the line and the path of the bad value. Defaults are the spec's.
 The world is plain data: the sandbox parts read it, and ``change`` steps update it.

@@ -1,4 +1,4 @@
-"""The pull-error cause catalogue (contract: ../shared/spec/causes.md), as data.
+"""The pull-error cause catalogue (contract: docs/spec/causes.md), as data.
 
 Each :class:`Cause` says what the code means, how a one-line summary of it reads, and what to
 check. Texts may name ``{registry}``, ``{image}`` and ``{name}`` (the registry's short name, e.g.

@@ -1,4 +1,4 @@
-"""The ``pullwatch`` command line (contract: ../shared/spec/cli.md).
+"""The ``pullwatch`` command line (contract: docs/spec/cli.md).
 
 Exit statuses: 0 ran and found no ``error``; 1 ran and found at least one ``error``; 2 bad usage,
 bad input or could not run. Errors go to stderr as one clear message, never a traceback

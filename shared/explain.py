@@ -1,6 +1,6 @@
 """Read kubelet / container-runtime pull-error text and say what broke (``pullwatch explain``).
 
-The cause codes are the contract in ../shared/spec/causes.md (catalogue: :mod:`shared.causes`).
+The cause codes are the contract in docs/spec/causes.md (catalogue: :mod:`shared.causes`).
 Reading a message goes in four steps, each a small pure function:
 
 1. :func:`normalise` undoes JSON escaping (``\\"``, ``\\u0027``), typographic quotes and HTML

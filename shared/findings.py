@@ -1,4 +1,4 @@
-"""Findings: the one thing every check produces (contract: ../shared/spec/findings.md).
+"""Findings: the one thing every check produces (contract: docs/spec/findings.md).
 
 A finding is one problem, on one target, with one code from :data:`CATALOGUE`. Its JSON form is
 exactly the spec's: every field present, ``null`` where it does not apply.

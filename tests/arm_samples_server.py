@@ -1,5 +1,5 @@
 """A tiny real HTTPS server answering ARM and Graph requests with the wire samples in
-../shared/reference/wire/arm (bodies exactly as the REST specs / docs give them), for testing the
+tests/data/wire/arm (bodies exactly as the REST specs / docs give them), for testing the
 ARM seam with the real Azure SDK clients. It pages lists with ``nextLink``, answers the observed
 403/404 envelopes, checks the bearer token and records every request.
 """
@@ -17,7 +17,7 @@ from typing import Any
 from sandbox.httpserver import Request, Response, Server, json_response
 from sandbox.pki import Pki
 
-WIRE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "wire" / "arm"
+WIRE = Path(__file__).resolve().parent / "data" / "wire" / "arm"
 SUB = "00000000-0000-0000-0000-000000000000"
 DENIED_SUB = "44444444-4444-4444-4444-444444444444"
 TENANT = "11111111-1111-1111-1111-111111111111"

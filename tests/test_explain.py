@@ -14,7 +14,7 @@ from shared.causes import BY_CODE, CODES, remediation_for
 from shared.explain import Explanation, explain, normalise, registry_of, split_errors
 
 ROOT = Path(__file__).resolve().parent.parent
-DEV_FILE = ROOT.parent / "shared" / "reference" / "pull_errors.dev.jsonl"
+DEV_FILE = ROOT / "tests" / "data" / "pull_errors.dev.jsonl"
 EXTRA_FILE = ROOT / "tests" / "data" / "pull_errors.extra.jsonl"
 # Real messages from threads neither file above used, each labelled before the classifier read it.
 # Batch 1 (no "batch" key, 86): the original rules read 85 (98.8%); the rules were then improved, so it is

@@ -1,4 +1,4 @@
-"""The findings model against its contract, ../shared/spec/findings.md: codes, severities, JSON shape,
+"""The findings model against its contract, docs/spec/findings.md: codes, severities, JSON shape,
 identity for new/resolved, and the findings document."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from shared.findings import (
     worst,
 )
 
-SPEC = Path(__file__).resolve().parent.parent.parent / "shared" / "spec" / "findings.md"
+SPEC = Path(__file__).resolve().parent.parent / "docs" / "spec" / "findings.md"
 CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-prod"
 
 

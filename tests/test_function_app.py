@@ -23,7 +23,7 @@ from shared.config import SETTINGS
 from shared.plan import KnownCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-WIRE = ROOT.parent / "shared" / "reference" / "wire" / "eventgrid"
+WIRE = ROOT / "tests" / "data" / "wire" / "eventgrid"
 SUB = "22222222-2222-2222-2222-222222222222"
 REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
 CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"

@@ -1,4 +1,4 @@
-"""Event Grid parsing and event → plan, on the real wire samples in ../shared/reference/wire/eventgrid."""
+"""Event Grid parsing and event → plan, on the real wire samples in tests/data/wire/eventgrid."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from shared.errors import InputError
 from shared.events import parse_delivery, parse_event, parse_resource_id, scope_contains
 from shared.plan import AuditRequest, KnownCluster, Scope, plan_events, plan_nightly
 
-WIRE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "wire" / "eventgrid"
+WIRE = Path(__file__).resolve().parent / "data" / "wire" / "eventgrid"
 SUB = "<subscription-id>"
 REGISTRY_ID = f"/subscriptions/{SUB}/resourceGroups/<resource-group-name>/providers/Microsoft.ContainerRegistry/registries/<name>"
 CLUSTER = "/subscriptions/{subscription-id}/resourceGroups/{resource-group}/providers/Microsoft.ContainerService/managedClusters/{cluster}"

@@ -13,7 +13,7 @@ import pytest
 from shared.checks.pods import incomplete_finding, pod_findings
 from shared.workloads import snapshot_from_objects
 
-REFERENCE = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+REFERENCE = Path(__file__).resolve().parent / "data"
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 OLD = (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 YOUNG = (NOW - timedelta(seconds=30)).strftime("%Y-%m-%dT%H:%M:%SZ")

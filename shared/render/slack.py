@@ -1,6 +1,6 @@
 """Slack incoming-webhook payload: Block Kit with a plain ``text`` fallback, within Slack's limits.
 
-Limits (../../shared/reference/wire/slack/NOTES.md): 50 blocks per message, section text 3000
+Limits (tests/data/wire/slack/NOTES.md): 50 blocks per message, section text 3000
 characters, header 150 characters (plain text). Lines that do not fit are summarised as
 "and N more" in a last context block.
 """

@@ -1,6 +1,6 @@
 """Teams Workflows webhook payload: one Adaptive Card (version 1.4) in a ``message`` envelope.
 
-Constraints (../../shared/reference/wire/teams/NOTES.md): the whole payload at most 28 KB, no
+Constraints (tests/data/wire/teams/NOTES.md): the whole payload at most 28 KB, no
 ``Action.Submit`` / ``Action.Execute``; Workflows render ``attachments[0].content``. The card is kept
 under :data:`MAX_BYTES` (measured as the UTF-8 JSON bytes that are sent); lines that do not fit are
 summarised as "and N more".
