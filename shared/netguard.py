@@ -21,10 +21,13 @@ Public interface::
         .resolve(host: str, port: int) -> Endpoint            # NameNotResolved / AddressRefused
         .address_allowed(address: str) -> bool
         .refusal(address: str) -> str | None                   # why not, naming an embedded IPv4
-        .ssl_context() -> ssl.SSLContext
-    PinnedAdapter(guard, pool_maxsize=8)   # requests HTTPAdapter: https only, pinned addresses
+        .ssl_context() -> ssl.SSLContext                      # TLS sockets bounded by request_deadline
+    request_deadline(seconds)   # context manager: this thread's TLS I/O ends within ``seconds``
+    deadline_remaining() -> float | None
+    PinnedAdapter(guard, pool_maxsize=8, retries=0)   # requests HTTPAdapter: https only, pinned addresses
     Endpoint(host, port, address, connect_port)
     NameNotResolved, AddressRefused, PlainHttpRefused   (requests.ConnectionError subclasses)
+    DeadlinePassed   (TimeoutError)
 """
 
 from __future__ import annotations
@@ -33,7 +36,9 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -41,6 +46,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.util.retry import Retry
 
 from shared.config import Settings
 
@@ -209,10 +215,74 @@ class NetGuard:
             if self._context is None:
                 ctx = ssl.create_default_context()
                 ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                ctx.sslsocket_class = DeadlineSSLSocket
                 if self.settings.ca_bundle:
                     ctx.load_verify_locations(cafile=self.settings.ca_bundle)
                 self._context = ctx
             return self._context
+
+
+# -- the deadline of one request -------------------------------------------------------------------
+
+_deadline = threading.local()
+
+
+class DeadlinePassed(TimeoutError):
+    """The deadline of the request this thread is making passed before the answer was complete."""
+
+
+@contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Within this block, every TLS handshake, read and write on this thread ends ``seconds`` from now.
+
+    A socket timeout bounds one read; a server sending one byte a second never trips it. With a
+    deadline, each read waits at most what is left, and none starts once it is spent, so a request
+    (connect, TLS, headers, body, and any retries and redirects inside the block) costs at most
+    ``seconds`` however the other side trickles. Nested blocks keep the earlier deadline.
+    """
+    previous: float | None = getattr(_deadline, "at", None)
+    at = time.monotonic() + seconds
+    _deadline.at = at if previous is None else min(at, previous)
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+def deadline_remaining() -> float | None:
+    """Seconds left of this thread's request deadline, or None outside :func:`request_deadline`."""
+    at: float | None = getattr(_deadline, "at", None)
+    return None if at is None else at - time.monotonic()
+
+
+class DeadlineSSLSocket(ssl.SSLSocket):
+    """A TLS socket whose every handshake, read and write is bounded by the thread's request deadline.
+
+    CPython's TLS calls treat the socket timeout as a deadline for the whole call, so setting the
+    timeout to what is left before each call makes the deadline hard.
+    """
+
+    def _arm(self) -> None:
+        left = deadline_remaining()
+        if left is None:
+            return
+        if left <= 0:
+            raise DeadlinePassed("the request deadline passed")
+        current = self.gettimeout()
+        if current is None or left < current:
+            self.settimeout(left)
+
+    def do_handshake(self, block: bool = False) -> None:
+        self._arm()
+        super().do_handshake(block)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # same names as ssl.SSLSocket.read
+        self._arm()
+        return super().read(len, buffer)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._arm()
+        return super().send(data, flags)
 
 
 def _host_header(host: str, port: int) -> str:
@@ -228,12 +298,12 @@ class PinnedAdapter(HTTPAdapter):
     Proxies from the environment are ignored (the session should set ``trust_env = False``).
     """
 
-    def __init__(self, guard: NetGuard, pool_maxsize: int = 8) -> None:
+    def __init__(self, guard: NetGuard, pool_maxsize: int = 8, retries: Retry | int = 0) -> None:
         self.guard = guard
         self._maxsize = pool_maxsize
         self._pools: dict[tuple[str, int], HTTPSConnectionPool] = {}
         self._pools_lock = threading.Lock()
-        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=retries)
 
     @staticmethod
     def _target(url: str) -> tuple[str, int]:

@@ -19,12 +19,21 @@ then per unique (registry, repository, tag-or-digest):
     platforms  GET the manifest (and, for a single-platform image, its config blob) when wanted
     tags       on a missing tag: GET /v2/<repo>/tags/list → the closest tags (difflib)
 
-Safety: an Entra token goes only to an ACR login server (``*.azurecr.io|cn|us``) whose tenant is
-trusted (``Settings.trusted_tenants`` or the app tenant) and whose realm is the same host; a pull
-secret's credentials go only to its own host (or a realm host explicitly paired with it: Docker Hub →
-auth.docker.io); redirects to another host are followed without credentials; every connection goes
-through :class:`shared.netguard.NetGuard` (address policy, pinned address, verified TLS). Secrets are
-scrubbed from every detail string; evidence never holds a token or password.
+Safety: one rule, :class:`CredentialScope`, decides for every request (token, exchange, manifest,
+blob, tag-list page, each redirect hop) whether it may carry a credential: only to the registry's
+own origin (scheme, host, port) or the token realm trusted for it (:func:`realm_trusted`: the same
+origin, or a pair such as Docker Hub → auth.docker.io). Elsewhere ``Authorization`` is dropped and a
+credential body (Entra or refresh token) is not sent. An Entra token goes only to an ACR login
+server (``*.azurecr.io|cn|us``) whose tenant is trusted (``Settings.trusted_tenants`` or the app
+tenant). Redirects to another origin are followed without credentials; a tag-list ``Link`` page on
+another origin is not followed at all (the step says so). Every connection goes through
+:class:`shared.netguard.NetGuard` (address policy, pinned address, verified TLS).
+
+Resources: one request (connect, TLS, every read, the retries of :class:`BoundedRetry` and its
+waits, redirects) ends within ``Settings.request_deadline`` (3 x PULLWATCH_HTTP_TIMEOUT_SECONDS), so
+a registry answering a byte a second costs at most that; answers are capped (manifests 4 MiB, tag
+pages 1 MiB, tokens 256 KiB, anything else kept to 64 KiB). Secrets are scrubbed from every detail
+string; evidence never holds a token or password.
 
 Public interface::
 
@@ -46,7 +55,6 @@ from __future__ import annotations
 
 import base64
 import difflib
-import email.utils
 import json
 import re
 import socket
@@ -61,8 +69,17 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from shared.clients.retry import BoundedRetry, attempts
 from shared.config import Settings
-from shared.netguard import AddressRefused, NameNotResolved, NetGuard, PinnedAdapter, PlainHttpRefused
+from shared.netguard import (
+    AddressRefused,
+    NameNotResolved,
+    NetGuard,
+    PinnedAdapter,
+    PlainHttpRefused,
+    deadline_remaining,
+    request_deadline,
+)
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES, ImageRef
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -81,9 +98,14 @@ PULLWATCH_IDENTITY = "pullwatch"
 #: Realm hosts on another host that may receive a registry's basic credentials (registry API host → realms).
 REALM_PAIRS: dict[str, frozenset[str]] = {"registry-1.docker.io": frozenset({"auth.docker.io"})}
 
-MAX_RETRY_AFTER_SECONDS = 30.0  # the longest Retry-After honoured, and the sleep budget of one request
+MAX_RETRY_AFTER_SECONDS = 30.0  # the longest Retry-After honoured; a longer one is reported at once
 MAX_REDIRECTS = 3
-MAX_BODY_BYTES = 4 * 1024 * 1024  # manifests are limited to 4 MiB by registries; tag pages are smaller
+# Body caps: a registry cannot make pullwatch hold a huge answer (all reads end by the request deadline).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # registries limit manifests to 4 MiB; image configs are smaller
+MAX_TAG_PAGE_BYTES = 1024 * 1024  # a page of at most 1000 tags
+MAX_TOKEN_BYTES = 256 * 1024  # token and exchange answers (a JWT of a few KB)
+MAX_ERROR_BYTES = 64 * 1024  # any other answer, errors included (kept truncated: the status decides)
+MAX_BODY_BYTES = MAX_MANIFEST_BYTES
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
 TOKEN_BATCH_GET = 20  # repositories per GET realm request (query string length)
 TOKEN_MARGIN_SECONDS = 30.0
@@ -96,11 +118,73 @@ SERVER, NOT_FOUND, INCOMPLETE = "REGISTRY_SERVER_ERROR", "IMAGE_NOT_FOUND", "CHE
 
 
 class ResponseTooLarge(requests.exceptions.RequestException):
-    """A registry answer larger than MAX_BODY_BYTES."""
+    """A successful registry answer larger than its cap (MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES…)."""
 
 
 class RedirectRefused(requests.exceptions.RequestException):
-    """A request carrying a credential in its body was redirected to another host: not followed."""
+    """A request carrying a credential in its body was redirected to another origin: not followed."""
+
+
+class DeadlineExceeded(requests.exceptions.Timeout):
+    """One registry request (connect, TLS, reads, retries, redirects) took longer than its deadline."""
+
+
+# ---------------------------------------------------------------------------------------------
+# The credential rule: the one place that decides whether a request may carry a credential.
+
+Origin = tuple[str, str, int]  # (scheme, host, port)
+
+
+def realm_trusted(host: str, realm: str) -> bool:
+    """May the token realm a registry's challenge names receive that registry's credentials?
+
+    Yes when it is the registry's own origin over HTTPS, or a realm host paired with the registry
+    in REALM_PAIRS (Docker Hub's registry-1.docker.io → auth.docker.io, port 443); never otherwise.
+    """
+    origin = origin_of(realm)
+    if origin is None or origin[0] != "https":
+        return False
+    if origin == origin_of(f"https://{host}/"):
+        return True
+    return origin[1] in REALM_PAIRS.get(host.lower(), ()) and origin[2] == 443
+
+
+def origin_of(url: str) -> Origin | None:
+    """(scheme, host, port) of a URL, the port made explicit; None when the URL has no usable origin."""
+    parts = urlsplit(url)
+    try:
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if not scheme or not host:
+        return None
+    return scheme, host, port or {"https": 443, "http": 80}.get(scheme, 0)
+
+
+@dataclass(frozen=True)
+class CredentialScope:
+    """Where a registry's credentials may go: its own origin and the token realm trusted for it.
+
+    Every request the client sends — token, exchange, manifest, blob, tag-list page, and every
+    redirect hop — asks :meth:`allows` for its URL: a request to any other origin (another host,
+    another port, plain HTTP) carries no ``Authorization`` header, and a request whose body is a
+    credential (an Entra or refresh token) is not sent there at all.
+    """
+
+    origins: frozenset[Origin]
+
+    @classmethod
+    def of_registry(cls, host: str, realm: str | None = None) -> CredentialScope:
+        """The registry's origin, and the challenge's token realm when :func:`realm_trusted`."""
+        origins = {origin_of(f"https://{host}/")}
+        if realm and realm_trusted(host, realm):
+            origins.add(origin_of(realm))
+        return cls(frozenset(o for o in origins if o is not None))
+
+    def allows(self, url: str) -> bool:
+        origin = origin_of(url)
+        return origin is not None and origin in self.origins
 
 
 def is_acr_host(host: str) -> bool:
@@ -280,6 +364,8 @@ def registry_errors(response: requests.Response) -> list[tuple[str, str]]:
     return out
 
 
+_NEXT_LINK = re.compile(r'<([^<>]{1,2048})>\s*;[^,]{0,200}?\brel="?next"?', re.IGNORECASE)
+
 _SECRETISH: tuple[tuple[re.Pattern[str], str], ...] = (
     (re.compile(r"(?i)(authorization\s*[:=]\s*)(?:(?:bearer|basic)\s+)?[^\s,'\"]+"), r"\1***"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 ***"),
@@ -323,6 +409,8 @@ def _exception_code(exc: BaseException) -> str:
         return DNS
     if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge):
         return INCOMPLETE
+    if isinstance(exc, DeadlineExceeded):
+        return UNREACHABLE
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
         return TLS
     text = str(exc)
@@ -335,7 +423,13 @@ def _exception_code(exc: BaseException) -> str:
 
 def _exception_text(exc: BaseException) -> str:
     if isinstance(
-        exc, NameNotResolved | AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge
+        exc,
+        NameNotResolved
+        | AddressRefused
+        | PlainHttpRefused
+        | RedirectRefused
+        | ResponseTooLarge
+        | DeadlineExceeded,
     ):
         return str(exc)
     if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | TimeoutError):
@@ -408,6 +502,7 @@ class _Auth:
     send_basic_to_realm: bool = False
     credential: RegistryCredential | None = None
     refresh_token: str | None = None
+    scope: CredentialScope | None = None  # where this identity's credentials may go (None: nowhere)
 
     @property
     def label(self) -> str:
@@ -475,7 +570,15 @@ class RegistryClient:
             if session is None:
                 session = requests.Session()
                 session.trust_env = False  # no proxies or .netrc credentials from the environment
-                adapter = PinnedAdapter(self.guard, pool_maxsize=max(self.settings.registry_concurrency, 2))
+                retry = BoundedRetry.policy(
+                    retries=self.settings.retries,
+                    backoff=float(self.settings.retry_base_seconds),
+                    max_retry_after=MAX_RETRY_AFTER_SECONDS,
+                    remaining=deadline_remaining,
+                )
+                adapter = PinnedAdapter(
+                    self.guard, pool_maxsize=max(self.settings.registry_concurrency, 2), retries=retry
+                )
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
                 session.headers["User-Agent"] = "pullwatch/0.1"
@@ -493,43 +596,32 @@ class RegistryClient:
                 self._pools[host] = pool
             return pool
 
-    def _count(self, host: str) -> None:
+    def _count(self, host: str, requests_sent: int = 1) -> None:
         with self._lock:
-            self._counts[host] = self._counts.get(host, 0) + 1
-
-    def _retry_delay(self, response: requests.Response, attempt: int) -> float | None:
-        """Seconds to wait before retrying, or None to give up now: a ``Retry-After`` beyond
-        MAX_RETRY_AFTER_SECONDS (Docker Hub says 3600 when the anonymous quota is gone) is not worth
-        stalling an audit for; the answer is reported as it is."""
-        backoff = float(self.settings.retry_base_seconds) * float(2**attempt)
-        header = response.headers.get("Retry-After")
-        if header:
-            try:
-                seconds = float(header)
-            except ValueError:
-                try:
-                    seconds = email.utils.parsedate_to_datetime(header).timestamp() - time.time()
-                except (TypeError, ValueError):
-                    seconds = backoff
-            return None if seconds > MAX_RETRY_AFTER_SECONDS else max(0.0, seconds)
-        return min(backoff, MAX_RETRY_AFTER_SECONDS)
+            self._counts[host] = self._counts.get(host, 0) + requests_sent
 
     @staticmethod
-    def _read_bounded(response: requests.Response, method: str) -> None:
-        """Read the body, at most MAX_BODY_BYTES (a registry cannot make pullwatch hold a huge answer)."""
+    def _read_bounded(response: requests.Response, method: str, limit: int) -> None:
+        """Read the body: a 2xx answer over ``limit`` bytes is refused (ResponseTooLarge); any other
+        answer is kept to its first MAX_ERROR_BYTES (its status is what counts)."""
         if method == "HEAD":
             _ = response.content  # no body: urllib3 finishes the response and pools the connection
             return
+        ok = 200 <= response.status_code < 300
+        cap = limit if ok else MAX_ERROR_BYTES
         declared = response.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        if ok and declared.isdigit() and int(declared) > cap:
             response.close()
-            raise ResponseTooLarge(f"answer of {declared} bytes is larger than {MAX_BODY_BYTES}")
+            raise ResponseTooLarge(f"answer of {declared} bytes is larger than {cap}")
         chunks, size = [], 0
-        for chunk in response.iter_content(64 * 1024):
+        for chunk in response.iter_content(16 * 1024):
+            if size + len(chunk) > cap:
+                response.close()  # the rest is not read; the connection is not reused
+                if ok:
+                    raise ResponseTooLarge(f"answer larger than {cap} bytes")
+                chunks.append(chunk[: cap - size])
+                break
             size += len(chunk)
-            if size > MAX_BODY_BYTES:
-                response.close()
-                raise ResponseTooLarge(f"answer larger than {MAX_BODY_BYTES} bytes")
             chunks.append(chunk)
         response._content = b"".join(chunks)  # iter_content ran to the end: the connection is released
         response.close()
@@ -542,61 +634,72 @@ class RegistryClient:
         headers: dict[str, str] | None = None,
         data: Any = None,
         params: Any = None,
-        origin: str | None = None,
+        scope: CredentialScope | None = None,
+        limit: int = MAX_ERROR_BYTES,
     ) -> requests.Response:
-        """One logical request: bounded retries on 429/5xx, redirects followed by hand.
+        """One logical request, whole within ``Settings.request_deadline`` (connect, TLS, every read,
+        retries on 429/5xx by :class:`BoundedRetry`, redirects followed here), body capped at ``limit``.
 
-        ``Authorization`` is kept only while the URL stays on ``origin`` (host:port of the first URL
-        unless given); a redirect to another host is followed without it.
+        Credentials follow :class:`CredentialScope`: on every hop whose URL ``scope`` does not allow,
+        ``Authorization`` is dropped, and a credential body (``data``: every POST pullwatch sends holds
+        an Entra or refresh token) is not sent (RedirectRefused).
         """
+        deadline = self.settings.request_deadline
+        with request_deadline(deadline):
+            try:
+                return self._send_within_deadline(method, url, headers, data, params, scope, limit)
+            except (requests.exceptions.RequestException, TimeoutError):
+                left = deadline_remaining()
+                if left is not None and left <= 0:
+                    raise DeadlineExceeded(
+                        f"no complete answer within {deadline:g} s (the deadline of one registry request)"
+                    ) from None
+                raise
+
+    def _send_within_deadline(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        data: Any,
+        params: Any,
+        scope: CredentialScope | None,
+        limit: int,
+    ) -> requests.Response:
         headers = dict(headers or {})
-        first = urlsplit(url)
-        origin = origin or first.netloc.lower()
         for _ in range(MAX_REDIRECTS + 1):
-            parts = urlsplit(url)
-            host = parts.netloc.lower()
-            if host != origin:
+            if scope is None or not scope.allows(url):
                 headers.pop("Authorization", None)
-            session = self._session(parts.hostname or host)
-            response: requests.Response | None = None
-            slept = 0.0
-            for attempt in range(self.settings.retries + 1):
-                self._count(parts.hostname or host)
+                if data is not None:
+                    raise RedirectRefused(
+                        f"{method} {urlsplit(url).path} would send a credential to "
+                        f"{urlsplit(url).netloc}, which is not the registry or its trusted realm; not sent"
+                    )
+            left = deadline_remaining()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded("the request deadline passed")
+            parts = urlsplit(url)
+            host = (parts.hostname or parts.netloc).lower()
+            session = self._session(host)
+            timeout = self.settings.http_timeout
+            try:
                 response = session.request(
                     method,
                     url,
                     headers=headers,
                     data=data,
                     params=params,
-                    timeout=self.settings.http_timeout,
+                    timeout=(min(timeout, left) if left is not None else timeout, timeout),
                     allow_redirects=False,
                     stream=True,
                 )
-                self._read_bounded(response, method)
-                retryable = response.status_code == 429 or response.status_code >= 500
-                if not retryable or attempt == self.settings.retries:
-                    break
-                delay = self._retry_delay(response, attempt)
-                if delay is None or slept + delay > MAX_RETRY_AFTER_SECONDS:
-                    break  # beyond the retry budget: report the answer now
-                response.close()
-                time.sleep(delay)
-                slept += delay
-            assert response is not None
+            except requests.exceptions.RequestException:
+                self._count(host)
+                raise
+            self._count(host, attempts(response))
+            self._read_bounded(response, method, limit)
             if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
-                target = urljoin(url, response.headers["Location"])
-                response.close()
-                if urlsplit(target).netloc.lower() != origin and (
-                    data is not None or method not in ("GET", "HEAD")
-                ):
-                    # The body of a POST here is a credential (Entra token, refresh token): it is never
-                    # re-sent to another host, and the request is not turned into something else.
-                    raise RedirectRefused(
-                        f"{method} {parts.path} was redirected to another host ({urlsplit(target).netloc}); "
-                        "not followed, so the request body (a credential) stays with "
-                        f"{origin}"
-                    )
-                url = target
+                url = urljoin(url, response.headers["Location"])
                 params = None
                 if response.status_code == 303:
                     method, data = "GET", None
@@ -720,6 +823,12 @@ class RegistryClient:
         return have == registry
 
     def _decide_auth(self, host: str, target: ImageTarget, base: _Base) -> _Auth:
+        """How this identity authenticates, and (:class:`CredentialScope`) where its credentials may go."""
+        auth = self._choose_auth(host, target, base)
+        realm = base.challenge.realm if base.challenge is not None else None
+        return replace(auth, scope=CredentialScope.of_registry(host, realm))
+
+    def _choose_auth(self, host: str, target: ImageTarget, base: _Base) -> _Auth:
         challenge = base.challenge
         credential = target.credential
         if credential is not None:
@@ -738,14 +847,11 @@ class RegistryClient:
         realm, service = challenge.realm, challenge.service or host
         if not realm:
             return _Auth("anonymous", failure=INCOMPLETE, detail="Bearer challenge without a realm")
-        realm_parts = urlsplit(realm)
-        realm_host = (realm_parts.hostname or "").lower()
-        same_host = realm_parts.scheme == "https" and realm_parts.netloc.lower() == host
+        realm_host = (urlsplit(realm).hostname or "").lower()
         if credential is None and is_acr_host(host):
-            return self._entra_exchange(host, target, realm, service, same_host)
+            return self._entra_exchange(host, target, realm, service, realm_trusted(host, realm))
         if credential is not None:
-            allowed = same_host or (realm_parts.scheme == "https" and realm_host in REALM_PAIRS.get(host, ()))
-            if not allowed:
+            if not realm_trusted(host, realm):
                 return _Auth(
                     "anonymous-token",
                     realm=realm,
@@ -758,7 +864,7 @@ class RegistryClient:
         return _Auth("anonymous-token", realm=realm, service=service)
 
     def _entra_exchange(
-        self, host: str, target: ImageTarget, realm: str, service: str, same_host: bool
+        self, host: str, target: ImageTarget, realm: str, service: str, realm_is_trusted: bool
     ) -> _Auth:
         if self._entra_token is None:
             return _Auth(
@@ -768,7 +874,7 @@ class RegistryClient:
                 failure=INCOMPLETE,
                 detail="no Entra credential configured for pullwatch; cannot check a private ACR",
             )
-        if not same_host:
+        if not realm_is_trusted:  # an ACR's realm is its own login server
             return _Auth(
                 "entra",
                 failure=INCOMPLETE,
@@ -800,7 +906,13 @@ class RegistryClient:
         start = time.monotonic()
         form = {"grant_type": "access_token", "service": service, "tenant": tenant, "access_token": entra}
         try:
-            response = self._send("POST", f"https://{host}/oauth2/exchange", data=form)
+            response = self._send(
+                "POST",
+                f"https://{host}/oauth2/exchange",
+                data=form,
+                scope=CredentialScope.of_registry(host),
+                limit=MAX_TOKEN_BYTES,
+            )
         except requests.exceptions.RequestException as exc:
             text = self.scrub(_exception_text(exc))
             return _Auth(
@@ -887,7 +999,9 @@ class RegistryClient:
                 ]
                 form += [("scope", s) for s in scopes]
                 form.append(("refresh_token", auth.refresh_token or ""))
-                response = self._send("POST", f"https://{host}/oauth2/token", data=form)
+                response = self._send(
+                    "POST", f"https://{host}/oauth2/token", data=form, scope=auth.scope, limit=MAX_TOKEN_BYTES
+                )
             else:
                 headers = {}
                 if auth.send_basic_to_realm and auth.credential is not None:
@@ -896,8 +1010,9 @@ class RegistryClient:
                     self.scrub.add(basic)
                     headers["Authorization"] = f"Basic {basic}"
                 params = [("service", auth.service or host)] + [("scope", s) for s in scopes]
-                realm_origin = urlsplit(auth.realm).netloc.lower()
-                response = self._send("GET", auth.realm, params=params, headers=headers, origin=realm_origin)
+                response = self._send(
+                    "GET", auth.realm, params=params, headers=headers, scope=auth.scope, limit=MAX_TOKEN_BYTES
+                )
         except requests.exceptions.RequestException as exc:
             text = self.scrub(_exception_text(exc))
             return Step("token", False, _ms(start), error_code=_exception_code(exc), detail=text)
@@ -1022,7 +1137,7 @@ class RegistryClient:
                 "Accept": ACCEPT,
                 **self._auth_header(auth, token if isinstance(token, _Token) else None),
             }
-            return self._platforms_of(host, ref, reference, headers)
+            return self._platforms_of(host, ref, reference, headers, auth.scope)
 
         found = dict(zip(wanted, executor.map(read, wanted.items()), strict=True))
         out = []
@@ -1100,7 +1215,7 @@ class RegistryClient:
         url = f"https://{host}/v2/{ref.repository}/manifests/{ref.reference}"
         start = time.monotonic()
         try:
-            response = self._send("HEAD", url, headers=headers)
+            response = self._send("HEAD", url, headers=headers, scope=auth.scope)
         except requests.exceptions.RequestException as exc:
             text = self.scrub(_exception_text(exc))
             step = Step("manifest", False, _ms(start), detail=text)
@@ -1139,7 +1254,7 @@ class RegistryClient:
             # (DENIED "not allowed access" is a firewall). Not on 429/5xx: the status says it all, and
             # Docker Hub counts manifest GETs against the pull quota.
             try:
-                again = self._send("GET", url, headers=headers)
+                again = self._send("GET", url, headers=headers, scope=auth.scope)
                 errors = registry_errors(again)
                 status = again.status_code if again.status_code != 200 else status
             except requests.exceptions.RequestException:
@@ -1153,7 +1268,7 @@ class RegistryClient:
                 error_code="MANIFEST_UNKNOWN",
                 detail=f"{ref.reference} not found in {ref.repository}",
             )
-            suggestions, exists, tstep = self._suggest_tags(host, ref, headers)
+            suggestions, exists, tstep = self._suggest_tags(host, ref, headers, auth.scope)
             if exists is False:
                 step = Step(
                     "manifest",
@@ -1205,7 +1320,12 @@ class RegistryClient:
         )
 
     def _platforms_of(
-        self, host: str, ref: ImageRef, reference: str, headers: dict[str, str]
+        self,
+        host: str,
+        ref: ImageRef,
+        reference: str,
+        headers: dict[str, str],
+        scope: CredentialScope | None,
     ) -> tuple[tuple[str, ...] | None, Step]:
         """Platforms of a manifest, read once per (registry, repository, digest) however many tags share it."""
         key = (host, ref.repository, reference)
@@ -1216,15 +1336,25 @@ class RegistryClient:
                 cached = self._platforms.get(key)
             if cached is not None:
                 return cached, Step("platforms", True, 0.0, detail="cached")
-            return self._read_platforms(host, ref, reference, headers, key)
+            return self._read_platforms(host, ref, reference, headers, scope, key)
 
     def _read_platforms(
-        self, host: str, ref: ImageRef, reference: str, headers: dict[str, str], key: tuple[str, str, str]
+        self,
+        host: str,
+        ref: ImageRef,
+        reference: str,
+        headers: dict[str, str],
+        scope: CredentialScope | None,
+        key: tuple[str, str, str],
     ) -> tuple[tuple[str, ...] | None, Step]:
         start = time.monotonic()
         try:
             response = self._send(
-                "GET", f"https://{host}/v2/{ref.repository}/manifests/{reference}", headers=headers
+                "GET",
+                f"https://{host}/v2/{ref.repository}/manifests/{reference}",
+                headers=headers,
+                scope=scope,
+                limit=MAX_MANIFEST_BYTES,
             )
             if response.status_code != 200:
                 errors = registry_errors(response)
@@ -1250,7 +1380,11 @@ class RegistryClient:
                 if not config:
                     return None, Step("platforms", False, _ms(start), detail="manifest has no config")
                 blob = self._send(
-                    "GET", f"https://{host}/v2/{ref.repository}/blobs/{config}", headers=headers
+                    "GET",
+                    f"https://{host}/v2/{ref.repository}/blobs/{config}",
+                    headers=headers,
+                    scope=scope,
+                    limit=MAX_MANIFEST_BYTES,
                 )
                 if blob.status_code != 200:
                     return None, Step(
@@ -1271,15 +1405,28 @@ class RegistryClient:
         return platforms, Step("platforms", True, _ms(start), status=200, detail=", ".join(platforms))
 
     def _suggest_tags(
-        self, host: str, ref: ImageRef, headers: dict[str, str]
+        self, host: str, ref: ImageRef, headers: dict[str, str], scope: CredentialScope | None
     ) -> tuple[tuple[str, ...], bool | None, Step | None]:
+        """The closest tags, reading at most 10 pages of the tag list.
+
+        A ``Link: <…>; rel="next"`` page on another origin than the registry is not followed (with or
+        without credentials: the registry's own tag list is on the registry); the step says so, and
+        the tags read so far still make the suggestions.
+        """
         start = time.monotonic()
         tags: list[str] = []
-        url: str | None = f"https://{host}/v2/{ref.repository}/tags/list?n=1000"
+        url = f"https://{host}/v2/{ref.repository}/tags/list?n=1000"
+        registry = origin_of(url)
+        note = ""
         try:
             for _ in range(10):
-                assert url is not None
-                response = self._send("GET", url, headers={k: v for k, v in headers.items() if k != "Accept"})
+                response = self._send(
+                    "GET",
+                    url,
+                    headers={k: v for k, v in headers.items() if k != "Accept"},
+                    scope=scope,
+                    limit=MAX_TAG_PAGE_BYTES,
+                )
                 if response.status_code == 404:
                     return (
                         (),
@@ -1297,17 +1444,21 @@ class RegistryClient:
                     return (), None, Step("tags", False, _ms(start), status=response.status_code)
                 body = response.json()
                 tags.extend(t for t in (body.get("tags") or []) if isinstance(t, str))
-                link = response.headers.get("Link")
-                m = re.match(r"\s*<([^>]+)>", link or "")
-                if not m:
+                link = _NEXT_LINK.search(response.headers.get("Link") or "")
+                if not link:
                     break
-                url = urljoin(url, m.group(1))
+                following = urljoin(url, link.group(1))
+                if origin_of(following) != registry:
+                    shown = self.scrub(urlsplit(following).netloc, limit=120)
+                    note = f"; the next page is on another host ({shown}): not followed"
+                    break
+                url = following
         except (requests.exceptions.RequestException, ValueError, AttributeError) as exc:
             return (), None, Step("tags", False, _ms(start), detail=self.scrub(_exception_text(exc)))
         suggestions: tuple[str, ...] = ()
         if ref.tag and not ref.digest:
             suggestions = tuple(difflib.get_close_matches(ref.tag, tags, n=3, cutoff=0.4))
-        return suggestions, True, Step("tags", True, _ms(start), status=200, detail=f"{len(tags)} tags")
+        return suggestions, True, Step("tags", True, _ms(start), status=200, detail=f"{len(tags)} tags{note}")
 
     # -- pull-secret credentials --------------------------------------------------------------------
 
@@ -1351,7 +1502,13 @@ class RegistryClient:
             headers = self._auth_header(auth, None)
         start = time.monotonic()
         try:
-            response = self._send("GET", f"https://{host}/v2/{ref.repository}/tags/list?n=1", headers=headers)
+            response = self._send(
+                "GET",
+                f"https://{host}/v2/{ref.repository}/tags/list?n=1",
+                headers=headers,
+                scope=auth.scope,
+                limit=MAX_TAG_PAGE_BYTES,
+            )
         except requests.exceptions.RequestException as exc:
             text = self.scrub(_exception_text(exc))
             return ProbeOutcome(
