@@ -8,9 +8,13 @@ only as long as a run can afford and never carries a credential to another origi
   as it is, for the caller to report. The same when the wait would pass the request's deadline
   (``remaining``: seconds left, or None for no deadline).
 - Connection and read errors are not retried (a registry that does not answer is reported).
-- A redirect followed by urllib3 to another origin (scheme, host, port) drops ``Authorization``,
-  ``Proxy-Authorization`` and ``Cookie`` plus any ``credential_headers`` (``remove_headers_on_redirect``).
-  Callers that follow redirects themselves (``allow_redirects=False``) apply their own credential rule.
+- Redirects are not followed unless ``redirects`` > 0 (urllib3 itself, e.g. a ``PoolManager``). Then
+  a redirect to another origin (scheme, host, port) drops ``Authorization``, ``Proxy-Authorization``
+  and ``Cookie`` plus any ``credential_headers`` (``remove_headers_on_redirect``), and a request with
+  a body (which may be a credential: a token form, a webhook payload) is not re-sent to another
+  origin at all: the redirect answer is returned as it is. ``requests`` follows redirects itself
+  (``Session.rebuild_auth`` drops ``Authorization`` across hosts); callers that follow by hand apply
+  their own rule (the registry client: ``CredentialScope``).
 
 Use with ``requests``::
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Collection
 from typing import Any
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from urllib3.exceptions import InvalidHeader, MaxRetryError, ResponseError
@@ -58,15 +63,16 @@ class BoundedRetry(Retry):
         max_retry_after: float,
         remaining: Callable[[], float | None] | None = None,
         credential_headers: Collection[str] = (),
+        redirects: int = 0,
     ) -> BoundedRetry:
         """The policy: ``retries`` retries of 429/5xx, nothing else retried, answers returned when spent."""
         return cls(
-            total=retries,
+            total=None,  # each kind has its own count below
             connect=0,
             read=False,  # a read error is raised as it is (ReadTimeout), not wrapped
             other=0,
             status=retries,
-            redirect=0,
+            redirect=redirects,
             raise_on_redirect=False,
             status_forcelist=RETRY_STATUSES,
             allowed_methods=None,  # every method
@@ -121,8 +127,14 @@ class BoundedRetry(Retry):
         _pool: Any = None,
         _stacktrace: Any = None,
     ) -> BoundedRetry:
+        location = response.get_redirect_location() if response is not None else None
+        if location and (method or "GET").upper() not in ("GET", "HEAD") and not _same_origin(url, location):
+            # a body is not carried to another origin: the redirect answer is returned as it is
+            raise MaxRetryError(_pool, url, ResponseError("a request body is not re-sent to another origin"))
         new = super().increment(method, url, response, error, _pool, _stacktrace)
         assert isinstance(new, BoundedRetry)
+        if location:
+            return new
         if response is not None and new.wait_before_retry(response) is None:
             # urllib3 returns this answer as it is (raise_on_status=False): no wait, no retry
             raise MaxRetryError(_pool, url, ResponseError("the wait it asks for is beyond the budget"))
@@ -132,6 +144,30 @@ class BoundedRetry(Retry):
         seconds = self.wait_before_retry(response)
         if seconds:
             time.sleep(seconds)
+
+
+def _same_origin(url: str | None, location: str) -> bool:
+    """Whether ``location`` (absolute or relative to ``url``) has the scheme, host and port of ``url``."""
+    if not url:
+        return not urlsplit(location).netloc
+    base, target = urlsplit(url), urlsplit(urljoin(url, location))
+    if not base.netloc:  # urllib3 passes a connection pool's request path: only a relative one is same-origin
+        return not urlsplit(location).netloc
+    try:
+        ports = (
+            base.port or _DEFAULT_PORTS.get(base.scheme),
+            target.port or _DEFAULT_PORTS.get(target.scheme),
+        )
+    except ValueError:
+        return False
+    return (base.scheme, (base.hostname or "").lower(), ports[0]) == (
+        target.scheme,
+        (target.hostname or "").lower(),
+        ports[1],
+    )
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def attempts(response: requests.Response) -> int:
