@@ -147,6 +147,9 @@ SETTINGS: tuple[Setting, ...] = (
 
 _BY_NAME = {s.name: s for s in SETTINGS}
 
+#: One registry request (all its reads, retries and waits) ends within this many HTTP timeouts.
+REQUEST_DEADLINE_TIMEOUTS = 3.0
+
 
 def _raw(env: Mapping[str, str], name: str) -> str:
     if name not in _BY_NAME:
@@ -249,6 +252,9 @@ class Settings:
     pod_grace_seconds: float = 300.0
     slow_ms: float = 3000.0
     http_timeout: float = 10.0
+    # Most one registry request may take in all (connect, TLS, every read, retries and their waits);
+    # None: REQUEST_DEADLINE_TIMEOUTS x http_timeout (30 s with the default timeout).
+    registry_deadline: float | None = None
     retry_base_seconds: float = 1.0
     retries: int = 3
     registry_concurrency: int = 8
@@ -315,6 +321,12 @@ class Settings:
             appinsights_connection=_raw(env, "APPLICATIONINSIGHTS_CONNECTION_STRING") or None,
             env=env,
         )
+
+    @property
+    def request_deadline(self) -> float:
+        """Seconds one registry request may take in all; never less than one read's timeout."""
+        deadline = self.registry_deadline or REQUEST_DEADLINE_TIMEOUTS * self.http_timeout
+        return max(deadline, self.http_timeout)
 
     def secret_values(self) -> tuple[str, ...]:
         """Values that must never appear in output: every secret setting and every route webhook."""

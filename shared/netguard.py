@@ -7,7 +7,8 @@ Every registry connection goes through :class:`NetGuard`:
 2. **Check** every address the name resolved to. Refused unless inside ``Settings.allow_addresses``:
    loopback, link-local (169.254.0.0/16, fe80::/10, which holds the cloud metadata service),
    private (RFC 1918, ULA fc00::/7, CGNAT 100.64.0.0/10), unspecified, multicast, reserved, and the
-   metadata addresses themselves. A name mapped in ``Settings.hosts`` is trusted as configured (the
+   metadata addresses themselves. An IPv6 address carrying an IPv4 one (IPv4-mapped/compatible,
+   6to4, Teredo, NAT64 64:ff9b::/96) is judged by the IPv4 policy for the address it carries. A name mapped in ``Settings.hosts`` is trusted as configured (the
    operator chose the address), so the sandbox can map ``contosoacr.azurecr.io`` to 127.0.0.1
    while ``localhost`` or ``127.0.0.1`` in an image reference is still refused.
 3. **Connect** to the checked address, never to the name again (no DNS rebinding), with TLS
@@ -19,10 +20,14 @@ Public interface::
     NetGuard(settings)
         .resolve(host: str, port: int) -> Endpoint            # NameNotResolved / AddressRefused
         .address_allowed(address: str) -> bool
-        .ssl_context() -> ssl.SSLContext
-    PinnedAdapter(guard, pool_maxsize=8)   # requests HTTPAdapter: https only, pinned addresses
+        .refusal(address: str) -> str | None                   # why not, naming an embedded IPv4
+        .ssl_context() -> ssl.SSLContext                      # TLS sockets bounded by request_deadline
+    request_deadline(seconds)   # context manager: this thread's TLS I/O ends within ``seconds``
+    deadline_remaining() -> float | None
+    PinnedAdapter(guard, pool_maxsize=8, retries=0)   # requests HTTPAdapter: https only, pinned addresses
     Endpoint(host, port, address, connect_port)
     NameNotResolved, AddressRefused, PlainHttpRefused   (requests.ConnectionError subclasses)
+    DeadlinePassed   (TimeoutError)
 """
 
 from __future__ import annotations
@@ -31,7 +36,9 @@ import ipaddress
 import socket
 import ssl
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -39,6 +46,7 @@ from urllib.parse import urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from urllib3.connectionpool import HTTPSConnectionPool
+from urllib3.util.retry import Retry
 
 from shared.config import Settings
 
@@ -76,10 +84,46 @@ class Endpoint:
     mapped: bool = False  # True when it came from Settings.hosts
 
 
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")  # RFC 6052 well-known prefix: the last 32 bits are IPv4
+_IPV4_COMPATIBLE = ipaddress.ip_network("::/96")  # deprecated IPv4-compatible form (RFC 4291 2.5.5.1)
+
+
+def embedded_ipv4(address: IPAddress) -> tuple[ipaddress.IPv4Address, str] | None:
+    """The IPv4 address an IPv6 address carries, and the form's name, or None.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), 6to4 (``2002:AABB:CCDD::/48``),
+    Teredo (``2001::/32``, the client address stored inverted) and NAT64 (``64:ff9b::a.b.c.d``) all
+    reach, or name, an IPv4 host: that host is what the address policy has to judge.
+    """
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped, "an IPv4-mapped"
+    if address.sixtofour is not None:
+        return address.sixtofour, "a 6to4"
+    if address.teredo is not None:
+        return address.teredo[1], "a Teredo"
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF), "a NAT64"
+    if address in _IPV4_COMPATIBLE and int(address) > 1:  # not :: nor ::1
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF), "an IPv4-compatible"
+    return None
+
+
+#: Embedded forms whose traffic goes to the IPv4 host itself: the IPv4 policy alone decides.
+_ROUTED_TO_IPV4 = frozenset({"an IPv4-mapped", "a 6to4", "a NAT64"})
+
+
 def address_refusal(address: IPAddress) -> str | None:
-    """Why an address is not a public unicast address, or None when it is."""
-    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
-        return address_refusal(address.ipv4_mapped)
+    """Why an address is not a public unicast address, or None when it is (no allow-list applied)."""
+    embedded = embedded_ipv4(address)
+    if embedded is not None:
+        ipv4, form = embedded
+        why = address_refusal(ipv4)
+        if why is not None:
+            return f"{why} ({ipv4} inside {form} address)"
+        if form in _ROUTED_TO_IPV4:
+            return None
     if address in METADATA_ADDRESSES:
         return "a cloud metadata address"
     if address.is_unspecified:
@@ -107,12 +151,32 @@ class NetGuard:
         self._lock = threading.Lock()
 
     def address_allowed(self, address: str) -> bool:
+        return self.refusal(address) is None
+
+    def refusal(self, address: str) -> str | None:
+        """Why pullwatch must not connect to ``address`` under this policy, or None when it may.
+
+        An IPv6 address carrying an IPv4 address (see :func:`embedded_ipv4`) gets the IPv4 policy
+        for the address it carries (metadata, ranges, the IPv4 allow-list); an IPv6 allow range
+        never admits it on its own, so ``::/0`` cannot admit ``::ffff:169.254.169.254``.
+        """
         ip = ipaddress.ip_address(address)
+        embedded = embedded_ipv4(ip)
+        if embedded is not None:
+            ipv4, form = embedded
+            why = self._plain_refusal(ipv4)
+            if why is not None:
+                return f"{why} ({ipv4} inside {form} address)"
+            if form in _ROUTED_TO_IPV4:
+                return None
+        return self._plain_refusal(ip)
+
+    def _plain_refusal(self, ip: IPAddress) -> str | None:
         if ip in METADATA_ADDRESSES:
-            return False
+            return "a cloud metadata address"
         if any(ip.version == net.version and ip in net for net in self.settings.allow_addresses):
-            return True
-        return address_refusal(ip) is None
+            return None
+        return address_refusal(ip)
 
     def resolve(self, host: str, port: int) -> Endpoint:
         """Resolve and check ``host``; raise NameNotResolved or AddressRefused with a clear message."""
@@ -137,8 +201,8 @@ class NetGuard:
             if not addresses:
                 raise NameNotResolved(f"{name} does not resolve (no addresses)")
         for address in addresses:
-            if not self.address_allowed(address):
-                why = address_refusal(ipaddress.ip_address(address)) or "not allowed"
+            why = self.refusal(address)
+            if why is not None:
                 raise AddressRefused(
                     f"{name} resolves to {address}, {why}; refused "
                     "(PULLWATCH_ALLOW_ADDRESSES can admit a range)"
@@ -151,10 +215,74 @@ class NetGuard:
             if self._context is None:
                 ctx = ssl.create_default_context()
                 ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+                ctx.sslsocket_class = DeadlineSSLSocket
                 if self.settings.ca_bundle:
                     ctx.load_verify_locations(cafile=self.settings.ca_bundle)
                 self._context = ctx
             return self._context
+
+
+# -- the deadline of one request -------------------------------------------------------------------
+
+_deadline = threading.local()
+
+
+class DeadlinePassed(TimeoutError):
+    """The deadline of the request this thread is making passed before the answer was complete."""
+
+
+@contextmanager
+def request_deadline(seconds: float) -> Iterator[None]:
+    """Within this block, every TLS handshake, read and write on this thread ends ``seconds`` from now.
+
+    A socket timeout bounds one read; a server sending one byte a second never trips it. With a
+    deadline, each read waits at most what is left, and none starts once it is spent, so a request
+    (connect, TLS, headers, body, and any retries and redirects inside the block) costs at most
+    ``seconds`` however the other side trickles. Nested blocks keep the earlier deadline.
+    """
+    previous: float | None = getattr(_deadline, "at", None)
+    at = time.monotonic() + seconds
+    _deadline.at = at if previous is None else min(at, previous)
+    try:
+        yield
+    finally:
+        _deadline.at = previous
+
+
+def deadline_remaining() -> float | None:
+    """Seconds left of this thread's request deadline, or None outside :func:`request_deadline`."""
+    at: float | None = getattr(_deadline, "at", None)
+    return None if at is None else at - time.monotonic()
+
+
+class DeadlineSSLSocket(ssl.SSLSocket):
+    """A TLS socket whose every handshake, read and write is bounded by the thread's request deadline.
+
+    CPython's TLS calls treat the socket timeout as a deadline for the whole call, so setting the
+    timeout to what is left before each call makes the deadline hard.
+    """
+
+    def _arm(self) -> None:
+        left = deadline_remaining()
+        if left is None:
+            return
+        if left <= 0:
+            raise DeadlinePassed("the request deadline passed")
+        current = self.gettimeout()
+        if current is None or left < current:
+            self.settimeout(left)
+
+    def do_handshake(self, block: bool = False) -> None:
+        self._arm()
+        super().do_handshake(block)
+
+    def read(self, len: int = 1024, buffer: Any = None) -> Any:  # same names as ssl.SSLSocket.read
+        self._arm()
+        return super().read(len, buffer)
+
+    def send(self, data: Any, flags: int = 0) -> int:
+        self._arm()
+        return super().send(data, flags)
 
 
 def _host_header(host: str, port: int) -> str:
@@ -170,12 +298,12 @@ class PinnedAdapter(HTTPAdapter):
     Proxies from the environment are ignored (the session should set ``trust_env = False``).
     """
 
-    def __init__(self, guard: NetGuard, pool_maxsize: int = 8) -> None:
+    def __init__(self, guard: NetGuard, pool_maxsize: int = 8, retries: Retry | int = 0) -> None:
         self.guard = guard
         self._maxsize = pool_maxsize
         self._pools: dict[tuple[str, int], HTTPSConnectionPool] = {}
         self._pools_lock = threading.Lock()
-        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=0)
+        super().__init__(pool_connections=1, pool_maxsize=pool_maxsize, max_retries=retries)
 
     @staticmethod
     def _target(url: str) -> tuple[str, int]:

@@ -9,6 +9,7 @@
   anonymous flow) like ACR, forwards ``/v2/`` to the registry, and can inject faults (429, 500,
   403 DENIED, redirects) and rewrite the challenge realm. Every request it sees is recorded.
 - :class:`Recorder`: a TLS listener that records everything it receives (the "other host").
+- :class:`Trickle`: a TLS listener that answers one byte at a time (a slow-drip registry).
 - :func:`push_image`: blob upload + manifest (+ OCI index for several platforms).
 """
 
@@ -22,6 +23,7 @@ import io
 import json
 import re
 import socket
+import ssl
 import subprocess
 import tarfile
 import threading
@@ -538,3 +540,84 @@ class Recorder:
     @property
     def port(self) -> int:
         return self.server.port
+
+
+@dataclass
+class Trickle:
+    """A TLS server on loopback that sends chosen answers one byte every ``gap`` seconds.
+
+    ``routes`` maps (method, path prefix) to (head, body, drip) (the longest prefix wins): ``drip`` is "head" (the status line
+    and headers trickle), "body" (headers at once, the body trickles) or "" (all at once). Each
+    connection answers one request and closes. ``sent`` counts the bytes trickled so far.
+    """
+
+    pki: Pki
+    host: str
+    gap: float = 0.2
+    routes: dict[tuple[str, str], tuple[bytes, bytes, str]] = field(default_factory=dict)
+    sent: int = 0
+
+    def __post_init__(self) -> None:
+        cert, key = self.pki.issue([self.host])
+        self._context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        self._context.load_cert_chain(cert, key)
+        self._listener = socket.socket()
+        self._listener.bind(("127.0.0.1", 0))
+        self._listener.listen(32)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._listener.getsockname()[1])
+
+    def start(self) -> Trickle:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._listener.close()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._answer, args=(conn,), daemon=True).start()
+
+    def _answer(self, raw: socket.socket) -> None:
+        try:
+            with self._context.wrap_socket(raw, server_side=True) as conn:
+                conn.settimeout(30)
+                request = b""
+                while b"\r\n\r\n" not in request and len(request) < 65536:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return
+                    request += chunk
+                method, path = (part.decode() for part in request.split(b" ", 2)[:2])
+                matching = [k for k in self.routes if k[0] == method and path.startswith(k[1])]
+                if matching:
+                    head, body, drip = self.routes[max(matching, key=lambda k: len(k[1]))]
+                else:
+                    head, body, drip = b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n", b"", ""
+                head += b"Connection: close\r\n\r\n"
+                if drip == "head":
+                    self._drip(conn, head + body)
+                elif drip == "body":
+                    conn.sendall(head)
+                    self._drip(conn, body)
+                else:
+                    conn.sendall(head + body)
+        except (OSError, ValueError):
+            pass
+
+    def _drip(self, conn: ssl.SSLSocket, data: bytes) -> None:
+        for i in range(len(data)):
+            if self._stop.is_set():
+                return
+            conn.sendall(data[i : i + 1])
+            self.sent += 1
+            time.sleep(self.gap)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -63,6 +64,69 @@ def test_allow_list_admits_private_ranges_but_never_metadata() -> None:
     assert not g.address_allowed("192.168.1.1")
     assert not g.address_allowed("169.254.169.254")
     assert g.address_allowed("169.254.1.1")
+
+
+@pytest.mark.parametrize(
+    ("address", "reason"),
+    [
+        (
+            "::ffff:169.254.169.254",
+            "a cloud metadata address (169.254.169.254 inside an IPv4-mapped address)",
+        ),
+        ("2002:a9fe:a9fe::", "a cloud metadata address (169.254.169.254 inside a 6to4 address)"),
+        ("2002:a9fe:a9fe:1:2:3:4:5", "a cloud metadata address (169.254.169.254 inside a 6to4 address)"),
+        ("64:ff9b::a9fe:a9fe", "a cloud metadata address (169.254.169.254 inside a NAT64 address)"),
+        ("64:ff9b::a83f:8110", "a cloud metadata address (168.63.129.16 inside a NAT64 address)"),
+        ("::a9fe:a9fe", "a cloud metadata address (169.254.169.254 inside an IPv4-compatible address)"),
+        # Teredo: the client address is stored inverted (RFC 4380); 0x5601_5601 ^ 0xFFFF_FFFF = 169.254.169.254
+        (
+            "2001:0:4136:e378:8000:63bf:5601:5601",
+            "a cloud metadata address (169.254.169.254 inside a Teredo address)",
+        ),
+        ("2002:7f00:1::", "a loopback address (127.0.0.1 inside a 6to4 address)"),
+        ("64:ff9b::a01:203", "a private address (10.1.2.3 inside a NAT64 address)"),
+        ("::ffff:100.64.0.1", "a shared (CGNAT) address (100.64.0.1 inside an IPv4-mapped address)"),
+    ],
+)
+def test_embedded_ipv4_gets_the_ipv4_policy_and_its_reason(address: str, reason: str) -> None:
+    g = guard()
+    assert g.refusal(address) == reason
+    assert not g.address_allowed(address)
+    with pytest.raises(AddressRefused, match=re.escape(reason)):
+        g.resolve(address, 443)
+
+
+@pytest.mark.parametrize(
+    "allowed_range", ["::/0", "::ffff:0:0/96", "2002::/16", "64:ff9b::/96", "2001::/32", "::/96"]
+)
+def test_an_ipv6_allow_range_never_admits_an_embedded_metadata_address(allowed_range: str) -> None:
+    g = guard(allow_addresses=(ipaddress.ip_network(allowed_range),))
+    for address in (
+        "::ffff:169.254.169.254",
+        "2002:a9fe:a9fe::",
+        "64:ff9b::a9fe:a9fe",
+        "2001:0:4136:e378:8000:63bf:5601:5601",
+        "::a9fe:a9fe",
+    ):
+        assert not g.address_allowed(address), (allowed_range, address)
+        assert (g.refusal(address) or "").startswith("a cloud metadata address (169.254.169.254 inside")
+
+
+def test_an_ipv6_allow_range_does_not_admit_an_embedded_private_ipv4() -> None:
+    g = guard(allow_addresses=(ipaddress.ip_network("::/0"),))
+    assert g.refusal("::ffff:10.1.2.3") == "a private address (10.1.2.3 inside an IPv4-mapped address)"
+    g4 = guard(allow_addresses=(ipaddress.ip_network("10.0.0.0/8"),))
+    assert g4.address_allowed("::ffff:10.1.2.3")  # the IPv4 allow-list applies to the mapped form
+
+
+@pytest.mark.parametrize(
+    "address", ["::ffff:8.8.8.8", "::ffff:20.62.1.1", "2002:808:808::1", "64:ff9b::808:808"]
+)
+def test_embedded_public_ipv4_is_allowed(address: str) -> None:
+    g = guard()
+    assert g.refusal(address) is None
+    assert g.address_allowed(address)
+    assert g.resolve(address, 443).address == str(ipaddress.ip_address(address))
 
 
 def test_localhost_name_is_refused_after_resolving() -> None:

@@ -12,7 +12,16 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from registry_fixture import AcrFront, Recorder, RegistryProcess, TokenIssuer, free_port, push_image
+from registry_fixture import (
+    AcrFront,
+    Recorder,
+    RegistryProcess,
+    Seen,
+    TokenIssuer,
+    Trickle,
+    free_port,
+    push_image,
+)
 
 from sandbox.httpserver import Response
 from sandbox.pki import Pki
@@ -615,3 +624,216 @@ def test_jwt_expiry_and_scrubber(world: World) -> None:
     scrub.add(PASSWORD)
     text = scrub(f"failed with Authorization: Bearer {token} and password={PASSWORD} {PASSWORD}")
     assert token not in text and PASSWORD not in text and "eyJ" not in text
+
+
+# --- no credential leaves its host (a hostile registry on loopback) ---------------------------------
+
+BASIC_CHALLENGE = Response(
+    401,
+    {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]},
+    {"WWW-Authenticate": 'Basic realm="Registry Realm"'},
+)
+SECRET = RegistryCredential("docker.example.org", "puller", PASSWORD, "secret:shop/docker")
+OTHER = "https://collector.example.net"
+
+
+def _tags_page(link: str) -> Response:
+    return Response(200, {"name": "web", "tags": ["1.4.2", "1.4.3"]}, {"Link": f'<{link}>; rel="next"'})
+
+
+def _authorizations(seen: list[Seen]) -> list[str]:
+    return [
+        v for s in seen for k, v in s.headers.items() if k.lower() in ("authorization", "proxy-authorization")
+    ]
+
+
+# Every way a request can be sent: the identity (Entra token exchange, a pull secret through a token
+# realm, a pull secret as Basic on every request) times the request path the hostile registry turns to
+# another host (token, manifest HEAD and GET, blob, tag list, tag-list Link page).
+FLOWS = {
+    "entra": (ACR, None, False),
+    "pull secret via token realm": ("docker.example.org", SECRET, False),
+    "pull secret as basic": ("docker.example.org", SECRET, True),
+}
+PATHS = {
+    "token redirect": ("GET", r"^/oauth2/token$", Response(307, b"", {"Location": f"{OTHER}/token?x=1"})),
+    "token POST redirect": ("POST", r"^/oauth2/token$", Response(307, b"", {"Location": f"{OTHER}/t"})),
+    "exchange redirect": ("POST", r"^/oauth2/exchange$", Response(308, b"", {"Location": f"{OTHER}/x"})),
+    "manifest HEAD redirect": ("HEAD", r"/manifests/", Response(302, b"", {"Location": f"{OTHER}/v2/m"})),
+    "manifest GET redirect": ("GET", r"/manifests/", Response(307, b"", {"Location": f"{OTHER}/v2/m"})),
+    "blob redirect": ("GET", r"/blobs/", Response(307, b"", {"Location": f"{OTHER}/blob/sha256:1"})),
+    "tag list redirect": (
+        "GET",
+        r"/tags/list",
+        Response(302, b"", {"Location": f"{OTHER}/v2/web/tags/list"}),
+    ),
+    "tag list Link page": ("GET", r"/tags/list", _tags_page(f"{OTHER}/v2/web/tags/list?n=1000&last=1.4.3")),
+    "tag list Link page, other port": (
+        "GET",
+        r"/tags/list",
+        _tags_page("https://docker.example.org:8443/v2/web/tags/list?last=1.4.3"),
+    ),
+}
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("flow", list(FLOWS))
+def test_no_credential_reaches_another_host(world: World, flow: str, path: str) -> None:
+    """0 credentials at any host but the credential's own (and its trusted realm), on every path."""
+    host, credential, basic = FLOWS[flow]
+    front = world.front if host == ACR else world.plain
+    method, pattern, answer = PATHS[path]
+    if basic:
+        front.fault("GET", r"^/v2/$", BASIC_CHALLENGE)
+    if "tag list" in path or basic:
+        # a missing tag: the client reads the tag list to suggest one
+        front.fault("HEAD", r"/manifests/", Response(404, b""), times=None if basic else 1)
+    front.fault(method, pattern, answer)
+    kw: dict[str, object] = {"credential": credential} if credential else {}
+    with world.client() as client:
+        results = client.check_images(
+            [target(f"{host}/web:1.4.9", **kw), target(f"{host}/api:2.0", **kw)]  # index; single-platform
+        )
+        if credential is not None:
+            client.try_credentials(host, "puller", PASSWORD, "web")
+    assert _authorizations(world.recorder.seen) == []
+    for seen in world.recorder.seen:
+        assert_no_secret(seen.text())
+    other_port = [s for s in front.seen if s.query.get("last") and "8443" in path]
+    assert other_port == []  # the same name on another port is another origin
+    for result in results:
+        assert_no_secret(json.dumps(result.evidence()))
+
+
+@pytest.mark.reliability
+def test_a_tag_page_on_another_host_is_reported_not_followed(world: World) -> None:
+    world.front.fault("GET", r"/tags/list", _tags_page(f"{OTHER}/v2/web/tags/list?last=1.4.3"))
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.4")
+    assert world.recorder.seen == []
+    assert result.failure == "IMAGE_NOT_FOUND" and result.suggestions[:2] == ("1.4.3", "1.4.2")
+    tags = result.steps[-1]
+    assert tags.name == "tags" and tags.ok
+    assert "collector.example.net" in (tags.detail or "") and "not followed" in (tags.detail or "")
+
+
+@pytest.mark.reliability
+def test_a_tag_page_on_the_same_registry_is_followed_with_its_credential(world: World) -> None:
+    world.front.fault(
+        "GET", r"/tags/list", _tags_page("/v2/web/tags/list?n=1000&last=1.4.3"), times=1
+    )  # the second page is the real registry's answer
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.5.1")
+    pages = [s for s in world.front.seen if s.path.endswith("/tags/list")]
+    assert len(pages) == 2 and all(s.headers.get("Authorization", "").startswith("Bearer ") for s in pages)
+    assert "1.5.0" in result.suggestions
+
+
+# --- a slow-drip registry costs at most the request deadline; answers are capped ---------------------
+
+DRIP = "drip.example.org"
+OPEN = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n", b"{}", "")
+
+
+@pytest.fixture
+def trickle(world: World) -> Iterator[Trickle]:
+    server = Trickle(world.pki, DRIP, gap=0.2).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _drip_client(world: World, trickle: Trickle, **overrides: object) -> RegistryClient:
+    hosts = {**world.settings().hosts, DRIP: ("127.0.0.1", trickle.port)}
+    values: dict[str, object] = {"hosts": hosts, "http_timeout": 1.0, "registry_deadline": 1.5}
+    values.update(overrides)
+    return RegistryClient(world.settings(**values))
+
+
+@pytest.mark.reliability
+def test_a_registry_trickling_its_headers_costs_one_request_deadline(world: World, trickle: Trickle) -> None:
+    # 0.2 s a byte never trips the 1 s read timeout; ~80 bytes of headers would take 16 s
+    trickle.routes[("GET", "/v2/")] = (OPEN[0], OPEN[1], "head")
+    started = time.monotonic()
+    with _drip_client(world, trickle) as client:
+        result = check_one(client, f"{DRIP}/web:1")
+    elapsed = time.monotonic() - started
+    assert result.failure == "REGISTRY_UNREACHABLE" and result.failed_step
+    assert result.failed_step.name == "challenge"
+    assert "deadline" in (result.failed_step.detail or "") and "1.5 s" in (result.detail or "")
+    assert elapsed < 1.5 + 1.5, elapsed  # the deadline, plus the probe's own dns/tcp/tls steps
+    assert 0 < trickle.sent < 20
+
+
+@pytest.mark.reliability
+def test_a_registry_trickling_a_manifest_body_costs_one_request_deadline(
+    world: World, trickle: Trickle
+) -> None:
+    digest = "sha256:" + "a" * 64
+    trickle.routes[("GET", "/v2/")] = OPEN
+    trickle.routes[("HEAD", "/v2/web/manifests/")] = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\n"
+        b"Docker-Content-Digest: " + digest.encode() + b"\r\nContent-Length: 400\r\n",
+        b"",
+        "",
+    )
+    trickle.routes[("GET", "/v2/web/manifests/")] = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/vnd.oci.image.index.v1+json\r\nContent-Length: 400\r\n",
+        b"{" + b" " * 398 + b"}",
+        "body",
+    )
+    started = time.monotonic()
+    with _drip_client(world, trickle) as client:
+        result = check_one(client, f"{DRIP}/web:1")
+    elapsed = time.monotonic() - started
+    assert result.failure is None and result.digest == digest and result.platforms is None
+    platforms = result.steps[-1]
+    assert platforms.name == "platforms" and not platforms.ok and "deadline" in (platforms.detail or "")
+    assert elapsed < 1.5 + 1.5, elapsed
+
+
+@pytest.mark.reliability
+def test_retries_of_a_trickling_server_error_stay_inside_the_deadline(world: World, trickle: Trickle) -> None:
+    trickle.routes[("GET", "/v2/")] = (
+        b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 200\r\n",
+        b"x" * 200,
+        "body",
+    )
+    started = time.monotonic()
+    with _drip_client(world, trickle, retries=3) as client:
+        result = check_one(client, f"{DRIP}/web:1")
+    elapsed = time.monotonic() - started
+    assert result.failure in ("REGISTRY_UNREACHABLE", "REGISTRY_SERVER_ERROR")
+    assert elapsed < 1.5 + 1.5, elapsed
+
+
+@pytest.mark.reliability
+def test_an_oversized_token_answer_is_refused(world: World) -> None:
+    world.front.fault("POST", r"^/oauth2/token$", Response(200, {"access_token": "t" * 300_000}))
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.2")
+    assert result.failure == "CHECK_INCOMPLETE" and result.failed_step
+    assert result.failed_step.name == "token" and "larger than" in (result.failed_step.detail or "")
+
+
+@pytest.mark.reliability
+def test_an_oversized_tag_page_is_refused_and_the_missing_tag_still_reported(world: World) -> None:
+    world.front.fault("GET", r"/tags/list", Response(200, {"name": "web", "tags": ["t" * 64] * 20_000}))
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.4")
+    assert result.failure == "IMAGE_NOT_FOUND" and result.suggestions == ()
+    tags = result.steps[-1]
+    assert tags.name == "tags" and not tags.ok and "larger than" in (tags.detail or "")
+
+
+@pytest.mark.reliability
+def test_a_huge_error_body_is_cut_not_read(world: World) -> None:
+    body = {"errors": [{"code": "UNKNOWN", "message": "x" * (8 * 1024 * 1024)}]}
+    world.front.fault("GET", r"/manifests/", Response(500, body))
+    with world.client(retries=0) as client:
+        result = check_one(client, f"{ACR}/web:1.4.2")
+    platforms = result.steps[-1]
+    assert result.failure is None and result.platforms is None
+    assert platforms.name == "platforms" and platforms.status == 500

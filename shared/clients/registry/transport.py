@@ -1,0 +1,266 @@
+"""Registry HTTP: one session per host through :class:`shared.netguard.PinnedAdapter`, a deadline
+per request, capped answers, :class:`shared.clients.retry.BoundedRetry`, redirects by hand under
+the credential rule (:class:`shared.clients.registry.credential_rule.CredentialScope`), requests
+counted.
+"""
+
+from __future__ import annotations
+
+import ssl
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import requests
+
+from shared.clients.registry.credential_rule import CredentialScope
+from shared.clients.registry.model import DNS, INCOMPLETE, TLS, UNREACHABLE
+from shared.clients.retry import BoundedRetry, attempts
+from shared.config import Settings
+from shared.netguard import (
+    AddressRefused,
+    NameNotResolved,
+    NetGuard,
+    PinnedAdapter,
+    PlainHttpRefused,
+    deadline_remaining,
+    request_deadline,
+)
+
+MAX_RETRY_AFTER_SECONDS = 30.0  # the longest Retry-After honoured; a longer one is reported at once
+MAX_REDIRECTS = 3
+# Body caps: a registry cannot make pullwatch hold a huge answer (all reads end by the request deadline).
+MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # registries limit manifests to 4 MiB; image configs are smaller
+MAX_TAG_PAGE_BYTES = 1024 * 1024  # a page of at most 1000 tags
+MAX_TOKEN_BYTES = 256 * 1024  # token and exchange answers (a JWT of a few KB)
+MAX_ERROR_BYTES = 64 * 1024  # any other answer, errors included (kept truncated: the status decides)
+
+
+class ResponseTooLarge(requests.exceptions.RequestException):
+    """A successful registry answer larger than its cap (MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES…)."""
+
+
+class RedirectRefused(requests.exceptions.RequestException):
+    """A request carrying a credential in its body was redirected to another origin: not followed."""
+
+
+class DeadlineExceeded(requests.exceptions.Timeout):
+    """One registry request (connect, TLS, reads, retries, redirects) took longer than its deadline."""
+
+
+def exception_code(exc: BaseException) -> str:
+    """The finding code of a request that raised ``exc`` (DNS, TLS, unreachable or incomplete)."""
+    if isinstance(exc, NameNotResolved):
+        return DNS
+    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge):
+        return INCOMPLETE
+    if isinstance(exc, DeadlineExceeded):
+        return UNREACHABLE
+    if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
+        return TLS
+    text = str(exc)
+    if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text:
+        return DNS
+    if "SSL" in text or ("CERTIFICATE" in text.upper() and "VERIFY" in text.upper()):
+        return TLS
+    return UNREACHABLE
+
+
+def exception_text(exc: BaseException) -> str:
+    """One line saying why a request raised ``exc``, without a traceback."""
+    if isinstance(
+        exc,
+        NameNotResolved
+        | AddressRefused
+        | PlainHttpRefused
+        | RedirectRefused
+        | ResponseTooLarge
+        | DeadlineExceeded,
+    ):
+        return str(exc)
+    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | TimeoutError):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return f"certificate verification failed: {exc.verify_message}"
+    reason: BaseException = exc
+    while reason.__context__ is not None and reason.__context__ is not reason:
+        reason = reason.__context__
+    text = str(reason) or type(reason).__name__
+    if "Connection refused" in text or "Errno 111" in text:
+        return "connection refused"
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        return "certificate verification failed"
+    if "timed out" in text:
+        return "timed out"
+    return f"{type(exc).__name__}: {text}"
+
+
+class Transport:
+    """Sessions, worker pools and request counts of one client; :meth:`send` is every request."""
+
+    def __init__(self, settings: Settings, guard: NetGuard) -> None:
+        self.settings = settings
+        self.guard = guard
+        self._lock = threading.Lock()
+        self._counts: dict[str, int] = {}
+        self._sessions: dict[str, requests.Session] = {}
+        self._pools: dict[str, ThreadPoolExecutor] = {}
+
+    def request_counts(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self._counts)
+
+    def close(self) -> None:
+        with self._lock:
+            sessions, self._sessions = list(self._sessions.values()), {}
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.shutdown(wait=True)
+        for session in sessions:
+            session.close()
+
+    def _session(self, host: str) -> requests.Session:
+        with self._lock:
+            session = self._sessions.get(host)
+            if session is None:
+                session = requests.Session()
+                session.trust_env = False  # no proxies or .netrc credentials from the environment
+                retry = BoundedRetry.policy(
+                    retries=self.settings.retries,
+                    backoff=float(self.settings.retry_base_seconds),
+                    max_retry_after=MAX_RETRY_AFTER_SECONDS,
+                    remaining=deadline_remaining,
+                )
+                adapter = PinnedAdapter(
+                    self.guard, pool_maxsize=max(self.settings.registry_concurrency, 2), retries=retry
+                )
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                session.headers["User-Agent"] = "pullwatch/0.1"
+                self._sessions[host] = session
+            return session
+
+    def executor(self, host: str) -> ThreadPoolExecutor:
+        with self._lock:
+            pool = self._pools.get(host)
+            if pool is None:
+                pool = ThreadPoolExecutor(
+                    max_workers=max(1, self.settings.registry_concurrency),
+                    thread_name_prefix=f"registry-{host}",
+                )
+                self._pools[host] = pool
+            return pool
+
+    def _count(self, host: str, requests_sent: int = 1) -> None:
+        with self._lock:
+            self._counts[host] = self._counts.get(host, 0) + requests_sent
+
+    @staticmethod
+    def _read_bounded(response: requests.Response, method: str, limit: int) -> None:
+        """Read the body: a 2xx answer over ``limit`` bytes is refused (ResponseTooLarge); any other
+        answer is kept to its first MAX_ERROR_BYTES (its status is what counts)."""
+        if method == "HEAD":
+            _ = response.content  # no body: urllib3 finishes the response and pools the connection
+            return
+        ok = 200 <= response.status_code < 300
+        cap = limit if ok else MAX_ERROR_BYTES
+        declared = response.headers.get("Content-Length", "")
+        if ok and declared.isdigit() and int(declared) > cap:
+            response.close()
+            raise ResponseTooLarge(f"answer of {declared} bytes is larger than {cap}")
+        chunks, size = [], 0
+        for chunk in response.iter_content(16 * 1024):
+            if size + len(chunk) > cap:
+                response.close()  # the rest is not read; the connection is not reused
+                if ok:
+                    raise ResponseTooLarge(f"answer larger than {cap} bytes")
+                chunks.append(chunk[: cap - size])
+                break
+            size += len(chunk)
+            chunks.append(chunk)
+        response._content = b"".join(chunks)  # iter_content ran to the end: the connection is released
+        response.close()
+
+    def send(
+        self,
+        method: str,
+        url: str,
+        *,
+        headers: dict[str, str] | None = None,
+        data: Any = None,
+        params: Any = None,
+        scope: CredentialScope | None = None,
+        limit: int = MAX_ERROR_BYTES,
+    ) -> requests.Response:
+        """One logical request, whole within ``Settings.request_deadline`` (connect, TLS, every read,
+        retries on 429/5xx by :class:`BoundedRetry`, redirects followed here), body capped at ``limit``.
+
+        Credentials follow :class:`CredentialScope`: on every hop whose URL ``scope`` does not allow,
+        ``Authorization`` is dropped, and a credential body (``data``: every POST pullwatch sends holds
+        an Entra or refresh token) is not sent (RedirectRefused).
+        """
+        deadline = self.settings.request_deadline
+        with request_deadline(deadline):
+            try:
+                return self._send_within_deadline(method, url, headers, data, params, scope, limit)
+            except (requests.exceptions.RequestException, TimeoutError):
+                left = deadline_remaining()
+                if left is not None and left <= 0:
+                    raise DeadlineExceeded(
+                        f"no complete answer within {deadline:g} s (the deadline of one registry request)"
+                    ) from None
+                raise
+
+    def _send_within_deadline(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str] | None,
+        data: Any,
+        params: Any,
+        scope: CredentialScope | None,
+        limit: int,
+    ) -> requests.Response:
+        headers = dict(headers or {})
+        for _ in range(MAX_REDIRECTS + 1):
+            if scope is None or not scope.allows(url):
+                headers.pop("Authorization", None)
+                if data is not None:
+                    raise RedirectRefused(
+                        f"{method} {urlsplit(url).path} would send a credential to "
+                        f"{urlsplit(url).netloc}, which is not the registry or its trusted realm; not sent"
+                    )
+            left = deadline_remaining()
+            if left is not None and left <= 0:
+                raise DeadlineExceeded("the request deadline passed")
+            parts = urlsplit(url)
+            host = (parts.hostname or parts.netloc).lower()
+            session = self._session(host)
+            timeout = self.settings.http_timeout
+            try:
+                response = session.request(
+                    method,
+                    url,
+                    headers=headers,
+                    data=data,
+                    params=params,
+                    timeout=(min(timeout, left) if left is not None else timeout, timeout),
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except requests.exceptions.RequestException:
+                self._count(host)
+                raise
+            self._count(host, attempts(response))
+            self._read_bounded(response, method, limit)
+            if response.status_code in (301, 302, 303, 307, 308) and "Location" in response.headers:
+                url = urljoin(url, response.headers["Location"])
+                params = None
+                if response.status_code == 303:
+                    method, data = "GET", None
+                continue
+            return response
+        raise requests.exceptions.TooManyRedirects(f"more than {MAX_REDIRECTS} redirects")
