@@ -8,7 +8,6 @@ import re
 import uuid
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import quote, urlencode
 
 from sandbox.arm.envelope import GRAPH_AUDIENCES, ArmError
 from sandbox.httpserver import Request, Response, json_response
@@ -155,8 +154,5 @@ class GraphRoutes:
             "value": items[start : start + top],
         }
         if start + top < len(items):
-            query = {k: v[0] for k, v in req.query.items() if k != "$skiptoken"}
-            query["$skiptoken"] = str(start + top)
-            host = req.header("Host") or self.url.split("://", 1)[1]
-            body["@odata.nextLink"] = f"https://{host}{req.path}?{urlencode(query, quote_via=quote)}"
+            body["@odata.nextLink"] = self.next_link(req, start + top)
         return body

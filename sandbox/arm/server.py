@@ -206,8 +206,12 @@ class Arm(ArmRoutes, GraphRoutes, ResourceBodies):
         page = items[start : start + PAGE_SIZE]
         body: dict[str, Any] = {"value": page}
         if start + PAGE_SIZE < len(items):
-            query = {k: v[0] for k, v in req.query.items() if k != "$skiptoken"}
-            query["$skiptoken"] = str(start + PAGE_SIZE)
-            host = req.header("Host") or self.url.split("://", 1)[1]
-            body["nextLink"] = f"https://{host}{req.path}?{urlencode(query, quote_via=quote)}"
+            body["nextLink"] = self.next_link(req, start + PAGE_SIZE)
         return body
+
+    def next_link(self, req: Request, skip: int) -> str:
+        """The request's own URL (as the caller addressed it) with ``$skiptoken`` set to ``skip``."""
+        query = {k: v[0] for k, v in req.query.items() if k != "$skiptoken"}
+        query["$skiptoken"] = str(skip)
+        host = req.header("Host") or self.url.split("://", 1)[1]
+        return f"https://{host}{req.path}?{urlencode(query, quote_via=quote)}"
