@@ -1,4 +1,4 @@
-"""``pullwatch sandbox run`` / ``up``: build a world from real parts, run the product through its
+"""``python -m sandbox run`` / ``up``: build a world from real parts, run the product through its
 Functions entry points, report (contract: docs/spec/world.md, "Output").
 
 The product runs in this process exactly as in Azure, pointed at local endpoints by app settings

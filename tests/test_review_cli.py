@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,7 +97,15 @@ def test_render_of_a_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> Non
 def test_sandbox_run_of_a_world_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     world = tmp_path / "world.yaml"
     world.write_bytes(b"\xffname: x\n")
-    result = _run(["sandbox", "run", str(world)], _offline_env())
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", str(world)],
+        capture_output=True,
+        text=True,
+        env=_offline_env(),
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "world.yaml" in result.stderr and "UTF-8" in result.stderr, result.stderr
     assert "internal error" not in result.stderr
