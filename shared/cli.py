@@ -214,6 +214,9 @@ def _not_audited(findings: Sequence[Any]) -> bool:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
+    from shared.notify import install_log_redaction
+
+    install_log_redaction()
     cli.main(args=list(argv) if argv is not None else None, prog_name="pullwatch")
 
 

@@ -15,7 +15,6 @@ import azure.functions as func
 import pytest
 
 from sandbox.host import load_function_app
-from shared.app import app_for_process
 
 CLUSTER = (
     "/subscriptions/22222222-2222-2222-2222-222222222222/resourceGroups/rg-prod"
@@ -41,11 +40,10 @@ def check(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[bytes], Any]]:
         "PULLWATCH_RETRIES": "0",
     }.items():
         monkeypatch.setenv(name, value)
-    app_for_process(reset=True)
     module = load_function_app()
     functions = {f.get_function_name(): f.get_user_function() for f in module.app.get_functions()}
     yield lambda body: functions["on_demand_check"](func.HttpRequest("POST", "/api/check", body=body))
-    app_for_process(reset=True)
+    module.process_app.close()
 
 
 @pytest.mark.parametrize(

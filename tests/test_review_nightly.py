@@ -13,7 +13,6 @@ import pytest
 
 from sandbox.runner import Sandbox
 from sandbox.world import parse
-from shared.app import app_for_process
 
 pytestmark = pytest.mark.sandbox
 
@@ -51,10 +50,12 @@ def test_a_subscription_whose_clusters_cannot_be_listed_is_reported_not_skipped(
     world = parse(WORLD, source="review-no-cluster-read", path=tmp_path / "world.yaml")
     with Sandbox(world) as box:
         monkeypatch.setenv("PULLWATCH_MIN_SEVERITY", "unknown")  # channels that want to hear it
-        app_for_process(reset=True)
+        box.functions.module.process_app.get(reset=True)
         box.nightly()
         assert box.functions.failures == []
-        stored = [f.to_dict() for f in app_for_process().open_findings(["/subscriptions"])]
+        stored = [
+            f.to_dict() for f in box.functions.module.process_app.get().open_findings(["/subscriptions"])
+        ]
         codes = [f["code"] for f in stored]
         assert codes == ["CHECK_INCOMPLETE"], stored
         reason = stored[0]["evidence"]["reason"]

@@ -27,6 +27,7 @@ Public interface::
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -87,13 +88,10 @@ def _split(url: str) -> tuple[list[str], str, str]:
     return host.split("."), port, path
 
 
-_GLOB_CACHE: dict[str, re.Pattern[str] | None] = {}
-
-
+@functools.lru_cache(maxsize=1024)
 def _glob(pattern: str) -> re.Pattern[str] | None:
-    """Go's ``filepath.Match`` pattern as a regex (None for a malformed pattern)."""
-    if pattern in _GLOB_CACHE:
-        return _GLOB_CACHE[pattern]
+    """Go's ``filepath.Match`` pattern as a regex (None for a malformed pattern); a pure function, so
+    its answers are memoised (bounded: patterns come from untrusted pull secrets)."""
     out, i = [], 0
     compiled: re.Pattern[str] | None
     try:
@@ -125,7 +123,6 @@ def _glob(pattern: str) -> re.Pattern[str] | None:
         compiled = re.compile("".join(out) + r"\Z")
     except (ValueError, re.error):
         compiled = None
-    _GLOB_CACHE[pattern] = compiled
     return compiled
 
 
