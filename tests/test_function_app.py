@@ -126,6 +126,9 @@ def test_every_function_is_registered_with_its_trigger(functions: dict[str, Call
         (b'{"clusters": ["aks-prod"]}', "not managedCluster"),
         (json.dumps({"clusters": [CLUSTER], "probe": "yes"}).encode(), "true or false"),
         (json.dumps({"clusters": [CLUSTER], "colour": 1}).encode(), "unknown field"),
+        # nesting deeper than the JSON parser's recursion limit: a 400, never an unhandled exception
+        (b"[" * 100_000, "JSON"),
+        (b'{"clusters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "JSON"),
     ],
 )
 def test_check_endpoint_answers_400_naming_what_is_wrong(

@@ -1,7 +1,8 @@
-"""Review: retries against ARM and Graph are bounded in time, whatever Retry-After says.
+"""Retries against ARM and Graph are bounded in time, whatever Retry-After says.
 
-azure-core's RetryPolicy sleeps for a 429/503's Retry-After as long as it says (an hour, a day),
-outside every connect/read timeout. Real Azure SDK clients over HTTPS against a real local server."""
+azure-core's RetryPolicy on its own sleeps for a 429/503's Retry-After as long as it says (an hour,
+a day), outside every connect/read timeout; pullwatch's bounded policy does not, yet still honours a
+short Retry-After. Real Azure SDK clients over HTTPS against a real local server."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ PIP = f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.Network/publi
 
 class _Token:
     def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("review-token", int(time.time()) + 3600)
+        return AccessToken("test-token", int(time.time()) + 3600)
 
 
 class _Throttling:

@@ -1,6 +1,6 @@
-"""Review: bad settings and bad input get one clear line and exit 2, never a traceback or a run
-without timeouts. The installed CLI is run as a user runs it; Azure endpoints point at a closed
-local port so nothing leaves the machine."""
+"""Bad settings and bad input get one clear line and exit 2, never a traceback or a run without
+timeouts. The installed CLI (and the sandbox's command) are run as a user runs them; Azure endpoints
+point at a closed local port so nothing leaves the machine."""
 
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ def _offline_env() -> dict[str, str]:
         PULLWATCH_ARM_ENDPOINT=f"https://127.0.0.1:{dead}",
         PULLWATCH_GRAPH_ENDPOINT=f"https://127.0.0.1:{dead}",
         IDENTITY_ENDPOINT=f"http://127.0.0.1:{dead}/msi/token",
-        IDENTITY_HEADER="review",
+        IDENTITY_HEADER="test",
         PULLWATCH_HTTP_TIMEOUT_SECONDS="2",
         PULLWATCH_RETRIES="0",
     )
@@ -125,7 +125,7 @@ def test_audit_without_azure_access_says_why_in_one_finding_and_no_traceback() -
 
 @pytest.mark.parametrize("port", ["99999", "-1", "0"])
 def test_a_host_mapping_with_an_impossible_port_is_a_config_error(port: str) -> None:
-    # Accepted before, it failed later inside the registry check as an unexplained OverflowError.
+    # Refused up front: accepted, it would fail inside the registry check as an unexplained OverflowError.
     with pytest.raises(ConfigError, match="PULLWATCH_HOSTS"):
         Settings.from_env({"PULLWATCH_HOSTS": json.dumps({"contosoacr.azurecr.io": f"127.0.0.1:{port}"})})
 
