@@ -23,7 +23,7 @@ Public interface::
     AuthEntry(key, username, has_password)
     ServiceAccountFacts(namespace, name, image_pull_secrets)
     SnapshotBuilder(cluster, *, read_secrets)  .add_<kind>(obj) ... .build(api_calls) -> Snapshot
-    parse_docker_config(secret_type, data) -> tuple[AuthEntry, ...]   raises ValueError (no secret in it)
+    parse_docker_config(secret_type, content) -> {key: (username, password)}   raises ValueError (quoting no content)
 """
 
 from __future__ import annotations
@@ -406,18 +406,6 @@ def event_from_object(obj: Mapping[str, Any]) -> EventFacts | None:
         first_seen=first,
         last_seen=last,
     )
-
-
-def _decode_auth(value: Any) -> tuple[str | None, bool]:
-    """(username, has_password) of an ``auth`` field: base64 of ``user:password``."""
-    if not isinstance(value, str) or not value:
-        return None, False
-    try:
-        decoded = base64.b64decode(value, validate=False).decode("utf-8", "replace")
-    except (binascii.Error, ValueError):
-        return None, False
-    user, sep, password = decoded.partition(":")
-    return (user or None), bool(sep and password)
 
 
 def parse_docker_config(secret_type: str, content: bytes) -> dict[str, tuple[str | None, str | None]]:

@@ -21,8 +21,6 @@ Public interface::
                     read_credential=None) -> list[Finding]
     entry_matches(key, image) -> bool        # image: "registry/repository" as kubelet looks it up
     keyring_key(loc) -> str
-    secret_for_image(snapshot, workload, image) -> (SecretFacts, auths key) | None
-    image_identity(snapshot, workload, image) -> "secret:<ns>/<name>" | "pullwatch"
 """
 
 from __future__ import annotations
@@ -471,30 +469,3 @@ def _try(
         if is_rejected and rejected is None:
             rejected = (s, key, outcome)
     return rejected
-
-
-def secret_for_image(
-    snapshot: Snapshot, workload: WorkloadFacts, image: str
-) -> tuple[SecretFacts, str] | None:
-    """The (secret, auths key) kubelet would use first for ``image`` of ``workload``: only known
-    when the secrets' content was read. For ``image_usages(identity_for=…)``: identity
-    ``secret:<namespace>/<name>``."""
-    ref = _parse(image)
-    if ref is None:
-        return None
-    names, _ = snapshot.effective_pull_secrets(workload)
-    lookup = _lookup_name(ref)
-    for name in names:
-        s = snapshot.secret(workload.namespace, name)
-        if s is None or not s.is_pull_secret_type or s.content_error is not None:
-            continue
-        for a in s.auths or ():
-            if entry_matches(a.key, lookup):
-                return s, a.key
-    return None
-
-
-def image_identity(snapshot: Snapshot, workload: WorkloadFacts, image: str) -> str:
-    """``secret:<namespace>/<name>`` when a pull secret serves the image, else ``pullwatch``."""
-    found = secret_for_image(snapshot, workload, image)
-    return f"secret:{found[0].namespace}/{found[0].name}" if found else "pullwatch"
