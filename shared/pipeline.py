@@ -30,7 +30,8 @@ from shared.findings import Finding, dedupe, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.reference import ImageRef, ReferenceError, parse_reference
-from shared.workloads import Snapshot, parse_docker_config, secret_content
+from shared.snapshot_builder import parse_docker_config, secret_content
+from shared.workloads import Snapshot
 
 log = logging.getLogger("pullwatch.audit")
 

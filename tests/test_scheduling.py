@@ -8,7 +8,8 @@ import pytest
 
 from shared.checks.scheduling import PoolPlatform, platform_needs, pools_for
 from shared.model import NodePool
-from shared.workloads import NodeFacts, node_from_object, snapshot_from_objects, workload_from_template
+from shared.snapshot_builder import node_from_object, snapshot_from_objects, workload_from_template
+from shared.workloads import NodeFacts
 
 
 def node(
