@@ -1,5 +1,9 @@
 """Image references parsed as github.com/distribution/reference parses them (what kubelet and
 containerd accept, and how they normalise a name).
+
+Written from distribution's grammar independently of the product's ``shared/reference.py``, on
+purpose: the simulated kubelet is the oracle the product is tested against, so it shares none of the
+product's parsing. The regular expressions look alike because both transcribe the same grammar.
 """
 
 from __future__ import annotations
