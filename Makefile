@@ -58,7 +58,7 @@ unit: setup
 test: lint typecheck unit
 
 demo: setup
-	@pullwatch sandbox run sandbox/worlds/demo.yaml
+	@$(PY) -m sandbox run sandbox/worlds/demo.yaml
 
 bench: setup
 	@$(PY) -m bench

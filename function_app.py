@@ -11,14 +11,17 @@ import logging
 
 import azure.functions as func
 
-from shared.app import App, app_for_process
+from shared.app import App, ProcessApp
+from shared.notify import install_log_redaction
 
 app = func.FunctionApp()
+process_app = ProcessApp()  # this process's App: the composition root's one piece of process state
+install_log_redaction()
 log = logging.getLogger("pullwatch.functions")
 
 
 def _app() -> App:
-    return app_for_process()
+    return process_app.get()
 
 
 @app.function_name("event_handler")

@@ -1,4 +1,4 @@
-"""``pullwatch sandbox run`` / ``up``: build a world from real parts, run the product through its
+"""``python -m sandbox run`` / ``up``: build a world from real parts, run the product through its
 Functions entry points, report (contract: docs/spec/world.md, "Output").
 
 The product runs in this process exactly as in Azure, pointed at local endpoints by app settings
@@ -164,22 +164,16 @@ class Sandbox:
         return settings
 
     def _enter_product_env(self) -> None:
-        from shared.app import app_for_process
-
+        # The Functions host loads function_app.py afresh after this, so its App reads these settings.
         for name, value in self.product_settings().items():
             self._saved_env.setdefault(name, os.environ.get(name))
             os.environ[name] = value
-        app_for_process(reset=True)
 
     def _leave_product_env(self) -> None:
         if not self._saved_env:
             return
-        from shared.app import app_for_process
-
-        try:
-            app_for_process(reset=True)
-        except Exception:  # settings may no longer build once we restore them; nothing to keep
-            pass
+        if self.host is not None:
+            self.host.module.process_app.close()
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -213,9 +207,7 @@ class Sandbox:
         self.functions.drain()
 
     def open_findings(self) -> list[dict[str, Any]]:
-        from shared.app import app_for_process
-
-        app = app_for_process()
+        app = self.functions.module.process_app.get()
         ids = [c.resource_id for c in self.world.clusters.values()]
         return [f.to_dict() for f in app.open_findings(ids)]
 

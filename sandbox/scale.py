@@ -276,8 +276,6 @@ class NightlyRun:
 def run_nightly(world: World) -> NightlyRun:
     """Build ``world``, run the nightly audit through the Functions entry points (timer → Azurite
     queue → worker), and measure it; always tears the world down."""
-    from shared.app import app_for_process
-
     box = TimedSandbox(world)
     try:
         box.build()
@@ -289,7 +287,7 @@ def run_nightly(world: World) -> NightlyRun:
         host.drain(timeout=600.0)
         nightly = time.monotonic() - start
         requests = box.log.snapshot()
-        app = app_for_process()
+        app = host.module.process_app.get()
         audited = {c.id.lower() for c in app.inventory.all()}
         names = {c.resource_id.lower(): c.name for c in world.clusters.values()}
         findings = box.open_findings()

@@ -385,30 +385,32 @@ def _meta(cluster: ClusterResult, settings: Settings) -> ClusterMeta:
     return ClusterMeta.from_id(cluster.cluster_id, tenant=tenant, tags=dict(cluster.tags))
 
 
-_PROCESS_APP: dict[str, App] = {}
-_PROCESS_LOCK = threading.Lock()
+class ProcessApp:
+    """The App of one Functions worker process, built from app settings on first use: a warm worker
+    reuses its seams. The one instance lives at ``function_app.py``'s module level (the composition
+    root); ``get(reset=True)`` closes it and builds it afresh (the sandbox does after changing settings)."""
 
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._app: App | None = None
 
-def app_for_process(*, reset: bool = False) -> App:
-    """The App of this Functions worker process, built from app settings on first use.
+    def get(self, *, reset: bool = False) -> App:
+        with self._lock:
+            if reset and self._app is not None:
+                self._app.close()
+                self._app = None
+            if self._app is None:
+                settings = Settings.from_env()
+                _configure_telemetry(settings)
+                self._app = App(settings, default_credential(settings))
+            return self._app
 
-    This is the composition root's one piece of process state: a warm worker reuses its seams.
-    ``reset=True`` closes it (the sandbox rebuilds it after changing settings)."""
-    with _PROCESS_LOCK:
-        if reset and "app" in _PROCESS_APP:
-            _PROCESS_APP.pop("app").close()
-            return _build()
-        if "app" not in _PROCESS_APP:
-            _PROCESS_APP["app"] = _build()
-        return _PROCESS_APP["app"]
-
-
-def _build() -> App:
-    settings = Settings.from_env()
-    _configure_telemetry(settings)
-    app = App(settings, default_credential(settings))
-    _PROCESS_APP["app"] = app
-    return app
+    def close(self) -> None:
+        """Close the App if one was built; the next ``get()`` builds it afresh."""
+        with self._lock:
+            if self._app is not None:
+                self._app.close()
+                self._app = None
 
 
 def _configure_telemetry(settings: Settings) -> None:

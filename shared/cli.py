@@ -33,14 +33,7 @@ def _known_errors() -> tuple[type[BaseException], ...]:
     from shared.config import ConfigError
     from shared.findings import FindingError
 
-    known: list[type[BaseException]] = [PullwatchError, ConfigError, FindingError]
-    try:
-        from sandbox.world import WorldError
-
-        known.append(WorldError)
-    except ImportError:  # pragma: no cover - the sandbox is not shipped to Azure
-        pass
-    return tuple(known)
+    return (PullwatchError, ConfigError, FindingError)
 
 
 def clean_errors(fn: F) -> F:
@@ -220,48 +213,10 @@ def _not_audited(findings: Sequence[Any]) -> bool:
     )
 
 
-# --- sandbox ----------------------------------------------------------------------------------
-
-
-@cli.group()
-def sandbox() -> None:
-    """Build a local Azure estate from a world file and run pullwatch against it."""
-
-
-@sandbox.command("run")
-@click.argument("world", type=click.Path(dir_okay=False))
-@click.option("--json", "as_json", is_flag=True, help="Print the run report as one JSON document.")
-@click.option("--check", is_flag=True, help="Exit 1 when the findings differ from the world's expect.")
-@clean_errors
-def sandbox_run(world: str, as_json: bool, check: bool) -> None:
-    """Build WORLD, run the initial audit and the timeline, print findings and notifications."""
-    from sandbox.runner import run_world
-
-    report, differences = run_world(Path(world), quiet=as_json)
-    if as_json:
-        emit_json(report)
-    else:
-        from sandbox.report import print_report
-
-        print_report(report, differences if check else None)
-    if check and differences:
-        for line in differences:
-            click.echo(f"expect: {line}", err=True)
-        sys.exit(EXIT_FOUND_ERRORS)
-    sys.exit(EXIT_OK)
-
-
-@sandbox.command("up")
-@click.argument("world", type=click.Path(dir_okay=False))
-@clean_errors
-def sandbox_up(world: str) -> None:
-    """Build WORLD and keep it running, printing endpoints and settings, until interrupted."""
-    from sandbox.runner import keep_world_up
-
-    keep_world_up(Path(world))
-
-
 def main(argv: Sequence[str] | None = None) -> None:
+    from shared.notify import install_log_redaction
+
+    install_log_redaction()
     cli.main(args=list(argv) if argv is not None else None, prog_name="pullwatch")
 
 

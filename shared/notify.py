@@ -169,7 +169,9 @@ class _RedactRequestPaths(logging.Filter):
         return True
 
 
-def _install_log_redaction() -> None:
+def install_log_redaction() -> None:
+    """Redact request paths in urllib3's request log (idempotent). Logging is process-wide, so the
+    composition root calls this once (``function_app.py``, ``shared/cli.py``), never a constructor."""
     logger = logging.getLogger("urllib3.connectionpool")
     if not any(isinstance(f, _RedactRequestPaths) for f in logger.filters):
         logger.addFilter(_RedactRequestPaths())
@@ -196,7 +198,6 @@ class Notifier:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._secrets = settings.secret_values()
         self._unavailable: set[str] = set()
-        _install_log_redaction()
 
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""

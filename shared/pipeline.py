@@ -30,7 +30,8 @@ from shared.findings import Finding, dedupe, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.reference import ImageRef, ReferenceError, parse_reference
-from shared.workloads import Snapshot, parse_docker_config, secret_content
+from shared.snapshot_builder import parse_docker_config, secret_content
+from shared.workloads import Snapshot
 
 log = logging.getLogger("pullwatch.audit")
 
@@ -144,9 +145,6 @@ class Auditor:
         self._own_arm = arm is None
         self.registry = RegistryClient(settings, entra_token=self._entra_token, app_tenant=settings.tenant_id)
         self._kube_connect = kube_connect or self._default_kube_connect
-        from shared.clients.network import NetworkReader
-
-        self.network = NetworkReader.from_settings(credential, settings)
         self._registries: dict[str, list[RegistryInfo]] = {}
         self._registries_unreadable: dict[str, str] = {}  # subscription -> why its ACR list failed
         self._assignments: dict[str, list[RoleAssignment] | str] = {}
@@ -154,7 +152,6 @@ class Auditor:
 
     def close(self) -> None:
         self.registry.close()
-        self.network.close()
         if self._own_arm:
             self.arm.close()
 
@@ -453,7 +450,7 @@ class Auditor:
 
     def _egress_ips(self, cluster: ClusterInfo) -> tuple[str, ...] | None:
         try:
-            return self.network.addresses(cluster.outbound_ip_ids)
+            return self.arm.public_ip_addresses(cluster.outbound_ip_ids)
         except UpstreamError as exc:
             log.info("egress IPs of %s unknown: %s", cluster.name, exc)
             return None
@@ -461,11 +458,10 @@ class Auditor:
     def _private_endpoint_vnets(
         self, registries: Sequence[RegistryInfo]
     ) -> dict[str, tuple[str, ...] | None]:
-        reader = self.network
         out: dict[str, tuple[str, ...] | None] = {}
         for reg in registries:
             try:
-                out[reg.login_server] = reader.endpoint_vnets(reg.private_endpoint_ids)
+                out[reg.login_server] = self.arm.private_endpoint_vnets(reg.private_endpoint_ids)
             except UpstreamError as exc:
                 log.info("private endpoints of %s unknown: %s", reg.name, exc)
                 out[reg.login_server] = None

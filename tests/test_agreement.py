@@ -1,10 +1,11 @@
-"""The product, the sandbox's RBAC model and the simulated kubelet agree on who may pull what.
+"""The product and an independent RBAC model agree on who may pull what, and the sandbox's real
+pull path enacts that model.
 
 ``sandbox/worlds/agreement-grid.yaml`` holds a grid of identity / role / scope / mode combinations
 (managed and service-principal identities; classic and ABAC registries; registry, resource group,
 subscription and management group scopes; direct, group and nested-group assignments; built-in and
 custom roles with wildcards, notActions and data actions; ABAC conditions by name and by prefix).
-For every (cluster, registry, repository) the test reads three independent answers:
+For every (cluster, registry, repository) the test reads:
 
 (a) the product: does it report ROLE_MISSING / ROLE_NOT_HONORED_ABAC for the pair, or
     ROLE_CONDITION_EXCLUDES_REPOSITORY listing the repository?
@@ -13,7 +14,12 @@ For every (cluster, registry, repository) the test reads three independent answe
 (c) the kubelet: did the workload's pods start (Running) or wait in ErrImagePull / ImagePullBackOff
     after pulling from the real registry with the node's identity?
 
-and asserts that all three agree. On failure it prints the whole grid.
+(a) and (b) are the two independent answers: their agreement is what this test proves about the
+product. (c) is not a third opinion: the sandbox's ACR token service grants a pull scope where (b)'s
+``decide_pull`` allows it (``sandbox/tokens.py``), so (c) proves that the sandbox enacts its model
+through the real pull path (Entra token → ``/oauth2/exchange`` → ``/oauth2/token`` → docker-registry
+→ pod status), i.e. that the worlds' pod failures mean what the model says. On failure it prints the
+whole grid.
 """
 
 from __future__ import annotations
@@ -117,7 +123,7 @@ def table(cases: list[Case]) -> str:
 
 
 def grid_cases(path: Path = GRID) -> list[Case]:
-    """Build the grid world, run the product's audit, and read the three answers for every pull."""
+    """Build the grid world, run the product's audit, and read (a), (b) and (c) for every pull."""
     world = load(path)
     with Sandbox(world) as box:
         box.kubelet.wait_idle()
@@ -160,7 +166,7 @@ def grid_cases(path: Path = GRID) -> list[Case]:
 
 
 @pytest.mark.sandbox
-def test_product_sandbox_and_kubelet_agree_on_every_pull() -> None:
+def test_product_agrees_with_the_independent_rbac_model_and_the_kubelet_enacts_it() -> None:
     cases = grid_cases()
     assert len(cases) >= 20
     # The grid must exercise both outcomes in both modes, or it proves little.
@@ -175,7 +181,7 @@ def test_product_sandbox_and_kubelet_agree_on_every_pull() -> None:
 
 
 @pytest.mark.sandbox
-def test_kubelet_and_sandbox_rbac_agree_on_another_tenants_registry() -> None:
+def test_the_kubelet_pull_from_another_tenants_registry_is_refused_as_the_model_says() -> None:
     cases = [
         c
         for c in grid_cases(ROOT / "sandbox" / "worlds" / "registry-other-tenant.yaml")

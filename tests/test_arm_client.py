@@ -298,6 +298,7 @@ subscriptions: [22222222-2222-2222-2222-222222222222, 33333333-3333-3333-3333-33
 registries:
   contosoacr:
     resourceGroup: rg-shared
+    privateEndpoints: [vnet-prod]
     repositories: {web: {"1.0": [linux/amd64]}}
   abacacr:
     resourceGroup: rg-shared
@@ -320,6 +321,7 @@ clusters:
   aks-legacy:
     resourceGroup: rg-prod
     identity: servicePrincipal
+    egressIPs: [20.61.0.7, 20.61.0.8]
 groups:
   platform-pullers: [kubelet:aks-prod]
 customRoles:
@@ -475,3 +477,38 @@ def test_kubeconfig_and_denied_reads_against_the_sandbox(sandbox_azure: Any) -> 
         with pytest.raises(ArmAccessDenied) as err:
             arm.list_role_assignments(world.subscriptions[0])
         assert err.value.code == "AuthorizationFailed"
+
+
+@pytest.mark.sandbox
+def test_network_facts_go_through_the_arm_seam(sandbox_azure: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Egress public IPs and private-endpoint VNets are read by the ArmClient itself: its pipeline
+    (counted, bounded retries, timeouts, project errors), each resource once per audit."""
+    from azure.identity import ManagedIdentityCredential
+
+    from sandbox.arm import cluster_egress_ips
+
+    world, entra, sandbox_arm, _, _, pki = sandbox_azure
+    for key, value in entra.env_for_app().items():
+        monkeypatch.setenv(key, value)
+    with ArmClient(
+        ManagedIdentityCredential(),
+        endpoint=sandbox_arm.url,
+        graph_endpoint=sandbox_arm.graph_url,
+        ca_bundle=str(pki.ca_bundle),
+        timeout=5,
+        retries=1,
+    ) as arm:
+        legacy = arm.get_cluster(world.clusters["aks-legacy"].resource_id)
+        [contoso] = [r for r in arm.list_registries(legacy.subscription_id) if r.name == "contosoacr"]
+        before = arm.request_counts()["arm"]
+        assert arm.public_ip_addresses(legacy.outbound_ip_ids) == ("20.61.0.7", "20.61.0.8")
+        assert list(arm.public_ip_addresses(legacy.outbound_ip_ids)) == cluster_egress_ips(
+            world, world.clusters["aks-legacy"]
+        )
+        [vnet] = arm.private_endpoint_vnets(contoso.private_endpoint_ids)
+        assert vnet.lower().endswith("/virtualnetworks/vnet-prod")
+        assert arm.private_endpoint_vnets(contoso.private_endpoint_ids) == (vnet,)
+        reads = len(legacy.outbound_ip_ids) + len(contoso.private_endpoint_ids)
+        assert arm.request_counts()["arm"] - before == reads == 3  # counted, and each read once
+        with pytest.raises(UpstreamError, match="not a public IP resource ID"):
+            arm.public_ip_addresses(["not-an-id"])

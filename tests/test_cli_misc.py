@@ -1,8 +1,9 @@
 """The installed ``pullwatch`` command as a user meets it: help, ``python -m shared``, ``render`` from
-stdin, and ``sandbox up`` started and interrupted."""
+stdin; the sandbox's own command (``python -m sandbox``): help, and ``up`` started and interrupted."""
 
 from __future__ import annotations
 
+import ast
 import json
 import signal
 import subprocess
@@ -14,6 +15,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PULLWATCH = str(ROOT / ".venv" / "bin" / "pullwatch")
+SANDBOX = [sys.executable, "-m", "sandbox"]
 CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-prod"
 
 
@@ -26,9 +28,14 @@ def run(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str
 def test_help_lists_every_command() -> None:
     result = run("--help")
     assert result.returncode == 0
-    for command in ("explain", "audit", "render", "sandbox"):
+    for command in ("explain", "audit", "render"):
         assert command in result.stdout
-    assert "run" in run("sandbox", "--help").stdout and "up" in run("sandbox", "--help").stdout
+    assert "sandbox" not in result.stdout  # the product's command does not carry the sandbox
+    sandbox_help = subprocess.run(
+        [*SANDBOX, "--help"], capture_output=True, text=True, timeout=60, check=False, cwd=ROOT
+    )
+    assert sandbox_help.returncode == 0, sandbox_help.stderr
+    assert "run" in sandbox_help.stdout and "up" in sandbox_help.stdout
     module = subprocess.run(
         [sys.executable, "-m", "shared", "--help"],
         capture_output=True,
@@ -38,6 +45,22 @@ def test_help_lists_every_command() -> None:
         cwd=ROOT,
     )
     assert module.returncode == 0 and "explain" in module.stdout
+
+
+def test_the_product_imports_nothing_from_the_sandbox() -> None:
+    importers = []
+    for path in sorted((ROOT / "shared").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            if any(n == "sandbox" or n.startswith("sandbox.") for n in names):
+                importers.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert importers == []
 
 
 def test_unknown_command_and_option_exit_2() -> None:
@@ -76,7 +99,8 @@ def test_render_reads_stdin_and_prints_one_payload(fmt: str, key: str) -> None:
 @pytest.mark.sandbox
 def test_sandbox_up_prints_endpoints_and_settings_and_stops_on_interrupt() -> None:
     process = subprocess.Popen(
-        [PULLWATCH, "sandbox", "up", str(ROOT / "sandbox" / "worlds" / "healthy.yaml")],
+        [*SANDBOX, "up", str(ROOT / "sandbox" / "worlds" / "healthy.yaml")],
+        cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

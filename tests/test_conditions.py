@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from shared.rbac import (
-    CONTENT_READ,
-    METADATA_READ,
+from shared.actions import CONTENT_READ, METADATA_READ
+from shared.conditions import (
     ConditionError,
     condition_allows,
     evaluate_condition,

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import azure.functions as func
@@ -18,7 +20,7 @@ from azure.storage.queue import QueueClient
 
 from sandbox.azurite import Azurite
 from sandbox.host import load_function_app
-from shared.app import App, app_for_process
+from shared.app import App
 from shared.config import SETTINGS
 from shared.plan import KnownCluster
 
@@ -38,7 +40,8 @@ def _closed_port() -> int:
 
 
 @pytest.fixture
-def functions(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Callable[..., Any]]]:
+def function_app(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
+    """function_app.py loaded as the Functions host loads it, with app settings pointing at Azurite."""
     suffix = uuid.uuid4().hex[:10]
     dead = _closed_port()
     env = {
@@ -57,18 +60,24 @@ def functions(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[dic
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    app_for_process(reset=True)
     module = load_function_app()
-    yield {f.get_function_name(): f.get_user_function() for f in module.app.get_functions()}
-    app_for_process(reset=True)
+    yield module
+    module.process_app.close()
 
 
-def _app() -> App:
-    return app_for_process()
+@pytest.fixture
+def functions(function_app: ModuleType) -> dict[str, Callable[..., Any]]:
+    return {f.get_function_name(): f.get_user_function() for f in function_app.app.get_functions()}
 
 
-def _queue(azurite: Azurite) -> QueueClient:
-    return QueueClient.from_connection_string(azurite.connection_string, _app().settings.audit_queue)
+@pytest.fixture
+def app(function_app: ModuleType) -> App:
+    """The loaded module's App (its composition root builds it from the app settings)."""
+    return function_app.process_app.get()  # type: ignore[no-any-return]
+
+
+def _queue(azurite: Azurite, app: App) -> QueueClient:
+    return QueueClient.from_connection_string(azurite.connection_string, app.settings.audit_queue)
 
 
 def _role_delete(event_id: str) -> dict[str, Any]:
@@ -117,6 +126,9 @@ def test_every_function_is_registered_with_its_trigger(functions: dict[str, Call
         (b'{"clusters": ["aks-prod"]}', "not managedCluster"),
         (json.dumps({"clusters": [CLUSTER], "probe": "yes"}).encode(), "true or false"),
         (json.dumps({"clusters": [CLUSTER], "colour": 1}).encode(), "unknown field"),
+        # nesting deeper than the JSON parser's recursion limit: a 400, never an unhandled exception
+        (b"[" * 100_000, "JSON"),
+        (b'{"clusters": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "JSON"),
     ],
 )
 def test_check_endpoint_answers_400_naming_what_is_wrong(
@@ -140,9 +152,9 @@ def test_check_endpoint_reports_an_unreachable_azure_as_incomplete_not_as_clear(
 
 
 def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
-    functions: dict[str, Callable[..., Any]], azurite: Azurite
+    functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
-    _app().inventory.save(
+    app.inventory.save(
         KnownCluster(
             id=CLUSTER,
             registries=frozenset({"contosoacr.azurecr.io"}),
@@ -153,15 +165,15 @@ def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
     first, second = _role_delete("ev-1"), _role_delete("ev-2")
     for item in (first, first, second, first):  # a duplicate delivery, then another change in the window
         functions["event_handler"](_grid_event(item))
-    queue = _queue(azurite)
+    queue = _queue(azurite, app)
     assert queue.get_queue_properties().approximate_message_count == 1
     assert list(queue.receive_messages()) == [], "the audit waits out the debounce window (invisible)"
-    merged = _app().queue.clear_pending(CLUSTER)
+    merged = app.queue.clear_pending(CLUSTER)
     assert merged is not None and set(merged.event_ids) == {"ev-1", "ev-2"}
 
 
 def test_malformed_and_unknown_events_are_skipped_without_failing(
-    functions: dict[str, Callable[..., Any]], azurite: Azurite
+    functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
     bad = func.EventGridEvent(
         id="m1",
@@ -185,7 +197,7 @@ def test_malformed_and_unknown_events_are_skipped_without_failing(
             data_version="1",
         )
     )
-    assert _app().queue.depth() == 0
+    assert app.queue.depth() == 0
 
 
 def test_unreadable_queue_message_is_dropped_not_retried(functions: dict[str, Callable[..., Any]]) -> None:
@@ -194,17 +206,17 @@ def test_unreadable_queue_message_is_dropped_not_retried(functions: dict[str, Ca
 
 def test_audit_worker_stores_check_incomplete_when_azure_cannot_be_read(
     functions: dict[str, Callable[..., Any]],
+    app: App,
 ) -> None:
     body = json.dumps({"cluster": CLUSTER, "reasons": ["test"]}).encode()
     functions["audit_worker"](QueueMessage(id="q2", body=body, dequeue_count=1))
-    stored = _app().store.open_findings(CLUSTER)
+    stored = app.store.open_findings(CLUSTER)
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
 
 
 def test_poison_message_becomes_check_incomplete_instead_of_a_loop(
-    functions: dict[str, Callable[..., Any]], monkeypatch: pytest.MonkeyPatch
+    functions: dict[str, Callable[..., Any]], app: App, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    app = _app()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("storage hiccup")
@@ -220,13 +232,12 @@ def test_poison_message_becomes_check_incomplete_instead_of_a_loop(
 
 
 def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the_right_audits(
-    functions: dict[str, Callable[..., Any]], azurite: Azurite
+    functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
     """Through the Event Grid entry point, as the host invokes it: one call per event."""
     import random
 
     other = CLUSTER.replace("aks-prod", "aks-dev")
-    app = _app()
     app.inventory.save(
         KnownCluster(
             id=CLUSTER,
@@ -261,7 +272,7 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     rng.shuffle(batch)
     for event in batch:
         functions["event_handler"](event)  # no exception escapes
-    queue = _queue(azurite)
+    queue = _queue(azurite, app)
     assert queue.get_queue_properties().approximate_message_count == 1, (
         "one debounced audit, for aks-prod only"
     )
@@ -269,3 +280,33 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     assert merged is not None and set(merged.event_ids) <= {f"ev-{i}" for i in range(40)}
     assert len(merged.event_ids) == len({e.id for e in batch if e.id.startswith("ev-")})
     assert app.queue.clear_pending(other) is None
+
+
+def test_loading_the_function_app_redacts_webhook_paths_in_urllib3s_request_log(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    logger = logging.getLogger("urllib3.connectionpool")
+    installed = list(logger.filters)
+    for f in installed:
+        logger.removeFilter(f)
+    try:
+        load_function_app()
+        with caplog.at_level(logging.DEBUG, logger="urllib3.connectionpool"):
+            logger.debug(
+                '%s://%s:%s "%s %s %s" %s %s',
+                "https",
+                "hooks.slack.com",
+                443,
+                "POST",
+                "/services/T0000/B0000/webhook-secret",
+                "HTTP/1.1",
+                200,
+                2,
+            )
+        assert "hooks.slack.com" in caplog.text and "/services/[redacted]" in caplog.text
+        assert "webhook-secret" not in caplog.text
+    finally:
+        for f in list(logger.filters):
+            logger.removeFilter(f)
+        for f in installed:
+            logger.addFilter(f)

@@ -14,7 +14,7 @@ from sandbox.sink import WebhookSink
 from shared.compare import compare
 from shared.config import Settings
 from shared.findings import Finding
-from shared.notify import DeliveryReport, Notifier, judge
+from shared.notify import DeliveryReport, Notifier, install_log_redaction, judge
 from shared.render import ClusterMeta
 from shared.state import OutboxMessage, StateStore
 
@@ -74,6 +74,7 @@ class World:
         self.settings = Settings.from_env(self.env)
         self.store = StateStore.from_settings(self.settings)
         self.sleeps = Sleeps()
+        install_log_redaction()  # as the composition root does (function_app.py, the CLI)
         self.notifier = Notifier(self.settings, self.store, sleep=self.sleeps)
 
     def run(

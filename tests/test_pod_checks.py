@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.checks.pods import incomplete_finding, pod_findings
-from shared.workloads import snapshot_from_objects
+from shared.snapshot_builder import snapshot_from_objects
 
 REFERENCE = Path(__file__).resolve().parent / "data"
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)

@@ -16,7 +16,8 @@ import yaml
 
 from shared.clients.kube import KubeClient, collect
 from shared.probe import PROBE_LABELS, Prober, ProbeTarget, probe_pod, probe_targets
-from shared.workloads import Taint, snapshot_from_objects
+from shared.snapshot_builder import snapshot_from_objects
+from shared.workloads import Taint
 
 WORLD = {
     "name": "probe",

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import pytest
 
+from shared.actions import CONTENT_READ, PULL_ACTION, action_matches
 from shared.model import PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.rbac import (
     ACR_PULL,
-    CONTENT_READ,
     CONTRIBUTOR,
     OWNER,
-    PULL_ACTION,
     READER,
     REPOSITORY_READER,
-    action_matches,
     assignments_for,
     pull_access,
     role_grants_action,

@@ -6,6 +6,7 @@ import json
 import shlex
 from dataclasses import replace
 
+from shared.actions import CONTENT_READ
 from shared.checks.roles import (
     needs_service_principal_lookup,
     pull_identity,
@@ -13,9 +14,10 @@ from shared.checks.roles import (
     resolve_pull_identity,
     role_findings,
 )
+from shared.conditions import condition_allows
 from shared.findings import Finding
 from shared.model import ClusterInfo, PullIdentity, RegistryInfo, RoleAssignment
-from shared.rbac import ACR_PULL, CONTENT_READ, OWNER, REPOSITORY_READER, condition_allows
+from shared.rbac import ACR_PULL, OWNER, REPOSITORY_READER
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 SUB = "22222222-2222-2222-2222-222222222222"

@@ -8,7 +8,8 @@ import pytest
 
 from shared.checks.scheduling import PoolPlatform, platform_needs, pools_for
 from shared.model import NodePool
-from shared.workloads import NodeFacts, node_from_object, snapshot_from_objects, workload_from_template
+from shared.snapshot_builder import node_from_object, snapshot_from_objects, workload_from_template
+from shared.workloads import NodeFacts
 
 
 def node(
@@ -183,7 +184,6 @@ def test_platform_needs_per_image_of_every_workload() -> None:
 def test_image_usages_carry_pools_and_identity() -> None:
     from shared.checks.images import ImageUsage
     from shared.checks.scheduling import NO_POOL, image_usages, pool_triples
-    from shared.checks.secrets import image_identity
 
     snap = snapshot_from_objects(
         "aks",
@@ -218,7 +218,7 @@ def test_image_usages_carry_pools_and_identity() -> None:
             ],
         },
     )
-    usages = image_usages(snap, identity_for=lambda w, image: image_identity(snap, w, image))
+    usages = image_usages(snap)
     assert pool_triples(snap) == [("armpool", "linux", "arm64"), ("system", "linux", "amd64")]
     good = [u for u in usages if isinstance(u, ImageUsage)]
     assert [(u.workload, str(u.ref), u.pools, u.identity) for u in good] == [

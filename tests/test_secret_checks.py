@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.checks.secrets import entry_matches, keyring_key, secret_findings
-from shared.workloads import parse_docker_config, snapshot_from_objects
+from shared.snapshot_builder import parse_docker_config, snapshot_from_objects
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
 CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"

@@ -5,7 +5,8 @@ stand-ins, the simulated kubelet) and the product runs against it through its Fu
 points (:func:`sandbox.runner.run_world`). For every world the test also checks that no secret of
 the world (registry passwords, pull-secret passwords, webhook URL tokens) reaches a finding or a
 notification, and that tearing the world down leaves no process and no temporary folder behind.
-Three runs go through the installed CLI as a subprocess (exit codes 0 / 1 / 2).
+Three runs go through the sandbox command (``python -m sandbox run``) as a subprocess (exit codes
+0 / 1 / 2).
 """
 
 from __future__ import annotations
@@ -28,7 +29,6 @@ from sandbox.runner import run_world
 
 ROOT = Path(__file__).resolve().parent.parent
 WORLDS = ROOT / "sandbox" / "worlds"
-CLI = ROOT / ".venv" / "bin" / "pullwatch"
 
 #: Worlds that show a bug in a file this test's owner may not edit: they must fail until it is fixed.
 KNOWN_BUGS = {}
@@ -150,12 +150,17 @@ EXTRA_CHECKS = {
 }
 
 
-# --- the installed CLI ---------------------------------------------------------------------------
+# --- the sandbox command -----------------------------------------------------------------------
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [str(CLI), "sandbox", "run", *args], capture_output=True, text=True, timeout=240, check=False
+        [sys.executable, "-m", "sandbox", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+        cwd=ROOT,
     )
 
 

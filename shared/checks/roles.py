@@ -12,9 +12,10 @@ import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from typing import Any
 
+from shared.conditions import repository_condition
 from shared.findings import Finding
 from shared.model import ClusterInfo, PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition, same_id
-from shared.rbac import assignments_for, pull_access, repository_condition, scope_is_within
+from shared.rbac import assignments_for, pull_access, scope_is_within
 
 CHECK = "roles"
 ACR_PULL_ROLE = "AcrPull"

@@ -20,14 +20,14 @@ Public interface::
 
     pools_for(workload, nodes, extra_pools=()) -> tuple[PoolPlatform, ...]
     platform_needs(snapshot, extra_pools=()) -> list[ImagePlatformNeed]
-    image_usages(snapshot, extra_pools=(), *, identity_for=None) -> list[ImageUsage | Finding]
+    image_usages(snapshot, extra_pools=()) -> list[ImageUsage | Finding]
     pool_triples(snapshot, extra_pools=()) -> list[(pool, os, arch)]   # image_findings' pools
     PoolPlatform(pool, os, arch);  ImagePlatformNeed(image, namespace, workload, pools)
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -184,13 +184,10 @@ def pool_triples(snapshot: Snapshot, extra_pools: Iterable[NodePool] = ()) -> li
 def image_usages(
     snapshot: Snapshot,
     extra_pools: Iterable[NodePool] = (),
-    *,
-    identity_for: Callable[[WorkloadFacts, str], str] | None = None,
 ) -> list[ImageUsage | Finding]:
     """The registry check's input (:class:`shared.checks.images.ImageUsage`): one usage per image
     of every workload, with the (pool, os, arch) triples where it can run; an unparsable image
-    becomes IMAGE_REFERENCE_INVALID. ``identity_for(workload, image)`` names the identity the
-    registry check should pull as (default "pullwatch")."""
+    becomes IMAGE_REFERENCE_INVALID. Every usage is read as pullwatch's own identity."""
     from shared.checks.images import usage_or_finding
 
     nodes = _pool_nodes(snapshot.nodes, extra_pools)
@@ -199,6 +196,5 @@ def image_usages(
         pools = pools_for(w, nodes)
         names: tuple[object, ...] = tuple((p.pool, p.os, p.arch) for p in pools) if pools else (NO_POOL,)
         for image in w.images:
-            identity = identity_for(w, image) if identity_for else "pullwatch"
-            out.append(usage_or_finding(snapshot.cluster, w.namespace, w.ref, image, names, identity))
+            out.append(usage_or_finding(snapshot.cluster, w.namespace, w.ref, image, names))
     return out

@@ -21,12 +21,11 @@ Public interface::
                     read_credential=None) -> list[Finding]
     entry_matches(key, image) -> bool        # image: "registry/repository" as kubelet looks it up
     keyring_key(loc) -> str
-    secret_for_image(snapshot, workload, image) -> (SecretFacts, auths key) | None
-    image_identity(snapshot, workload, image) -> "secret:<ns>/<name>" | "pullwatch"
 """
 
 from __future__ import annotations
 
+import functools
 import re
 import shlex
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
@@ -87,13 +86,10 @@ def _split(url: str) -> tuple[list[str], str, str]:
     return host.split("."), port, path
 
 
-_GLOB_CACHE: dict[str, re.Pattern[str] | None] = {}
-
-
+@functools.lru_cache(maxsize=1024)
 def _glob(pattern: str) -> re.Pattern[str] | None:
-    """Go's ``filepath.Match`` pattern as a regex (None for a malformed pattern)."""
-    if pattern in _GLOB_CACHE:
-        return _GLOB_CACHE[pattern]
+    """Go's ``filepath.Match`` pattern as a regex (None for a malformed pattern); a pure function, so
+    its answers are memoised (bounded: patterns come from untrusted pull secrets)."""
     out, i = [], 0
     compiled: re.Pattern[str] | None
     try:
@@ -125,7 +121,6 @@ def _glob(pattern: str) -> re.Pattern[str] | None:
         compiled = re.compile("".join(out) + r"\Z")
     except (ValueError, re.error):
         compiled = None
-    _GLOB_CACHE[pattern] = compiled
     return compiled
 
 
@@ -474,30 +469,3 @@ def _try(
         if is_rejected and rejected is None:
             rejected = (s, key, outcome)
     return rejected
-
-
-def secret_for_image(
-    snapshot: Snapshot, workload: WorkloadFacts, image: str
-) -> tuple[SecretFacts, str] | None:
-    """The (secret, auths key) kubelet would use first for ``image`` of ``workload``: only known
-    when the secrets' content was read. For ``image_usages(identity_for=…)``: identity
-    ``secret:<namespace>/<name>``."""
-    ref = _parse(image)
-    if ref is None:
-        return None
-    names, _ = snapshot.effective_pull_secrets(workload)
-    lookup = _lookup_name(ref)
-    for name in names:
-        s = snapshot.secret(workload.namespace, name)
-        if s is None or not s.is_pull_secret_type or s.content_error is not None:
-            continue
-        for a in s.auths or ():
-            if entry_matches(a.key, lookup):
-                return s, a.key
-    return None
-
-
-def image_identity(snapshot: Snapshot, workload: WorkloadFacts, image: str) -> str:
-    """``secret:<namespace>/<name>`` when a pull secret serves the image, else ``pullwatch``."""
-    found = secret_for_image(snapshot, workload, image)
-    return f"secret:{found[0].namespace}/{found[0].name}" if found else "pullwatch"

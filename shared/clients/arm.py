@@ -1,7 +1,7 @@
 """The one seam to Azure Resource Manager and Microsoft Graph.
 
 Built on the Azure SDK clients (azure-mgmt-containerservice, -containerregistry, -authorization,
--resource-subscriptions) and ``azure.core.PipelineClient`` for Graph; the caller hands in a
+-network, -resource-subscriptions) and ``azure.core.PipelineClient`` for Graph; the caller hands in a
 ``TokenCredential`` (azure-identity) and the endpoints. Every request has a connect and read
 timeout; every SDK error becomes a project error (:class:`ArmAccessDenied`, :class:`ArmNotFound`,
 :class:`ArmUnavailable`, or :class:`~shared.errors.UpstreamError`) whose message carries no token.
@@ -11,6 +11,7 @@ identities, G identities): 1 subscription list; per subscription one cluster lis
 list and ONE unfiltered role-assignment list (at, above and below the subscription); role
 definitions once per scope (cached); one replication list per Premium registry; one Graph lookup
 per service principal and one group listing per identity (cached) — never per cluster×registry.
+Network facts: one read per egress public IP and per registry private endpoint (cached).
 Pages (``nextLink`` / ``@odata.nextLink``) add requests only for large lists.
 """
 
@@ -18,9 +19,9 @@ from __future__ import annotations
 
 import threading
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from azure.core import PipelineClient
 from azure.core.credentials import TokenCredential
@@ -46,14 +47,21 @@ from azure.mgmt.authorization import AuthorizationManagementClient
 from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.core.tools import parse_resource_id
+from azure.mgmt.network import NetworkManagementClient
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
+from shared.clients.arm_bodies import (
+    as_dict,
+    assignment_from_arm,
+    cluster_from_arm,
+    definition_from_arm,
+    field_at,
+    registry_from_arm,
+)
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.model import (
-    LEGACY_MODE,
     ClusterInfo,
-    NodePool,
     RegistryInfo,
     RoleAssignment,
     RoleDefinition,
@@ -145,160 +153,6 @@ def _translated(what: str) -> Iterator[None]:
         raise UpstreamError(f"{what}: {_short(exc.message or str(exc))}") from None
 
 
-def _get(data: Any, *path: str) -> Any:
-    for key in path:
-        if not isinstance(data, Mapping):
-            return None
-        data = data.get(key)
-    return data
-
-
-def _as_dict(model: Any) -> dict[str, Any]:
-    """The wire JSON of a typespec SDK model (camelCase keys, as in reference/wire/arm)."""
-    if isinstance(model, Mapping):
-        return dict(model)
-    result: dict[str, Any] = model.as_dict()
-    return result
-
-
-def _arch_of(vm_size: str | None, explicit: str | None) -> Literal["amd64", "arm64"]:
-    if explicit and explicit.lower() in ("arm64", "aarch64"):
-        return "arm64"
-    if explicit and explicit.lower() in ("amd64", "x86_64", "x64"):
-        return "amd64"
-    # Azure Arm64 sizes carry a 'p' in the feature letters after the vCPU count: D4ps_v5, E8pds_v5.
-    size = (vm_size or "").lower().removeprefix("standard_")
-    head = size.split("_", 1)[0]
-    letters = head.lstrip("abcdefghijklmnopqrstuvwxyz")
-    suffix = letters.lstrip("0123456789")
-    return "arm64" if "p" in suffix else "amd64"
-
-
-def _vnet_of(subnet_id: str | None) -> str | None:
-    if not subnet_id:
-        return None
-    lowered = subnet_id.lower()
-    idx = lowered.find("/subnets/")
-    return subnet_id[:idx] if idx >= 0 else subnet_id
-
-
-def cluster_from_arm(body: Mapping[str, Any], tenant_id: str | None = None) -> ClusterInfo:
-    """A ManagedCluster GET body (wire JSON) as :class:`ClusterInfo`."""
-    rid = str(body.get("id") or "")
-    parts = parse_resource_id(rid) if rid else {}
-    props = body.get("properties") or {}
-    kubelet = _get(props, "identityProfile", "kubeletidentity") or {}
-    pools = []
-    vnets: list[str] = []
-    for p in props.get("agentPoolProfiles") or []:
-        os_type = str(p.get("osType") or "Linux").lower()
-        pools.append(
-            NodePool(
-                name=str(p.get("name") or ""),
-                os="windows" if os_type == "windows" else "linux",
-                arch=_arch_of(p.get("vmSize"), p.get("arch") or p.get("architecture")),
-                count=int(p.get("count") or 0),
-            )
-        )
-        vnet = _vnet_of(p.get("vnetSubnetID"))
-        if vnet and vnet.lower() not in (v.lower() for v in vnets):
-            vnets.append(vnet)
-    lb = _get(props, "networkProfile", "loadBalancerProfile") or {}
-    outbound = [ip.get("id") for ip in (lb.get("effectiveOutboundIPs") or []) if ip.get("id")]
-    if not outbound:
-        outbound = [ip.get("id") for ip in (_get(lb, "outboundIPs", "publicIPs") or []) if ip.get("id")]
-    aad = props.get("aadProfile")
-    tenant = (_get(aad, "tenantID") if aad else None) or _get(body, "identity", "tenantId") or tenant_id
-    return ClusterInfo(
-        id=rid,
-        name=str(body.get("name") or parts.get("name") or ""),
-        subscription_id=str(parts.get("subscription") or ""),
-        resource_group=str(parts.get("resource_group") or ""),
-        location=str(body.get("location") or ""),
-        tenant_id=tenant,
-        kubelet_object_id=kubelet.get("objectId"),
-        kubelet_client_id=kubelet.get("clientId"),
-        service_principal_client_id=_get(props, "servicePrincipalProfile", "clientId"),
-        aad_enabled=bool(aad),
-        private_cluster=bool(_get(props, "apiServerAccessProfile", "enablePrivateCluster")),
-        fqdn=props.get("fqdn") or props.get("privateFQDN"),
-        node_pools=tuple(pools),
-        vnet_ids=tuple(vnets),
-        outbound_ip_ids=tuple(str(i) for i in outbound),
-        tags=dict(body.get("tags") or {}),
-    )
-
-
-def registry_from_arm(
-    body: Mapping[str, Any], tenant_id: str | None = None, replication_locations: tuple[str, ...] = ()
-) -> RegistryInfo:
-    """A Registry GET body (wire JSON, api-version 2025-11-01) as :class:`RegistryInfo`."""
-    rid = str(body.get("id") or "")
-    parts = parse_resource_id(rid) if rid else {}
-    props = body.get("properties") or {}
-    rules = props.get("networkRuleSet") or {}
-    endpoints = [
-        _get(c, "properties", "privateEndpoint", "id") for c in props.get("privateEndpointConnections") or []
-    ]
-    arm_policy = _get(props, "policies", "azureADAuthenticationAsArmPolicy", "status")
-    name = str(body.get("name") or parts.get("name") or "")
-    return RegistryInfo(
-        id=rid,
-        name=name,
-        login_server=str(props.get("loginServer") or f"{name.lower()}.azurecr.io").lower(),
-        subscription_id=str(parts.get("subscription") or ""),
-        resource_group=str(parts.get("resource_group") or ""),
-        location=str(body.get("location") or ""),
-        tenant_id=tenant_id,
-        role_assignment_mode=str(props.get("roleAssignmentMode") or LEGACY_MODE),
-        public_network_access=str(props.get("publicNetworkAccess") or "Enabled"),
-        network_default_action=str(rules.get("defaultAction") or "Allow"),
-        ip_rules=tuple(str(r.get("value")) for r in rules.get("ipRules") or [] if r.get("value")),
-        private_endpoint_ids=tuple(str(e) for e in endpoints if e),
-        anonymous_pull_enabled=bool(props.get("anonymousPullEnabled")),
-        authentication_as_arm=str(arm_policy or "enabled").lower() != "disabled",
-        replication_locations=replication_locations,
-        data_endpoint_enabled=bool(props.get("dataEndpointEnabled")),
-    )
-
-
-def _assignment(model: Any, listed_for: str | None) -> RoleAssignment:
-    return RoleAssignment(
-        id=str(model.id or ""),
-        scope=str(model.scope or ""),
-        principal_id=str(model.principal_id or ""),
-        principal_type=getattr(model, "principal_type", None),
-        role_definition_id=str(model.role_definition_id or ""),
-        condition=getattr(model, "condition", None),
-        condition_version=getattr(model, "condition_version", None),
-        listed_for=listed_for,
-    )
-
-
-def _definition(model: Any) -> RoleDefinition:
-    blocks = tuple(
-        (
-            tuple(p.actions or ()),
-            tuple(p.not_actions or ()),
-            tuple(p.data_actions or ()),
-            tuple(p.not_data_actions or ()),
-        )
-        for p in (model.permissions or [])
-    )
-    flat: list[tuple[str, ...]] = [tuple(x for b in blocks for x in b[i]) for i in range(4)]
-    return RoleDefinition(
-        id=str(model.id or ""),
-        name=str(model.name or ""),
-        role_name=str(model.role_name or ""),
-        role_type=str(model.role_type or ""),
-        actions=flat[0],
-        not_actions=flat[1],
-        data_actions=flat[2],
-        not_data_actions=flat[3],
-        blocks=blocks if len(blocks) > 1 else (),
-    )
-
-
 class ArmClient:
     """ARM + Graph reads for one audit. Not shared across audits: its caches live as long as it."""
 
@@ -334,6 +188,8 @@ class ArmClient:
         self._definition_by_id: dict[str, RoleDefinition | None] = {}
         self._sp_ids: dict[str, str | None] = {}
         self._groups: dict[str, tuple[str, ...]] = {}
+        self._public_ips: dict[str, str | None] = {}
+        self._endpoint_vnets: dict[str, str | None] = {}
         self._graph: PipelineClient[Any, Any] = PipelineClient(
             base_url=self.graph_endpoint,
             policies=[
@@ -386,6 +242,7 @@ class ArmClient:
                     "aks": ContainerServiceClient,
                     "acr": ContainerRegistryManagementClient,
                     "authz": AuthorizationManagementClient,
+                    "network": NetworkManagementClient,
                 }[kind]
                 client = factory(self._credential, subscription_id, **self._kwargs)
                 self._clients[key] = client
@@ -439,13 +296,13 @@ class ArmClient:
     def list_clusters(self, subscription_id: str) -> list[ClusterInfo]:
         tenant = self._tenants.get(subscription_id.lower())
         with _translated(f"listing AKS clusters in subscription {subscription_id}"):
-            bodies = [_as_dict(c) for c in self._client("aks", subscription_id).managed_clusters.list()]
+            bodies = [as_dict(c) for c in self._client("aks", subscription_id).managed_clusters.list()]
         return [cluster_from_arm(b, tenant) for b in bodies]
 
     def get_cluster(self, resource_id: str) -> ClusterInfo:
         sub, rg, name = self._parts(resource_id, "managedCluster")
         with _translated(f"reading AKS cluster {resource_id}"):
-            body = _as_dict(self._client("aks", sub).managed_clusters.get(rg, name))
+            body = as_dict(self._client("aks", sub).managed_clusters.get(rg, name))
         return cluster_from_arm(body, self._tenants.get(sub.lower()))
 
     def cluster_user_kubeconfig(self, resource_id: str) -> bytes:
@@ -461,6 +318,42 @@ class ArmClient:
             code="NoKubeconfig",
         )
 
+    # ------------------------------------------------------------------ network facts
+
+    def public_ip_addresses(self, public_ip_ids: Iterable[str]) -> tuple[str, ...]:
+        """The IP addresses of the given public IP resources (a cluster's egress), each read once."""
+        out = []
+        for pid in public_ip_ids:
+            key = pid.lower()
+            if key not in self._public_ips:
+                sub, rg, name = self._parts(pid, "public IP")
+                with _translated(f"reading public IP {name}"):
+                    ip = self._client("network", sub).public_ip_addresses.get(rg, name)
+                self._public_ips[key] = getattr(ip, "ip_address", None)
+            if self._public_ips[key]:
+                out.append(str(self._public_ips[key]))
+        return tuple(out)
+
+    def private_endpoint_vnets(self, private_endpoint_ids: Iterable[str]) -> tuple[str, ...]:
+        """The virtual network IDs the given private endpoints sit in, each endpoint read once."""
+        out = []
+        for pid in private_endpoint_ids:
+            key = pid.lower()
+            if key not in self._endpoint_vnets:
+                sub, rg, name = self._parts(pid, "private endpoint")
+                with _translated(f"reading private endpoint {name}"):
+                    endpoint = self._client("network", sub).private_endpoints.get(rg, name)
+                subnet_id = getattr(getattr(endpoint, "subnet", None), "id", None) or ""
+                self._endpoint_vnets[key] = (
+                    subnet_id[: subnet_id.lower().index("/subnets/")]
+                    if "/subnets/" in subnet_id.lower()
+                    else None
+                )
+            vnet = self._endpoint_vnets[key]
+            if vnet:
+                out.append(vnet)
+        return tuple(out)
+
     # ------------------------------------------------------------------ registries
 
     def list_registries(self, subscription_id: str) -> list[RegistryInfo]:
@@ -470,15 +363,15 @@ class ArmClient:
         acr = self._client("acr", subscription_id)
         out = []
         with _translated(f"listing container registries in subscription {subscription_id}"):
-            bodies = [_as_dict(r) for r in acr.registries.list()]
+            bodies = [as_dict(r) for r in acr.registries.list()]
         for body in bodies:
             locations: tuple[str, ...] = ()
-            if str(_get(body, "sku", "name") or "").lower() == "premium":
+            if str(field_at(body, "sku", "name") or "").lower() == "premium":
                 info = registry_from_arm(body)
                 try:
                     with _translated(f"listing replications of {info.id}"):
                         locations = tuple(
-                            str(_as_dict(r).get("location") or "")
+                            str(as_dict(r).get("location") or "")
                             for r in acr.replications.list(info.resource_group, info.name)
                         )
                 except ArmAccessDenied:
@@ -493,7 +386,10 @@ class ArmClient:
         subscription, all pages. Raises :class:`ArmAccessDenied` without read permission."""
         client = self._client("authz", subscription_id)
         with _translated(f"listing role assignments of subscription {subscription_id}"):
-            return [_assignment(a, subscription_id) for a in client.role_assignments.list_for_subscription()]
+            return [
+                assignment_from_arm(a, subscription_id)
+                for a in client.role_assignments.list_for_subscription()
+            ]
 
     def list_role_definitions(self, scope: str) -> dict[str, RoleDefinition]:
         """Role definitions usable at ``scope`` (built-in and custom), keyed by lower-case GUID;
@@ -504,7 +400,7 @@ class ArmClient:
         sub = parse_resource_id(scope).get("subscription") if "/subscriptions/" in key else None
         client = self._client("authz", str(sub or "00000000-0000-0000-0000-000000000000"))
         with _translated(f"listing role definitions at {scope}"):
-            defs = [_definition(d) for d in client.role_definitions.list("/" + scope.strip("/"))]
+            defs = [definition_from_arm(d) for d in client.role_definitions.list("/" + scope.strip("/"))]
         result = {d.guid: d for d in defs}
         self._definitions[key] = result
         return result
@@ -520,7 +416,7 @@ class ArmClient:
             client = self._client("authz", "00000000-0000-0000-0000-000000000000")
             try:
                 with _translated(f"reading role definition {role_definition_id}"):
-                    self._definition_by_id[key] = _definition(
+                    self._definition_by_id[key] = definition_from_arm(
                         client.role_definitions.get_by_id(role_definition_id)
                     )
             except ArmNotFound:

@@ -41,15 +41,8 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from shared.errors import InputError, UpstreamError
-from shared.workloads import (
-    DOCKER_CFG,
-    DOCKER_CONFIG_JSON,
-    PULL_EVENT_REASONS,
-    Snapshot,
-    SnapshotBuilder,
-    parse_docker_config,
-    secret_content,
-)
+from shared.snapshot_builder import SnapshotBuilder, parse_docker_config, secret_content
+from shared.workloads import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_EVENT_REASONS, Snapshot
 
 log = logging.getLogger("pullwatch.kube")
 

@@ -1,9 +1,9 @@
-"""Review: webhook retries are bounded in time, not only in number.
+"""Webhook retries are bounded in time, not only in number.
 
-Notifier backs off ``retry_base_seconds * 2**attempt`` between attempts with no ceiling, while a
-Retry-After is capped at 60 s: PULLWATCH_RETRIES=8 slept 1+2+…+128 s (over four minutes) on one
-channel inside one Functions invocation. Real webhook sink over HTTP, real Azurite; the Notifier's
-``sleep`` seam records the waits instead of sleeping them."""
+The Notifier backs off ``retry_base_seconds * 2**attempt`` between attempts, each wait capped like a
+Retry-After (60 s), so PULLWATCH_RETRIES=8 cannot spend minutes on one channel inside one Functions
+invocation. Real webhook sink over HTTP, real Azurite; the Notifier's ``sleep`` seam records the
+waits instead of sleeping them."""
 
 from __future__ import annotations
 

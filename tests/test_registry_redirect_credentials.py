@@ -1,12 +1,10 @@
-"""Review of the registry client (shared/clients/registry.py, owner still working: defects are
-reported here as strict xfails, not fixed).
+"""A credential is never sent to a host it was not issued for, not even in a redirected body.
 
-Standard: never send a credential to a host it was not issued for. ``RegistryClient._send`` follows
-redirects by hand and drops the ``Authorization`` header when the host changes — but a 307/308
-redirect of a POST re-sends the *body*, and the bodies of ``/oauth2/exchange`` and ``/oauth2/token``
-are the credentials (pullwatch's Entra access token, the ACR refresh token). Uses the registry
-client tests' real world: docker-registry behind an ACR-like TLS front, and a recording "other host".
-"""
+``RegistryClient`` follows redirects by hand and drops the ``Authorization`` header when the host
+changes; a 307/308 redirect of a POST would re-send the *body*, and the bodies of ``/oauth2/exchange``
+and ``/oauth2/token`` are credentials (pullwatch's Entra access token, the ACR refresh token). Uses
+the registry client tests' real world: docker-registry behind an ACR-like TLS front, and a recording
+"other host"."""
 
 from __future__ import annotations
 

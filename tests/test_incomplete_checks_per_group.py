@@ -1,12 +1,11 @@
-"""Review: two checks that could not run for the same registry must both keep their findings open.
+"""Two checks that could not run for the same registry both keep their findings open.
 
-CHECK_INCOMPLETE findings are identified like any finding (code, cluster, registry, …), so the roles
-check's and the network check's CHECK_INCOMPLETE for one registry are the same finding: the audit's
-de-duplication kept the first (roles) and dropped the second (network), and compare() then
-announced the registry's open REGISTRY_FIREWALL_DENIED as resolved — by silence, since the network
-check never ran. World from real parts (sandbox.runner.Sandbox); product driven through its
-Functions entry points: a nightly audit with full read access finds the firewall problem, then
-pullwatch loses read access to role assignments and networks, and the next nightly audit runs."""
+The roles check's and the network check's CHECK_INCOMPLETE for one registry are distinct findings
+(their ``check`` group is part of the identity), so de-duplication keeps both and compare() keeps the
+registry's open REGISTRY_FIREWALL_DENIED open: the network check never ran, so nothing resolved it.
+World from real parts (sandbox.runner.Sandbox); product driven through its Functions entry points: a
+nightly audit with full read access finds the firewall problem, then pullwatch loses read access to
+role assignments and networks, and the next nightly audit runs."""
 
 from __future__ import annotations
 
@@ -20,7 +19,7 @@ from sandbox.world import parse
 pytestmark = pytest.mark.sandbox
 
 WORLD = """
-name: review-incomplete-keys
+name: incomplete-checks-per-group
 description: fabrikamacr's firewall refuses aks-prod's egress; later pullwatch loses read access.
 registries:
   fabrikamacr:
@@ -64,7 +63,7 @@ def _codes(box: Sandbox) -> list[tuple[str, str | None, str | None]]:
 def test_a_check_that_could_not_run_keeps_its_findings_open_beside_another_incomplete_check(
     tmp_path: Path,
 ) -> None:
-    world = parse(WORLD, source="review-incomplete-keys", path=tmp_path / "world.yaml")
+    world = parse(WORLD, source="incomplete-checks-per-group", path=tmp_path / "world.yaml")
     with Sandbox(world) as box:
         box.nightly()
         before = _codes(box)

@@ -1,10 +1,10 @@
-"""Review: an Event Grid delivery that fails part-way (the audit queue is down) must not be lost.
+"""An Event Grid delivery that fails part-way (the audit queue is down) is not lost.
 
 Event Grid redelivers a delivery its handler failed. pullwatch records each event id (to skip
-duplicates) and marks a pending audit per cluster (to debounce); both must be undone when the audit
-could not be enqueued, or the redelivery is skipped as a duplicate / merged into an audit that was
-never sent — and the change is never checked. Real Azurite for tables and queues; the broken queue
-is a real QueueClient pointed at a closed local port."""
+duplicates) and marks a pending audit per cluster (to debounce); both are undone when the audit
+could not be enqueued, so the redelivery is neither skipped as a duplicate nor merged into an audit
+that was never sent. Real Azurite for tables and queues; the broken queue is a real QueueClient
+pointed at a closed local port."""
 
 from __future__ import annotations
 
@@ -81,9 +81,9 @@ def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redeli
             "PULLWATCH_DEBOUNCE_SECONDS": "30",
         }
     )
-    store = StateStore(azurite.connection_string, table_name=f"review{suffix}")
-    working = QueueClient.from_connection_string(azurite.connection_string, f"review-{suffix}")
-    broken = AuditQueue(_dead_queue(f"review-{suffix}"), store.table)
+    store = StateStore(azurite.connection_string, table_name=f"redelivery{suffix}")
+    working = QueueClient.from_connection_string(azurite.connection_string, f"redelivery-{suffix}")
+    broken = AuditQueue(_dead_queue(f"redelivery-{suffix}"), store.table)
     app = App(settings, _NoCredential(), store=store, queue=broken)  # type: ignore[arg-type]
     try:
         app.inventory.save(
@@ -94,7 +94,7 @@ def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redeli
                 images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
             )
         )
-        event = _role_delete("ev-review-1")
+        event = _role_delete("ev-redelivered-1")
         with pytest.raises(UpstreamError):  # the queue is down: the function fails, Event Grid retries
             app.handle_event_grid([event])
 
@@ -104,7 +104,7 @@ def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redeli
         assert answer["audits"] == 1, f"the redelivered event was dropped: {answer}"
         assert working.get_queue_properties().approximate_message_count == 1
         pending = app.queue.clear_pending(CLUSTER)
-        assert pending is not None and "ev-review-1" in pending.event_ids
+        assert pending is not None and "ev-redelivered-1" in pending.event_ids
     finally:
         working.close()
         store.close()
@@ -112,12 +112,12 @@ def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redeli
 
 def test_a_pending_mark_is_not_left_behind_when_its_message_could_not_be_sent(azurite: Azurite) -> None:
     suffix = uuid.uuid4().hex[:10]
-    store = StateStore(azurite.connection_string, table_name=f"review{suffix}")
-    working = QueueClient.from_connection_string(azurite.connection_string, f"review-{suffix}")
+    store = StateStore(azurite.connection_string, table_name=f"redelivery{suffix}")
+    working = QueueClient.from_connection_string(azurite.connection_string, f"redelivery-{suffix}")
     try:
         request = AuditRequest.from_json(json.dumps({"cluster": CLUSTER, "reasons": ["role removed"]}))
         with pytest.raises(UpstreamError):
-            AuditQueue(_dead_queue(f"review-{suffix}"), store.table).schedule(request, 30)
+            AuditQueue(_dead_queue(f"redelivery-{suffix}"), store.table).schedule(request, 30)
         # The next try (queue back) must enqueue, not merge into a mark whose message never left.
         assert AuditQueue(working, store.table).schedule(request, 30) == 1
         assert working.get_queue_properties().approximate_message_count == 1

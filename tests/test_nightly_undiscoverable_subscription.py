@@ -1,8 +1,8 @@
-"""Review: when the nightly audit cannot discover the clusters of a subscription (pullwatch may
-not list them), that is reported as CHECK_INCOMPLETE — stored and told to the channels that want
-``unknown`` findings — and resolved when discovery works again; before, it was one log line and the
-night looked all clear. World built from real parts (sandbox.runner.Sandbox), product driven
-through its Functions entry points (timer → queue)."""
+"""When the nightly audit cannot discover the clusters of a subscription (pullwatch may not list
+them), that is reported as CHECK_INCOMPLETE — stored and told to the channels that want ``unknown``
+findings — and resolved when discovery works again; the night never looks all clear. World built
+from real parts (sandbox.runner.Sandbox), product driven through its Functions entry points (timer →
+queue)."""
 
 from __future__ import annotations
 
@@ -13,12 +13,11 @@ import pytest
 
 from sandbox.runner import Sandbox
 from sandbox.world import parse
-from shared.app import app_for_process
 
 pytestmark = pytest.mark.sandbox
 
 WORLD = """
-name: review-no-cluster-read
+name: no-cluster-read
 description: pullwatch may not list the subscription's clusters; the nightly audit cannot run.
 registries:
   contosoacr:
@@ -48,13 +47,15 @@ roleAssignments:
 def test_a_subscription_whose_clusters_cannot_be_listed_is_reported_not_skipped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    world = parse(WORLD, source="review-no-cluster-read", path=tmp_path / "world.yaml")
+    world = parse(WORLD, source="no-cluster-read", path=tmp_path / "world.yaml")
     with Sandbox(world) as box:
         monkeypatch.setenv("PULLWATCH_MIN_SEVERITY", "unknown")  # channels that want to hear it
-        app_for_process(reset=True)
+        box.functions.module.process_app.get(reset=True)
         box.nightly()
         assert box.functions.failures == []
-        stored = [f.to_dict() for f in app_for_process().open_findings(["/subscriptions"])]
+        stored = [
+            f.to_dict() for f in box.functions.module.process_app.get().open_findings(["/subscriptions"])
+        ]
         codes = [f["code"] for f in stored]
         assert codes == ["CHECK_INCOMPLETE"], stored
         reason = stored[0]["evidence"]["reason"]

@@ -1,6 +1,6 @@
-"""Review: bad settings and bad input get one clear line and exit 2, never a traceback or a run
-without timeouts. The installed CLI is run as a user runs it; Azure endpoints point at a closed
-local port so nothing leaves the machine."""
+"""Bad settings and bad input get one clear line and exit 2, never a traceback or a run without
+timeouts. The installed CLI (and the sandbox's command) are run as a user runs them; Azure endpoints
+point at a closed local port so nothing leaves the machine."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,7 +37,7 @@ def _offline_env() -> dict[str, str]:
         PULLWATCH_ARM_ENDPOINT=f"https://127.0.0.1:{dead}",
         PULLWATCH_GRAPH_ENDPOINT=f"https://127.0.0.1:{dead}",
         IDENTITY_ENDPOINT=f"http://127.0.0.1:{dead}/msi/token",
-        IDENTITY_HEADER="review",
+        IDENTITY_HEADER="test",
         PULLWATCH_HTTP_TIMEOUT_SECONDS="2",
         PULLWATCH_RETRIES="0",
     )
@@ -96,7 +97,15 @@ def test_render_of_a_file_that_is_not_utf8_names_the_file(tmp_path: Path) -> Non
 def test_sandbox_run_of_a_world_that_is_not_utf8_names_the_file(tmp_path: Path) -> None:
     world = tmp_path / "world.yaml"
     world.write_bytes(b"\xffname: x\n")
-    result = _run(["sandbox", "run", str(world)], _offline_env())
+    result = subprocess.run(
+        [sys.executable, "-m", "sandbox", "run", str(world)],
+        capture_output=True,
+        text=True,
+        env=_offline_env(),
+        timeout=120,
+        check=False,
+        cwd=ROOT,
+    )
     assert result.returncode == 2
     assert "world.yaml" in result.stderr and "UTF-8" in result.stderr, result.stderr
     assert "internal error" not in result.stderr
@@ -116,7 +125,7 @@ def test_audit_without_azure_access_says_why_in_one_finding_and_no_traceback() -
 
 @pytest.mark.parametrize("port", ["99999", "-1", "0"])
 def test_a_host_mapping_with_an_impossible_port_is_a_config_error(port: str) -> None:
-    # Accepted before, it failed later inside the registry check as an unexplained OverflowError.
+    # Refused up front: accepted, it would fail inside the registry check as an unexplained OverflowError.
     with pytest.raises(ConfigError, match="PULLWATCH_HOSTS"):
         Settings.from_env({"PULLWATCH_HOSTS": json.dumps({"contosoacr.azurecr.io": f"127.0.0.1:{port}"})})
 

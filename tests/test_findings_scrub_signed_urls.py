@@ -1,11 +1,11 @@
-"""Review: a signed URL (``sig=``) that kubelet writes into a pod's pull error must not reach the
-findings (stored in the state table, answered by POST /api/check, printed by the CLI).
+"""A signed URL (``sig=``) that kubelet writes into a pod's pull error does not reach the findings
+(stored in the state table, answered by POST /api/check, printed by the CLI).
 
 Real case: ACR redirects layer downloads to Azure Blob Storage with a SAS URL; when that download
 fails, containerd's error (the pod's waiting message and the kubelet event) quotes the URL, SAS
-signature included. The chat payloads were already scrubbed; the findings were not. The world is
-built from real parts (sandbox.runner.Sandbox); the failing pods get the SAS error text through the
-simulated API server, then the product runs its nightly audit through the Functions entry points."""
+signature included. The world is built from real parts (sandbox.runner.Sandbox); the failing pods get
+the SAS error text through the simulated API server, then the product runs its nightly audit through
+the Functions entry points."""
 
 from __future__ import annotations
 

@@ -1,11 +1,11 @@
-"""Review: when pullwatch cannot list the container registries, the role check cannot run — the
-audit must say so (CHECK_INCOMPLETE, check "roles"), not silently skip it.
+"""When pullwatch cannot list the container registries, the role check cannot run, and the audit
+says so (CHECK_INCOMPLETE, check "roles") rather than skipping it.
 
 The world is built from real parts by the sandbox (sandbox.runner.run_world). pullwatch's identity
 may read clusters and role assignments but not ``Microsoft.ContainerRegistry/registries/read``; the
-kubelet has no AcrPull. Before the fix the only CHECK_INCOMPLETE blamed PULLWATCH_TRUSTED_TENANTS (a
-consequence, not the cause) and nothing said that the pull roles were never checked. A control world
-with the registry list readable finds the ROLE_MISSING the first one could not see."""
+kubelet has no AcrPull. The CHECK_INCOMPLETE names the unreadable registry list as the cause (not
+PULLWATCH_TRUSTED_TENANTS, a consequence). A control world with the registry list readable finds the
+ROLE_MISSING the first one could not see."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from sandbox.runner import run_world
 pytestmark = pytest.mark.sandbox
 
 WORLD = """
-name: review-{name}
+name: registries-unlisted-{name}
 description: pullwatch {what}; the kubelet has no AcrPull on contosoacr.
 registries:
   contosoacr:

@@ -1,12 +1,11 @@
-"""Review: a registry check that could not run must keep that registry's earlier findings open.
+"""A registry check that could not run keeps that registry's earlier findings open.
 
 Contract (shared/compare.py): a CHECK_INCOMPLETE's evidence ``check`` is a catalogue group (roles,
 images, network, access, secrets, cluster, performance) or ``all``; a previous finding missing from
-the current audit stays open when a current CHECK_INCOMPLETE covers its group. The image checks
-(shared/checks/images.py, owner still working) write ``check: "registry"``, which is no group: so
-when the registry cannot be checked (e.g. token withheld, tenant not trusted), its open
-IMAGE_NOT_FOUND is announced as *resolved by silence*. Real functions, no stand-ins: the findings
-come from ``image_findings`` over registry-client results, then ``compare``."""
+the current audit stays open when a current CHECK_INCOMPLETE covers its group. So when the registry
+cannot be checked (e.g. token withheld, tenant not trusted), the image checks' CHECK_INCOMPLETE names
+a group and the registry's open IMAGE_NOT_FOUND is not resolved by silence. Real functions, no
+stand-ins: the findings come from ``image_findings`` over registry-client results, then ``compare``."""
 
 from __future__ import annotations
 
