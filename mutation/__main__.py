@@ -160,25 +160,39 @@ print(json.dumps({n: get_diff_for_mutant(n, path=sys.argv[1]) for n in sys.argv[
 """
 
 
+def _globs(target: Target) -> list[str]:
+    return [f"{_module(target.source)}.{g}" for g in target.functions]
+
+
+_ENV = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only mutants/ may provide shared
+
+
 def run_target(target: Target, max_children: int, equivalents: dict[tuple[str, str, str], str]) -> Score:
     started = time.monotonic()
     work = _prepare(target)
-    module = _module(target.source)
-    globs = [f"{module}.{g}" for g in target.functions]
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # only mutants/ may provide shared
     command = ["nice", "-n", "10", sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)]
-    done = subprocess.run([*command, *globs], cwd=work, env=env, capture_output=True, text=True)
+    done = subprocess.run([*command, *_globs(target)], cwd=work, env=_ENV, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        raise SystemExit(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
+    score = read_results(target, equivalents)
+    score.seconds = time.monotonic() - started
+    return score
+
+
+def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -> Score:
+    """The verdicts of the last run in ``.mutation/<target>/``, survivors matched to the equivalents."""
+    work = WORK / _slug(target.name)
+    globs = _globs(target)
     meta_path = work / "mutants" / (target.source + ".meta")
     if not meta_path.exists():
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"mutation: mutmut did not run for {target.name} (exit {done.returncode})")
+        raise SystemExit(f"mutation: no results for {target.name} in {work}")
     from mutmut.stats import status_by_exit_code
 
     verdicts = json.loads(meta_path.read_text())["exit_code_by_key"]
     mine = {n: c for n, c in verdicts.items() if any(fnmatch.fnmatch(n, g) for g in globs)}
-    if done.returncode != 0 or any(c is None for c in mine.values()):
-        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
+    if any(c is None for c in mine.values()):
+        raise SystemExit(f"mutation: the run of {target.name} did not finish")
     score = Score(target, total=len(mine))
     uncaught = sorted(n for n, c in mine.items() if status_by_exit_code[c] not in CAUGHT)
     score.killed = score.total - len(uncaught)
@@ -187,7 +201,7 @@ def run_target(target: Target, max_children: int, equivalents: dict[tuple[str, s
         shown = subprocess.run(
             [sys.executable, "-c", _DIFFS, target.source, *uncaught],
             cwd=work,
-            env=env,
+            env=_ENV,
             capture_output=True,
             text=True,
             check=True,
@@ -207,7 +221,6 @@ def run_target(target: Target, max_children: int, equivalents: dict[tuple[str, s
     score.stale_equivalents = [
         f"{f}: {c}" for (s, f, c) in equivalents if s == target.source and (s, f, c) not in used
     ]
-    score.seconds = time.monotonic() - started
     return score
 
 
@@ -235,6 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mutation", description=__doc__.split("\n")[0])
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
+    parser.add_argument("--report", action="store_true", help="re-read the last run's results, run nothing")
     args = parser.parse_args(argv)
     chosen = [
         t for t in TARGETS if not args.targets or t.name in args.targets or _slug(t.name) in args.targets
@@ -247,6 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     scores = []
     for target in chosen:
+        if args.report:
+            scores.append(read_results(target, equivalents))
+            continue
         print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
         scores.append(run_target(target, args.max_children, equivalents))
     print_report(scores, time.monotonic() - started)
