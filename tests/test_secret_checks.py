@@ -27,6 +27,10 @@ CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerServi
         ("registry.example.com/tools", "registry.example.com/tools/agent", True),
         ("registry.example.com/other", "registry.example.com/tools/agent", False),
         ("example.com", "registry.example.com/tools/agent", False),
+        ("contoso.azurecr.io", "contosoacr.azurecr.io/web", False),  # same number of labels, a prefix
+        ("https://contoso.azurecr.io/", "contosoacr.azurecr.io/web", False),
+        ("contosoacr.azurecr.io", "contoso.azurecr.io/web", False),
+        ("contosoacr.azurecr.io", "contosoacr.azurecr.io.evil.example/web", False),
         ("*.azurecr.io", "contosoacr.azurecr.io/web", True),
         ("*.azurecr.io", "a.b.azurecr.io/web", False),
         ("contoso*.azurecr.io", "contosoacr.azurecr.io/web", True),
