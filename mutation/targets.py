@@ -47,6 +47,11 @@ TARGETS: tuple[Target, ...] = (
         ("tests/test_registry_client.py",),
     ),
     # The renderers: Slack block/section limits and Teams card size, truncation and layout.
-    Target("render slack", "shared/render/slack.py", ("*",), ("tests/test_render_slack.py",)),
+    Target(
+        "render slack",
+        "shared/render/slack.py",
+        ("*",),
+        ("tests/test_render_slack.py", "tests/test_render_slack_layout.py"),
+    ),
     Target("render teams", "shared/render/teams.py", ("*",), ("tests/test_render_teams.py",)),
 )
