@@ -224,6 +224,16 @@ def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -
     return score
 
 
+def print_equivalent_stubs(scores: list[Score]) -> None:
+    """Every survivor as a mutation/equivalent.toml entry, its reason left to write."""
+    for s in scores:
+        for v in s.survivors:
+            change = v.change.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+            print(f"\n[[mutant]]  # {s.target.source}:{v.line}")
+            print(f'source = "{s.target.source}"\nfunction = "{v.function}"')
+            print(f'change = """\n{change}"""\nreason = ""')
+
+
 def print_report(scores: list[Score], seconds: float) -> None:
     for s in scores:
         for v in s.survivors:
@@ -249,6 +259,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("targets", nargs="*", help="target names (default: all)")
     parser.add_argument("--max-children", type=int, default=1, help="parallel mutant workers (default 1)")
     parser.add_argument("--report", action="store_true", help="re-read the last run's results, run nothing")
+    parser.add_argument(
+        "--stubs", action="store_true", help="with --report: survivors as equivalent.toml stubs"
+    )
     args = parser.parse_args(argv)
     chosen = [
         t for t in TARGETS if not args.targets or t.name in args.targets or _slug(t.name) in args.targets
@@ -266,6 +279,9 @@ def main(argv: list[str] | None = None) -> int:
             continue
         print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
         scores.append(run_target(target, args.max_children, equivalents))
+    if args.stubs:
+        print_equivalent_stubs(scores)
+        return 0
     print_report(scores, time.monotonic() - started)
     return 0 if all(s.score >= THRESHOLD for s in scores) else 1
 
