@@ -53,5 +53,10 @@ TARGETS: tuple[Target, ...] = (
         ("*",),
         ("tests/test_render_slack.py", "tests/test_render_slack_layout.py"),
     ),
-    Target("render teams", "shared/render/teams.py", ("*",), ("tests/test_render_teams.py",)),
+    Target(
+        "render teams",
+        "shared/render/teams.py",
+        ("*",),
+        ("tests/test_render_teams.py", "tests/test_render_teams_layout.py"),
+    ),
 )
