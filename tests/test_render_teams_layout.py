@@ -7,7 +7,7 @@ from typing import Any
 
 from shared.findings import Severity
 from shared.render import NEW, RESOLVED, ClusterBlock, ClusterMeta, Digest, Line
-from shared.render.teams import MAX_TEXT, _more, payload_size, teams_payload
+from shared.render.teams import MAX_TEXT, _more, encode_body, payload_size, teams_payload
 
 AKS = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-{}"
 
@@ -149,3 +149,8 @@ def test_nothing_fits_but_the_head() -> None:
     assert body(cut)[2:] == [
         text("… and 1 more (the full list is in pullwatch's JSON report)", isSubtle=True, spacing="Medium")
     ]
+
+
+def test_the_body_is_compact_utf8_json() -> None:
+    assert encode_body({"a": ["é…", 1], "b": None}) == '{"a":["é…",1],"b":null}'.encode()
+    assert payload_size({"a": "é"}) == len('{"a":"é"}'.encode())
