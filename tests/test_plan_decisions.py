@@ -3,6 +3,7 @@ ignored events with why, clusters to forget, subscriptions to discover."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -477,3 +478,18 @@ def test_repositories_of_a_registry_from_tags_and_digests() -> None:
     assert INVENTORY[0].repositories("docker.io") == {"library/nginx"}
     assert INVENTORY[0].subscription == SUB
     assert KnownCluster(id="not an id").subscription == ""
+
+
+def test_an_ignored_event_is_logged_at_debug_with_its_id_type_and_why(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.DEBUG, logger="pullwatch.plan"):
+        plan_events([acr("ChartPushed", "charts/web:1.0")], INVENTORY, Scope())
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [
+        (
+            "pullwatch.plan",
+            logging.DEBUG,
+            "event e1 (Microsoft.ContainerRegistry.ChartPushed) ignored: "
+            "Helm chart events do not change what kubelet pulls",
+        )
+    ]
