@@ -7,7 +7,7 @@ STAMP := .make
 APT_PACKAGES := docker-registry skopeo
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test demo bench lint typecheck unit clean
+.PHONY: setup test demo bench lint typecheck unit clean mutation
 
 setup: $(STAMP)/venv $(STAMP)/apt $(STAMP)/npm $(STAMP)/tools
 
@@ -63,5 +63,9 @@ demo: setup
 bench: setup
 	@$(PY) -m bench
 
+# Mutation score of the core modules against their own unit tests (mutmut); not part of `make test`.
+mutation: setup
+	@$(PY) -m mutation
+
 clean:
-	rm -rf .venv node_modules $(STAMP) .mypy_cache .ruff_cache .pytest_cache
+	rm -rf .venv node_modules $(STAMP) .mutation .mypy_cache .ruff_cache .pytest_cache

@@ -67,9 +67,24 @@ def test_identity_ignores_case_of_cluster_and_registry() -> None:
     assert compare([ROLE], [upper]).still_open == (upper,)
 
 
-def test_duplicates_count_once() -> None:
-    changes = compare([], [ROLE, ROLE, ROLE.with_(message="other text")])
-    assert len(changes.new) == 1
+def test_duplicates_count_once_and_the_first_one_seen_is_kept() -> None:
+    other_text = ROLE.with_(message="other text")
+    changes = compare([], [ROLE, ROLE, other_text])
+    assert changes.new == (ROLE,)
+    assert changes.new[0].message == ROLE.message
+
+
+def test_duplicates_in_the_previous_state_resolve_once() -> None:
+    changes = compare([ROLE, ROLE.with_(message="stored twice")], [])
+    assert changes.resolved == (ROLE,)
+    assert changes.resolved[0].message == ROLE.message
+    assert changes.new == () and changes.still_open == ()
+
+
+def test_a_finding_still_open_does_not_stop_later_ones_from_resolving() -> None:
+    changes = compare([ROLE, IMAGE, PODS], [ROLE])
+    assert changes.still_open == (ROLE,)
+    assert keys(changes.resolved) == keys([IMAGE, PODS])
 
 
 def test_incomplete_check_of_the_same_group_keeps_findings_open() -> None:
@@ -84,6 +99,27 @@ def test_incomplete_all_keeps_every_group_open() -> None:
     changes = compare([ROLE, IMAGE, PODS], [incomplete("all")])
     assert keys(changes.still_open) == keys([ROLE, IMAGE, PODS])
     assert changes.resolved == ()
+
+
+def test_incomplete_naming_several_groups_separated_by_commas_covers_each_of_them() -> None:
+    network = finding("REGISTRY_UNREACHABLE", registry=ACR)
+    changes = compare([ROLE, IMAGE, network], [incomplete("images,NETWORK")])
+    assert keys(changes.still_open) == keys([IMAGE, network])
+    assert changes.resolved == (ROLE,)
+
+
+def test_incomplete_groups_may_have_spaces_after_the_commas() -> None:
+    network = finding("REGISTRY_UNREACHABLE", registry=ACR)
+    changes = compare([ROLE, IMAGE, network], [incomplete("roles, images")])
+    assert keys(changes.still_open) == keys([ROLE, IMAGE])
+    assert changes.resolved == (network,)
+
+
+def test_incomplete_without_cluster_covers_findings_without_cluster() -> None:
+    unplaced = finding("ROLE_MISSING", cluster=None, registry=ACR)
+    gap = finding("CHECK_INCOMPLETE", cluster=None, evidence={"check": "roles", "reason": "timeout"})
+    assert compare([unplaced], [gap]).still_open == (unplaced,)
+    assert compare([ROLE], [gap]).resolved == (ROLE,)  # no cluster is not every cluster
 
 
 def test_incomplete_for_one_registry_only_covers_that_registry() -> None:

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import re
+import socket
+import ssl
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,7 +18,16 @@ import requests
 from sandbox.httpserver import Request, Response, Server
 from sandbox.pki import Pki
 from shared.config import Settings
-from shared.netguard import AddressRefused, NameNotResolved, NetGuard, PinnedAdapter, PlainHttpRefused
+from shared.netguard import (
+    AddressRefused,
+    Endpoint,
+    NameNotResolved,
+    NetGuard,
+    PinnedAdapter,
+    PlainHttpRefused,
+    _host_header,
+    address_refusal,
+)
 
 
 def guard(**kw: object) -> NetGuard:
@@ -21,41 +35,66 @@ def guard(**kw: object) -> NetGuard:
 
 
 @pytest.mark.parametrize(
-    "address",
+    ("address", "reason"),
     [
-        "169.254.169.254",
-        "169.254.1.1",
-        "168.63.129.16",
-        "127.0.0.1",
-        "127.8.9.10",
-        "10.1.2.3",
-        "172.16.0.1",
-        "192.168.1.1",
-        "100.64.0.1",
-        "0.0.0.0",
-        "224.0.0.1",
-        "255.255.255.255",
-        "::1",
-        "fe80::1",
-        "fd00::1",
-        "fc00::5",
-        "::",
-        "ff02::1",
-        "::ffff:127.0.0.1",
-        "::ffff:169.254.169.254",
-        "fd00:ec2::254",
+        ("169.254.169.254", "a cloud metadata address"),
+        ("169.254.1.1", "a link-local address"),
+        ("168.63.129.16", "a cloud metadata address"),
+        ("127.0.0.1", "a loopback address"),
+        ("127.8.9.10", "a loopback address"),
+        ("10.1.2.3", "a private address"),
+        ("172.16.0.1", "a private address"),
+        ("192.168.1.1", "a private address"),
+        ("100.64.0.1", "a shared (CGNAT) address"),
+        ("0.0.0.0", "the unspecified address"),
+        ("224.0.0.1", "a multicast address"),
+        ("240.0.0.1", "a private address"),  # Python's ipaddress lists 240/4 as private
+        ("4000::1", "a reserved address"),
+        ("fe00::1", "a reserved address"),
+        ("192.0.2.1", "a private address"),  # TEST-NET-1, documentation only
+        ("::1", "a loopback address"),
+        ("fe80::1", "a link-local address"),
+        ("fd00::1", "a private address"),
+        ("fc00::5", "a private address"),
+        ("::", "the unspecified address"),
+        ("ff02::1", "a multicast address"),
+        ("::ffff:127.0.0.1", "a loopback address"),
+        ("::ffff:169.254.169.254", "a cloud metadata address"),
+        ("::ffff:10.1.2.3", "a private address"),
+        ("fd00:ec2::254", "a cloud metadata address"),
     ],
 )
-def test_refused_addresses(address: str) -> None:
+def test_refused_addresses_name_the_reason(address: str, reason: str) -> None:
+    assert address_refusal(ipaddress.ip_address(address)) == reason
     assert not guard().address_allowed(address)
-    with pytest.raises(AddressRefused):
+    with pytest.raises(AddressRefused) as refused:
         guard().resolve(address, 443)
+    shown = str(ipaddress.ip_address(address))
+    assert str(refused.value) == (
+        f"{address} resolves to {shown}, {reason}; refused (PULLWATCH_ALLOW_ADDRESSES can admit a range)"
+    )
 
 
-@pytest.mark.parametrize("address", ["20.62.1.1", "52.1.2.3", "2603:1030::1", "8.8.8.8"])
+def test_refused_addresses_outside_every_named_range_are_reserved() -> None:
+    assert address_refusal(ipaddress.ip_address("255.255.255.255")) in (
+        "a private address",
+        "a reserved address",
+    )
+    assert not guard().address_allowed("255.255.255.255")
+
+
+@pytest.mark.parametrize(
+    "address", ["20.62.1.1", "52.1.2.3", "2603:1030::1", "8.8.8.8", "::ffff:20.62.1.1", "::ffff:8.8.8.8"]
+)
 def test_public_addresses_allowed(address: str) -> None:
+    assert address_refusal(ipaddress.ip_address(address)) is None
     assert guard().address_allowed(address)
-    assert guard().resolve(address, 443).address == str(ipaddress.ip_address(address))
+    endpoint = guard().resolve(address, 8443)
+    assert endpoint == Endpoint(address, 8443, str(ipaddress.ip_address(address)), 8443, mapped=False)
+
+
+def test_bracketed_ipv6_literal_is_resolved_without_brackets() -> None:
+    assert guard().resolve("[2603:1030::1]", 443) == Endpoint("2603:1030::1", 443, "2603:1030::1", 443)
 
 
 def test_allow_list_admits_private_ranges_but_never_metadata() -> None:
@@ -137,14 +176,58 @@ def test_localhost_name_is_refused_after_resolving() -> None:
 def test_name_map() -> None:
     g = guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443), "gone.azurecr.io": None})
     e = g.resolve("ContosoACR.azurecr.io", 443)
-    assert (e.address, e.connect_port, e.mapped) == ("127.0.0.1", 8443, True)
-    with pytest.raises(NameNotResolved, match="mapped to null"):
+    assert e == Endpoint("contosoacr.azurecr.io", 443, "127.0.0.1", 8443, mapped=True)
+    with pytest.raises(NameNotResolved, match=r"^gone.azurecr.io does not resolve \(mapped to null"):
         g.resolve("gone.azurecr.io", 443)
 
 
 def test_unresolvable_name() -> None:
-    with pytest.raises(NameNotResolved):
+    with pytest.raises(NameNotResolved, match=r"^no-such-host.invalid does not resolve \("):
         guard().resolve("no-such-host.invalid", 443)
+
+
+@pytest.mark.parametrize(
+    ("host", "port", "header"),
+    [
+        ("contosoacr.azurecr.io", 443, "contosoacr.azurecr.io"),
+        ("contosoacr.azurecr.io", 8443, "contosoacr.azurecr.io:8443"),
+        ("2603:1030::1", 443, "[2603:1030::1]"),
+        ("2603:1030::1", 5000, "[2603:1030::1]:5000"),
+    ],
+)
+def test_host_header_brackets_ipv6_and_names_a_port_other_than_443(host: str, port: int, header: str) -> None:
+    assert _host_header(host, port) == header
+
+
+@pytest.mark.parametrize(
+    ("url", "error", "message"),
+    [
+        (
+            "http://contosoacr.azurecr.io/v2/",
+            PlainHttpRefused,
+            "refusing plain-HTTP URL for contosoacr.azurecr.io",
+        ),
+        ("https:///v2/", NameNotResolved, "URL has no host"),
+        (
+            "https://contosoacr.azurecr.io:99999/v2/",
+            NameNotResolved,
+            "contosoacr.azurecr.io:99999 has no valid port",
+        ),
+    ],
+)
+def test_urls_that_cannot_be_connected_to_say_why(url: str, error: type[Exception], message: str) -> None:
+    with pytest.raises(error) as refused:
+        PinnedAdapter(guard())._target(url)
+    assert str(refused.value).startswith(message)
+
+
+def test_one_pool_per_host_and_port() -> None:
+    adapter = PinnedAdapter(guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443)}))
+    pool = adapter.pool_for("contosoacr.azurecr.io", 443)
+    assert adapter.pool_for("contosoacr.azurecr.io", 443) is pool
+    assert adapter.pool_for("contosoacr.azurecr.io", 5000) is not pool
+    assert (pool.host, pool.port) == ("127.0.0.1", 8443)
+    adapter.close()
 
 
 @pytest.fixture
@@ -200,3 +283,106 @@ def test_without_the_ca_bundle_the_certificate_is_refused(
                 "https://contosoacr.azurecr.io/v2/", timeout=5, verify=False
             )  # verify=False cannot weaken it
     assert seen == []
+
+
+@pytest.mark.sandbox
+def test_an_allowed_literal_address_is_connected_on_its_own_port(
+    tls_server: tuple[Pki, Server, list[Request]],
+) -> None:
+    pki, server, seen = tls_server
+    g = guard(allow_addresses=(ipaddress.ip_network("127.0.0.0/8"),), ca_bundle=str(pki.ca_bundle))
+    with requests.Session() as s:
+        s.trust_env = False
+        s.mount("https://", PinnedAdapter(g))
+        r = s.get(f"https://127.0.0.1:{server.port}/v2/", timeout=5)
+    assert r.status_code == 200 and r.json() == {"host": f"127.0.0.1:{server.port}"}
+    assert len(seen) == 1
+
+
+class RawTlsListener:
+    """A TCP listener that records each connection: the TLS server name asked for (SNI) and whether
+    it answered. ``mode``: "answer" (TLS, then a 200 with no body), "drop" (close at once), "silent"
+    (accept and say nothing)."""
+
+    def __init__(self, pki: Pki, mode: str) -> None:
+        self.mode = mode
+        self.server_names: list[str | None] = []
+        self.accepted = 0
+        self._held: list[socket.socket] = []
+        self._context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self._context.load_cert_chain(*(str(p) for p in pki.issue(["contosoacr.azurecr.io"])))
+        self._context.sni_callback = lambda _sock, name, _ctx: self.server_names.append(name)
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.05)
+        self.port = self._sock.getsockname()[1]
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            self.accepted += 1
+            if self.mode == "drop":
+                conn.close()
+            elif self.mode == "silent":
+                self._held.append(conn)
+            else:
+                conn.settimeout(5)
+                with contextlib.suppress(OSError), self._context.wrap_socket(conn, server_side=True) as tls:
+                    data = b""
+                    while b"\r\n\r\n" not in data:
+                        chunk = tls.recv(4096)
+                        if not chunk:
+                            break
+                        data += chunk
+                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(5)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()
+
+
+@contextlib.contextmanager
+def listener(tmp_path: Path, mode: str) -> Iterator[tuple[RawTlsListener, requests.Session]]:
+    pki = Pki(tmp_path)
+    raw = RawTlsListener(pki, mode)
+    g = guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", raw.port)}, ca_bundle=str(pki.ca_bundle))
+    try:
+        with requests.Session() as s:
+            s.trust_env = False
+            s.mount("https://", PinnedAdapter(g))
+            yield raw, s
+    finally:
+        raw.close()
+
+
+@pytest.mark.sandbox
+def test_the_tls_server_name_is_the_registry_host_not_the_pinned_address(tmp_path: Path) -> None:
+    with listener(tmp_path, "answer") as (raw, s):
+        assert s.get("https://contosoacr.azurecr.io/v2/", timeout=5).status_code == 200
+    assert raw.server_names == ["contosoacr.azurecr.io"]
+
+
+@pytest.mark.sandbox
+def test_a_dropped_connection_is_not_retried_by_the_adapter(tmp_path: Path) -> None:
+    with listener(tmp_path, "drop") as (raw, s):
+        with pytest.raises(requests.exceptions.ConnectionError):
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=5)
+        time.sleep(0.2)  # a retry would connect again within this
+        assert raw.accepted == 1
+
+
+@pytest.mark.sandbox
+def test_the_request_deadline_reaches_the_connection(tmp_path: Path) -> None:
+    with listener(tmp_path, "silent") as (_raw, s):
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.RequestException):
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=0.3)
+        assert time.monotonic() - started < 3

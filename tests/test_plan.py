@@ -244,3 +244,25 @@ def test_every_handled_event_type_and_operation_leads_to_an_audit() -> None:
     assert {e.type for e in parse_delivery(load("acr.eventgrid-schema.docs-2021.json")).events} >= {
         t for t in HANDLED_EVENT_TYPES if t.startswith("Microsoft.ContainerRegistry.")
     }
+
+
+def _cluster_write(uri: str, event_id: str) -> dict[str, Any]:
+    event = copy.deepcopy(
+        load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[0]
+    )
+    event.update(id=event_id, subject=uri)
+    event["data"].update(resourceUri=uri, operationName="Microsoft.ContainerService/managedClusters/write")
+    return event
+
+
+def test_events_for_one_cluster_id_in_different_casing_coalesce_into_one_audit() -> None:
+    events = [
+        parse_event(_cluster_write(CLUSTER + "/agentPools/np1", "first")),
+        parse_event(_cluster_write(CLUSTER.lower().replace("{cluster}", "{CLUSTER}"), "second")),
+    ]
+    plan = plan_events(events, inventory(), Scope())
+    assert len(plan.audits) == 1
+    audit = plan.audits[0]
+    assert audit.cluster == CLUSTER  # the first event's spelling
+    assert audit.event_ids == ("first", "second")
+    assert audit.reasons == ("cluster {cluster} changed (agentPools/np1)", "cluster {CLUSTER} changed")

@@ -9,11 +9,13 @@ from shared.model import PullIdentity, RegistryInfo, RoleAssignment, RoleDefinit
 from shared.rbac import (
     ACR_PULL,
     CONTRIBUTOR,
+    DATA_IMPORTER_READER,
     OWNER,
     READER,
     REPOSITORY_READER,
     assignments_for,
     pull_access,
+    repository_condition,
     role_grants_action,
     role_grants_data_action,
     scope_covers,
@@ -116,6 +118,10 @@ def test_star_actions_grant_no_data_actions() -> None:
             False,
         ),
         (f"{RG}2", None, False),  # "rg-shared2" is not an ancestor of "rg-shared"
+        (f"/subscriptions/{SUB}/resourceGroups/rg-share", None, False),  # a string prefix, not an ancestor
+        (f"{RG}/providers/Microsoft.ContainerRegistry/registries/contoso", None, False),  # nor "contoso"
+        (f"/subscriptions/{SUB[:-1]}", None, False),
+        (f"{REG_ID}/", None, True),  # a trailing slash is the same scope
         (f"/subscriptions/{SUB}/resourceGroups/rg-other", None, False),
         (f"{REG_ID}-dev", None, False),
         ("/subscriptions/99999999-9999-9999-9999-999999999999", None, False),
@@ -198,3 +204,49 @@ def test_abac_mode_ignores_acrpull_and_honours_repository_reader() -> None:
     assert legacy_only.roles == ("AcrPull", "Owner")
     reader = pull_access(IDENTITY, [], abac, [assign(RG, REPOSITORY_READER)], {}, ["web"])
     assert reader.granted and reader.honored and not reader.conditional
+
+
+ABAC = RegistryInfo(**{**REGISTRY.__dict__, "role_assignment_mode": "AbacRepositoryPermissions"})
+
+
+def test_abac_mode_honours_the_data_importer_role_but_not_a_role_honoured_on_classic_registries_only() -> (
+    None
+):
+    importer = pull_access(IDENTITY, [], ABAC, [assign(REG_ID, DATA_IMPORTER_READER)], {}, ["web"])
+    assert importer.granted and importer.honored and not importer.conditional
+    guid = "eeeeeeee-0000-0000-0000-00000000000e"
+    classic_only = RoleDefinition(
+        id=role_id(guid), name=guid, role_name="ClassicPuller", role_type="CustomRole", actions=(PULL_ACTION,)
+    )
+    access = pull_access(IDENTITY, [], ABAC, [assign(REG_ID, guid)], {guid: classic_only}, ["web"])
+    assert not access.granted and not access.honored
+    assert access.roles == ("ClassicPuller",)
+    # the same role pulls from a classic registry
+    assert pull_access(IDENTITY, [], REGISTRY, [assign(REG_ID, guid)], {guid: classic_only}, ["web"]).granted
+
+
+def test_abac_unconditional_repository_reader_beside_a_conditional_one_grants_every_repository() -> None:
+    only_web = assign(
+        REG_ID, REPOSITORY_READER, condition=repository_condition(["web"]), condition_version="2.0"
+    )
+    everything = assign(RG, REPOSITORY_READER, n=2)
+    access = pull_access(IDENTITY, [], ABAC, [only_web, everything], {}, ["web", "api"])
+    assert access.granted and access.honored
+    assert not access.conditional
+    assert access.excluded == ()
+    # without the unconditional one, "api" is excluded
+    limited = pull_access(IDENTITY, [], ABAC, [only_web], {}, ["web", "api"])
+    assert not limited.granted and limited.honored and limited.conditional
+    assert limited.excluded == ("api",)
+
+
+def test_abac_conditions_together_cover_the_repositories_each_lets_through() -> None:
+    web = assign(REG_ID, REPOSITORY_READER, condition=repository_condition(["web"]), condition_version="2.0")
+    api = assign(
+        REG_ID, REPOSITORY_READER, n=2, condition=repository_condition(["api"]), condition_version="2.0"
+    )
+    access = pull_access(IDENTITY, [], ABAC, [web, api], {}, ["web", "api", "db"])
+    assert access.excluded == ("db",)
+    assert not access.granted and access.conditional
+    both = pull_access(IDENTITY, [], ABAC, [web, api], {}, ["api", "web", "web"])
+    assert both.granted and both.excluded == ()

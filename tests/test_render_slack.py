@@ -186,3 +186,31 @@ def test_render_command_rejects_bad_input(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["render", "--format", "slack", str(path)])
     assert result.exit_code == 2
     assert "NOPE" in result.output and "Traceback" not in result.output
+
+
+def test_scrubbing_that_lengthens_a_full_section_still_keeps_it_within_the_limit() -> None:
+    secret = "s3cr3t"  # six characters become "[redacted]" (ten): every occurrence adds four
+    findings = [
+        Finding(
+            code="PODS_IMAGE_PULL_FAILING",
+            cluster="/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks",
+            registry="contosoacr.azurecr.io",
+            image=f"contosoacr.azurecr.io/svc{i}:1.0",
+            namespace="shop",
+            workload=f"Deployment/svc-{i}",
+            message=f"{secret} " * 70,
+            remediation=f"kubectl create secret docker-registry pull-{i} --docker-password={secret} "
+            + "x" * 700,
+        )
+        for i in range(6)
+    ]
+    unscrubbed = payload_for("slack", findings)
+    sections = [b["text"]["text"] for b in unscrubbed["blocks"] if b["type"] == "section"]
+    assert max(len(t) for t in sections) > MAX_SECTION - 4 * 70  # near the limit before scrubbing
+    payload = slack_payload(
+        build_digest({findings[0].cluster or "": Changes(new=tuple(findings))}), (secret,)
+    )
+    check_limits(payload)
+    scrubbed = [b["text"]["text"] for b in payload["blocks"] if b["type"] == "section"]
+    assert secret not in json.dumps(payload)
+    assert any(len(t) == MAX_SECTION and t.endswith("…") for t in scrubbed)  # cut after scrubbing

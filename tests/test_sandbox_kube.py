@@ -717,7 +717,9 @@ def test_twenty_thousand_pods_list_in_pages(pki: Pki, log: RequestLog, tmp_path:
     c = KubeCluster(big, "big", pki, None, log).start()
     try:
         s = _session(c, pki, c.token)
-        seen: set[str] = set()
+        names: list[str] = []
+        page_sizes: list[int] = []
+        owners: dict[str, int] = {}
         token = ""
         while True:
             doc = s.get(
@@ -725,10 +727,18 @@ def test_twenty_thousand_pods_list_in_pages(pki: Pki, log: RequestLog, tmp_path:
                 params={"limit": "500", **({"continue": token} if token else {})},
                 timeout=30,
             ).json()
-            seen.update(i["metadata"]["name"] for i in doc["items"])
+            page_sizes.append(len(doc["items"]))
+            for item in doc["items"]:
+                names.append(item["metadata"]["name"])
+                assert item["metadata"]["namespace"] == "shop"
+                assert item["spec"]["containers"][0]["image"] == "contosoacr.azurecr.io/web:1.4.2"
+                deployment = item["metadata"]["name"].split("-", 1)[0]
+                owners[deployment] = owners.get(deployment, 0) + 1
             token = doc["metadata"].get("continue", "")
             if not token:
                 break
-        assert len(seen) == 20000
+        assert page_sizes == [500] * 40  # every page full, and no empty page after the last
+        assert len(set(names)) == len(names) == 20000  # no pod twice, none missing
+        assert owners == {f"app{i}": 100 for i in range(200)}
     finally:
         c.stop()

@@ -297,8 +297,13 @@ def test_decide_pull(case: Case) -> None:
     assert decision.reason
 
 
-def test_enough_cases() -> None:
-    assert len(CASES) >= 25
+def test_the_cases_allow_and_deny_in_both_modes_with_distinct_ids() -> None:
+    assert len({c.id for c in CASES}) == len(CASES)
+    outcomes = {(c.mode, c.expected) for c in CASES}
+    assert outcomes == {(m, e) for m in ("LegacyRegistryPermissions", ABAC) for e in (True, False)}
+    for mode in ("LegacyRegistryPermissions", ABAC):  # several of each, not one token case
+        assert sum(1 for c in CASES if c.mode == mode and c.expected) >= 5, mode
+        assert sum(1 for c in CASES if c.mode == mode and not c.expected) >= 5, mode
 
 
 def test_unknown_object_id_is_denied() -> None:

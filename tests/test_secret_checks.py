@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.checks.secrets import entry_matches, keyring_key, secret_findings
+from shared.checks.secrets import _glob, entry_matches, keyring_key, secret_findings
 from shared.snapshot_builder import parse_docker_config, snapshot_from_objects
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -27,6 +27,10 @@ CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerServi
         ("registry.example.com/tools", "registry.example.com/tools/agent", True),
         ("registry.example.com/other", "registry.example.com/tools/agent", False),
         ("example.com", "registry.example.com/tools/agent", False),
+        ("contoso.azurecr.io", "contosoacr.azurecr.io/web", False),  # same number of labels, a prefix
+        ("https://contoso.azurecr.io/", "contosoacr.azurecr.io/web", False),
+        ("contosoacr.azurecr.io", "contoso.azurecr.io/web", False),
+        ("contosoacr.azurecr.io", "contosoacr.azurecr.io.evil.example/web", False),
         ("*.azurecr.io", "contosoacr.azurecr.io/web", True),
         ("*.azurecr.io", "a.b.azurecr.io/web", False),
         ("contoso*.azurecr.io", "contosoacr.azurecr.io/web", True),
@@ -40,6 +44,15 @@ CLUSTER = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerServi
         ("index.docker.io", "quay.io/org/app", False),
         ("quay.io", "docker.io/library/nginx", False),
         ("[invalid", "registry.example.com/x", False),
+        ("registry.example.*", "registry.example.com:5000/x", False),  # the port is not part of a label
+        ("registry.example.*:5000", "registry.example.com:5000/x", True),
+        ("index.docker.io/team/app", "docker.io/library/nginx", True),  # the host of a Docker Hub key
+        ("index.docker.io", "nginx", True),  # a bare name is a Docker Hub image
+        ("index.docker.io", "library/nginx", True),
+        ("index.docker.io", "teamX/app", True),
+        ("index.docker.io", "localhost:5000/app", False),
+        ("index.docker.io", "/library/nginx", False),  # an empty registry is not Docker Hub
+        ("registry-1.docker.io", "index.docker.io/library/nginx", True),
     ],
 )
 def test_entry_matches_like_kubelet(key: str, image: str, match: bool) -> None:
@@ -50,6 +63,60 @@ def test_keyring_key_strips_scheme_and_version_path() -> None:
     assert keyring_key("https://index.docker.io/v1/") == "index.docker.io"
     assert keyring_key("quay.io/coreos") == "quay.io/coreos"
     assert keyring_key("https://quay.io/v2/coreos") == "quay.io/coreos"
+
+
+@pytest.mark.parametrize(
+    ("key", "index"),
+    [
+        ("https://quay.io/coreos?x=1#frag", "quay.io/coreos"),
+        ("quay.io/a#b?c", "quay.io/a"),
+        ("quay.io/a?b?c", "quay.io/a"),
+        ("quay.io/a#b#c", "quay.io/a"),
+        ("https://user:pw@quay.io/coreos", "quay.io/coreos"),
+        ("https://a@b@quay.io/coreos", "quay.io/coreos"),  # the host follows the last @
+        ("quay.io/path://x", "quay.io/path://x"),
+        ("https://quay.io/", "quay.io"),
+    ],
+)
+def test_keyring_key_drops_query_fragment_and_userinfo(key: str, index: str) -> None:
+    assert keyring_key(key) == index
+
+
+@pytest.fixture(autouse=True)
+def _compile_globs_afresh() -> None:
+    _glob.cache_clear()  # each test sees the glob translation itself, not another test's cached result
+
+
+@pytest.mark.parametrize(
+    ("key", "image", "match"),
+    [
+        ("contoso?cr.azurecr.io", "contosoacr.azurecr.io/web", True),
+        ("contoso?cr.azurecr.io", "contosocr.azurecr.io/web", False),
+        ("contoso[a-c]cr.azurecr.io", "contosoacr.azurecr.io/web", True),
+        ("contoso[a-c]cr.azurecr.io", "contosodcr.azurecr.io/web", False),
+        ("contoso[^a]cr.azurecr.io", "contosoacr.azurecr.io/web", False),
+        ("contoso[^a]cr.azurecr.io", "contosobcr.azurecr.io/web", True),
+        ("contoso[a^]cr.azurecr.io", "contoso^cr.azurecr.io/web", True),
+        ("contoso[^^]cr.azurecr.io", "contoso^cr.azurecr.io/web", False),
+        ("contoso[\\]cr.azurecr.io", "contoso\\cr.azurecr.io/web", True),
+        ("contoso[^\\]cr.azurecr.io", "contoso\\cr.azurecr.io/web", False),
+        ("contoso[^\\]cr.azurecr.io", "contosoacr.azurecr.io/web", True),
+        ("contoso\\acr.azurecr.io", "contosoacr.azurecr.io/web", True),  # an escaped literal
+        ("contoso\\.cr.azurecr.io", "contosoxcr.azurecr.io/web", False),
+        ("c*.azurecr.io", "contosoacr.azurecr.io/web", True),
+        ("*acr.azurecr.io", "contosoacr.azurecr.io/web", True),
+        ("*x.azurecr.io", "contosoacr.azurecr.io/web", False),
+        ("contosoacr\\", "contosoacr/web", False),  # trailing backslash: malformed, never matches
+        ("contoso[]acr.azurecr.io", "contosoacr.azurecr.io/web", False),  # empty class: malformed
+        ("contoso[^]acr.azurecr.io", "contosoacr.azurecr.io/web", False),
+        ("contoso[acr.azurecr.io", "contosoacr.azurecr.io/web", False),  # unclosed class: malformed
+        ("contoso(acr.azurecr.io", "contoso(acr.azurecr.io/web", True),  # regex syntax is literal
+        ("contoso+acr.azurecr.io", "contosoooacr.azurecr.io/web", False),
+    ],
+)
+def test_host_labels_match_as_go_globs(key: str, image: str, match: bool) -> None:
+    assert entry_matches(key, image) is match
+    assert entry_matches(key, image) is match  # the cached translation answers the same
 
 
 def test_parse_docker_config_forms() -> None:

@@ -1,0 +1,62 @@
+"""What ``make mutation`` mutates, and the fast unit tests each target is judged by.
+
+One row per target: the source file, the functions to mutate (mutmut mutant-name globs, relative
+to the module; ``*`` means every function in the file) and the test files that are that code's own
+unit tests. Keep the test sets small: every mutant runs the tests that reach its function.
+To retarget after a refactor (a function renamed or moved to another file), edit the row here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str  # the row's name in the score table
+    source: str  # file under shared/
+    functions: tuple[str, ...]  # mutmut mutant-name globs within the module, e.g. "x_scope_covers*"
+    tests: tuple[str, ...]
+
+
+TARGETS: tuple[Target, ...] = (
+    Target("rbac", "shared/rbac.py", ("*",), ("tests/test_rbac.py", "tests/test_conditions.py")),
+    Target("compare", "shared/compare.py", ("*",), ("tests/test_compare.py",)),
+    Target("netguard", "shared/netguard.py", ("*",), ("tests/test_netguard.py",)),
+    Target("explain", "shared/explain.py", ("*",), ("tests/test_explain.py",)),
+    Target("plan", "shared/plan.py", ("*",), ("tests/test_plan.py", "tests/test_plan_decisions.py")),
+    # Pull-secret host matching: kubelet's rule for which docker-config entry serves an image.
+    Target(
+        "pull-secret hosts",
+        "shared/checks/secrets.py",
+        (
+            "x_keyring_key__*",
+            "x__split__*",
+            "x__glob__*",
+            "x_urls_match__*",
+            "x__is_default_registry_match__*",
+            "x_entry_matches__*",
+        ),
+        ("tests/test_secret_checks.py",),
+    ),
+    # The registry client's credential rule: which credential is sent to which host.
+    Target(
+        "registry credentials",
+        "shared/clients/registry.py",
+        ("xǁRegistryClientǁ_credential_matches__*", "xǁRegistryClientǁ_decide_auth__*"),
+        ("tests/test_registry_client.py",),
+    ),
+    # The renderers: Slack block/section limits and Teams card size, truncation and layout.
+    Target(
+        "render slack",
+        "shared/render/slack.py",
+        ("*",),
+        ("tests/test_render_slack.py", "tests/test_render_slack_layout.py"),
+    ),
+    Target(
+        "render teams",
+        "shared/render/teams.py",
+        ("*",),
+        ("tests/test_render_teams.py", "tests/test_render_teams_layout.py"),
+    ),
+)
