@@ -58,9 +58,12 @@ def guard(**kw: object) -> NetGuard:
         ("fc00::5", "a private address"),
         ("::", "the unspecified address"),
         ("ff02::1", "a multicast address"),
-        ("::ffff:127.0.0.1", "a loopback address"),
-        ("::ffff:169.254.169.254", "a cloud metadata address"),
-        ("::ffff:10.1.2.3", "a private address"),
+        ("::ffff:127.0.0.1", "a loopback address (127.0.0.1 inside an IPv4-mapped address)"),
+        (
+            "::ffff:169.254.169.254",
+            "a cloud metadata address (169.254.169.254 inside an IPv4-mapped address)",
+        ),
+        ("::ffff:10.1.2.3", "a private address (10.1.2.3 inside an IPv4-mapped address)"),
         ("fd00:ec2::254", "a cloud metadata address"),
     ],
 )
