@@ -235,6 +235,12 @@ def _not_audited(findings: Sequence[Any]) -> bool:
     help="Without --cluster: a platform the images must have (repeatable), e.g. linux/arm64.",
 )
 @click.option("--read-secrets", is_flag=True, help="Read the cluster's pull-secret content and try it.")
+@click.option(
+    "--source-prefix",
+    default="",
+    metavar="DIR",
+    help="Put DIR before Helm '# Source:' paths (helm template charts/web: --source-prefix charts/).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
 @click.option("--sarif", "as_sarif", is_flag=True, help="Print SARIF 2.1.0 (code scanning).")
 @click.option(
@@ -257,6 +263,7 @@ def preflight(
     namespace: str | None,
     platforms: Sequence[str],
     read_secrets: bool,
+    source_prefix: str,
     as_json: bool,
     as_sarif: bool,
     output: str | None,
@@ -282,6 +289,7 @@ def preflight(
             fmt="sarif" if as_sarif else "json" if as_json else "terminal",
             output=output,
             fail_on=fail_on,
+            source_prefix=source_prefix,
         )
     )
 

@@ -17,8 +17,8 @@ Line numbers come from PyYAML's composer (``SafeLoader`` nodes carry their marks
 
 Public interface::
 
-    read_manifests(paths, *, stdin=None, cwd=None) -> ManifestSet     # raises ManifestError
-    parse_documents(text, path) -> list[ManifestObject]                # one file's text
+    read_manifests(paths, *, stdin=None, cwd=None, source_prefix="") -> ManifestSet   # raises ManifestError
+    parse_documents(text, path, *, source_prefix="") -> list[ManifestObject]          # one file's text
     ManifestSet(workloads, service_accounts, secrets, files)
     ManifestObject(kind, name, namespace, location, body, containers, lines)   .ref -> "Deployment/web"
     ContainerSite(name, kind, image, location)
@@ -28,6 +28,7 @@ Public interface::
 from __future__ import annotations
 
 import os
+import posixpath
 import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -171,17 +172,20 @@ def _sources(text: str) -> list[tuple[int, str]]:
     return out
 
 
-def _error(path: str, exc: yaml.YAMLError) -> ManifestError:
+def _error(path: str, exc: yaml.YAMLError, text: str) -> ManifestError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else 1
+    last = max(1, len(text.splitlines()))  # "got end of stream" is on the last line, not past it
+    line = min(mark.line + 1, last) if mark is not None else 1
     problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
     what = f"{context}: {problem}" if context else str(problem)
     return ManifestError(f"{path}:{line}: YAML does not parse ({what})")
 
 
-def parse_documents(text: str, path: str) -> list[ManifestObject]:
-    """The workload, ServiceAccount and Secret objects of one file's text, with their locations."""
+def parse_documents(text: str, path: str, *, source_prefix: str = "") -> list[ManifestObject]:
+    """The workload, ServiceAccount and Secret objects of one file's text, with their locations.
+    ``source_prefix`` goes before Helm ``# Source:`` paths (``helm template charts/web`` names
+    ``web/templates/…``; the repository holds ``charts/web/templates/…``)."""
     sources = _sources(text)
     loader = yaml.SafeLoader(text)
     out: list[ManifestObject] = []
@@ -197,12 +201,14 @@ def parse_documents(text: str, path: str) -> list[ManifestObject]:
                 raise ManifestError(f"{path}:{node.start_mark.line + 1}: more than {MAX_DOCUMENTS} documents")
             start = node.start_mark.line + 1
             source = next((s for s in reversed(sources) if previous_end <= s[0] < start), None)
-            origin = _Origin(source[1], source[0]) if source else _Origin(path, 0)
+            origin = (
+                _Origin(posixpath.join(source_prefix, source[1]), source[0]) if source else _Origin(path, 0)
+            )
             previous_end = node.end_mark.line + 1
             value = loader.construct_document(node)
             out.extend(_objects(value, node, origin))
     except yaml.YAMLError as exc:
-        raise _error(path, exc) from None
+        raise _error(path, exc, text) from None
     finally:
         loader.dispose()
     return out
@@ -309,7 +315,11 @@ def _read(path: Path, shown: str) -> str:
 
 
 def read_manifests(
-    paths: Sequence[str], *, stdin: IO[str] | None = None, cwd: str | os.PathLike[str] | None = None
+    paths: Sequence[str],
+    *,
+    stdin: IO[str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    source_prefix: str = "",
 ) -> ManifestSet:
     """Every manifest object under ``paths`` (``-``: ``stdin``), in the order given."""
     base = Path(cwd) if cwd is not None else Path.cwd()
@@ -323,14 +333,14 @@ def read_manifests(
             if len(text) > MAX_FILE_BYTES:
                 raise ManifestError(f"-:1: larger than {MAX_FILE_BYTES // (1024 * 1024)} MiB")
             files.append("-")
-            objects.extend(parse_documents(text, "-"))
+            objects.extend(parse_documents(text, "-", source_prefix=source_prefix))
             continue
         for path in _files([raw]):
             shown = _shown(path, base)
             files.append(shown)
             if len(files) > MAX_FILES:
                 raise ManifestError(f"{raw}: more than {MAX_FILES} manifest files")
-            objects.extend(parse_documents(_read(path, shown), shown))
+            objects.extend(parse_documents(_read(path, shown), shown, source_prefix=source_prefix))
     return ManifestSet(
         workloads=tuple(o for o in objects if o.kind in WORKLOAD_KINDS),
         service_accounts=tuple(o for o in objects if o.kind == "ServiceAccount"),

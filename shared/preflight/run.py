@@ -51,6 +51,7 @@ def run_preflight(
     fmt: str,
     output: str | None,
     fail_on: str,
+    source_prefix: str = "",
 ) -> int:
     from shared.config import Settings
     from shared.preflight.check import parse_platform, preflight_cluster, preflight_offline
@@ -70,7 +71,7 @@ def run_preflight(
             )
     for p in platforms:
         parse_platform(p)  # a bad platform is bad input before anything is read
-    manifests = read_manifests(list(paths) or ["-"], stdin=sys.stdin)
+    manifests = read_manifests(list(paths) or ["-"], stdin=sys.stdin, source_prefix=source_prefix)
     settings = Settings.from_env()
     from azure.identity import DefaultAzureCredential
 
