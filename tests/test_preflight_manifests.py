@@ -503,3 +503,23 @@ def test_fail_on_sets_the_threshold() -> None:
         1,
     )
     assert not fails(warning, "error") and fails(warning, "warning")
+
+
+def test_documents_of_one_template_count_lines_as_in_the_template() -> None:
+    """Helm prints a ``# Source:`` comment before every document, also the second of one template;
+    a document with no comment of its own belongs to the template above it."""
+    template = "kind: Pod\nmetadata: {name: a}\nspec:\n  containers:\n    - name: a\n      image: x:1\n"
+    rendered = (
+        f"---\n# Source: c/templates/two.yaml\n{template}---\n# Source: c/templates/two.yaml\n"
+        f"{template.replace('name: a}', 'name: b}')}"
+        f"---\n# Source: c/templates/plain.yaml\n{template.replace('name: a}', 'name: c}')}---\n"
+        f"{template.replace('name: a}', 'name: d}')}"
+    )
+    lines = [(o.name, str(o.containers[0].location)) for o in parse_documents(rendered, "-")]
+    # in the template "two.yaml" as written: a at lines 1-6, "---" at 7, b at 8-13
+    assert lines == [
+        ("a", "c/templates/two.yaml:6"),
+        ("b", "c/templates/two.yaml:13"),
+        ("c", "c/templates/plain.yaml:6"),
+        ("d", "c/templates/plain.yaml:13"),
+    ]

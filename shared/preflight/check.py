@@ -21,7 +21,7 @@ Public interface::
 
     preflight_cluster(settings, credential, manifests, cluster_id, *, namespace, read_secrets,
                       kube_connect=None) -> PreflightResult
-    preflight_offline(settings, manifests, *, namespace, platforms, entra_token=None) -> PreflightResult
+    preflight_offline(settings, credential, manifests, *, namespace, platforms) -> PreflightResult
     manifest_snapshot(cluster_id, manifests, namespace, *, nodes=(), service_accounts=(),
                       secrets=(), unreadable=None, secrets_read=False) -> Snapshot
     locate(findings, manifests, namespace) -> list[PreflightFinding]
@@ -42,11 +42,11 @@ from azure.core.credentials import TokenCredential
 
 from shared.checks.images import ImageUsage, image_findings
 from shared.checks.scheduling import image_usages
-from shared.clients.registry import ImageResult, ImageTarget, RegistryClient
+from shared.clients.registry import ImageResult, ImageTarget, is_acr_host
 from shared.config import Settings
 from shared.errors import InputError, PullwatchError
 from shared.findings import Finding, sort_findings
-from shared.model import ClusterInfo, NodePool
+from shared.model import ClusterInfo, NodePool, RegistryInfo
 from shared.pipeline import AuditOptions, Auditor, incomplete
 from shared.preflight.manifests import Location, ManifestObject, ManifestSet
 from shared.reference import ImageRef, ReferenceError, parse_reference
@@ -339,32 +339,70 @@ def parse_platform(text: str) -> NodePool:
     return NodePool(name=f"{os_}/{arch}", os=os_, arch=arch)  # type: ignore[arg-type]
 
 
+def _registries_by_host(auditor: Auditor, hosts: set[str]) -> dict[str, RegistryInfo]:
+    """The ACRs among ``hosts`` as ARM lists them (their tenant decides whether pullwatch's Entra
+    token may go to them); empty when ARM cannot be read (their images are then not checked)."""
+    from shared.errors import UpstreamError
+
+    if not any(is_acr_host(h) for h in hosts):
+        return {}
+    found: dict[str, RegistryInfo] = {}
+    try:
+        for sub in auditor.subscriptions():
+            for reg in auditor.registries_in(sub):
+                if reg.login_server.lower() in hosts:
+                    found.setdefault(reg.login_server.lower(), reg)
+    except UpstreamError as exc:
+        log.info("registries not listed: %s", exc)
+    return found
+
+
 def preflight_offline(
     settings: Settings,
+    credential: TokenCredential,
     manifests: ManifestSet,
     *,
     namespace: str | None = None,
     platforms: Sequence[str] = (),
-    entra_token: Callable[[str], str] | None = None,
 ) -> PreflightResult:
     """References, existence and (with ``platforms``) platforms: what needs no cluster. Each
     platform is a pool of its own, so a workload's nodeSelector / affinity on ``kubernetes.io/os``
-    or ``kubernetes.io/arch`` narrows what it needs as it would on a cluster."""
+    or ``kubernetes.io/arch`` narrows what it needs as it would on a cluster. Registries are
+    reached as the audit reaches them with pullwatch's own identity: an ACR gets its Entra token
+    only when ARM lists it in a trusted tenant."""
     pools = [parse_platform(p) for p in dict.fromkeys(platforms)]
     snapshot = manifest_snapshot("", manifests, namespace)
     usages: list[ImageUsage] = []
     findings: list[Finding] = []
     for got in image_usages(snapshot, pools):
-        (findings if isinstance(got, Finding) else usages).append(got)  # type: ignore[arg-type]
+        if isinstance(got, Finding):
+            findings.append(got)
+        else:
+            usages.append(got)
     refs: dict[str, ImageRef] = {str(u.ref): u.ref for u in usages}
-    with RegistryClient(settings, entra_token=entra_token, app_tenant=settings.tenant_id) as registry:
-        results: dict[tuple[str, str], ImageResult] = {
-            r.key: r
-            for r in registry.check_images(
-                [ImageTarget(ref, want_platforms=bool(pools)) for ref in refs.values()]
+    auditor = Auditor(settings, credential)
+    try:
+        acrs = _registries_by_host(auditor, {r.registry for r in refs.values()})
+        targets = []
+        for ref in refs.values():
+            acr = acrs.get(ref.registry)
+            targets.append(
+                ImageTarget(
+                    ref,
+                    registry_tenant=acr.tenant_id if acr else None,
+                    authentication_as_arm=acr.authentication_as_arm if acr else True,
+                    want_platforms=bool(pools),
+                )
             )
+        results: dict[tuple[str, str], ImageResult] = {
+            r.key: r for r in auditor.registry.check_images(targets)
         }
-        requests: dict[str, Any] = {"registry": registry.request_counts()}
+        requests: dict[str, Any] = {
+            **auditor.arm.request_counts(),
+            "registry": auditor.registry.request_counts(),
+        }
+    finally:
+        auditor.close()
     triples = [(p.name, p.os, p.arch) for p in pools]
     findings.extend(image_findings("", usages, results, triples))
     findings = [f.with_(cluster=None) for f in findings]

@@ -172,6 +172,24 @@ def _sources(text: str) -> list[tuple[int, str]]:
     return out
 
 
+def _origin_of(start: int, sources: list[tuple[int, str]], path: str, prefix: str) -> _Origin:
+    """Where a document starting at line ``start`` is reported: the file itself, or the template
+    of the last Helm ``# Source:`` comment above it, lines counted from that comment. Helm gives
+    each document of a multi-document template its own comment naming the same template: lines
+    count on from the template's first comment, less one per repeated comment (the ``---`` stays
+    as in the template)."""
+    before = [s for s in sources if s[0] < start]
+    if not before:
+        return _Origin(path, 0)
+    line, name = before[-1]
+    repeats = 0
+    for earlier_line, earlier_name in reversed(before[:-1]):
+        if earlier_name != name:
+            break
+        line, repeats = earlier_line, repeats + 1
+    return _Origin(posixpath.join(prefix, name), line + repeats)
+
+
 def _error(path: str, exc: yaml.YAMLError, text: str) -> ManifestError:
     mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
     last = max(1, len(text.splitlines()))  # "got end of stream" is on the last line, not past it
@@ -189,7 +207,6 @@ def parse_documents(text: str, path: str, *, source_prefix: str = "") -> list[Ma
     sources = _sources(text)
     loader = yaml.SafeLoader(text)
     out: list[ManifestObject] = []
-    previous_end = 0  # 1-based line where the previous document ended
     documents = 0
     try:
         while loader.check_node():
@@ -199,12 +216,7 @@ def parse_documents(text: str, path: str, *, source_prefix: str = "") -> list[Ma
             documents += 1
             if documents > MAX_DOCUMENTS:
                 raise ManifestError(f"{path}:{node.start_mark.line + 1}: more than {MAX_DOCUMENTS} documents")
-            start = node.start_mark.line + 1
-            source = next((s for s in reversed(sources) if previous_end <= s[0] < start), None)
-            origin = (
-                _Origin(posixpath.join(source_prefix, source[1]), source[0]) if source else _Origin(path, 0)
-            )
-            previous_end = node.end_mark.line + 1
+            origin = _origin_of(node.start_mark.line + 1, sources, path, source_prefix)
             value = loader.construct_document(node)
             out.extend(_objects(value, node, origin))
     except yaml.YAMLError as exc:

@@ -93,13 +93,7 @@ def run_preflight(
             reason = result.findings[0].finding.evidence.get("reason") or "see CHECK_INCOMPLETE"
             raise InputError(f"preflight: cluster {cluster} could not be checked: {reason}")
     else:
-        result = preflight_offline(
-            settings,
-            manifests,
-            namespace=namespace,
-            platforms=platforms,
-            entra_token=lambda scope: credential.get_token(scope).token,
-        )
+        result = preflight_offline(settings, credential, manifests, namespace=namespace, platforms=platforms)
     document: str | None = None
     if fmt == "sarif":
         document = json.dumps(sarif_document(result, version=_version()), indent=2)
