@@ -171,3 +171,32 @@ def test_without_a_cluster_references_existence_and_the_given_platforms_are_chec
     fixed = preflight([FIXED, "--platform", "linux/arm64", "--json"], env)
     fixed_codes = {f["code"] for f in json.loads(fixed.stdout)["findings"]}
     assert "IMAGE_NOT_FOUND" not in fixed_codes and "IMAGE_PLATFORM_MISSING" not in fixed_codes
+
+
+MORE = "tests/data/preflight/more"
+
+
+def test_pull_secrets_of_the_set_abac_conditions_and_docker_hub_are_checked_as_in_the_audit(
+    estate: tuple[dict[str, str], str],
+) -> None:
+    env, cluster = estate
+    result = preflight([MORE, "--cluster", cluster, "--json"], env)
+    assert result.returncode == 1, result.stderr
+    document = json.loads(result.stdout)
+    assert located(document) == {
+        # the set's own secrets: wrong type, no entry for the image's host, a password the registry refuses
+        ("PULL_SECRET_MALFORMED", f"{MORE}/secrets.yaml", 55, "shop/Deployment/opaque"),
+        ("PULL_SECRET_NO_ENTRY_FOR_REGISTRY", f"{MORE}/secrets.yaml", 32, "shop/Deployment/elsewhere"),
+        ("PULL_SECRET_REJECTED", f"{MORE}/secrets.yaml", 9, "shop/Deployment/stale"),
+        # the kubelet's ABAC role on teamacr covers team-a/ only: the billing container's line
+        ("ROLE_CONDITION_EXCLUDES_REPOSITORY", f"{MORE}/ledger.yaml", 13, "shop/StatefulSet/ledger"),
+        ("DOCKERHUB_ANONYMOUS_PULLS", f"{MORE}/dockerhub.yaml", 11, "shop/Deployment/proxy"),
+    }
+    assert "an-old-password-0412" not in result.stdout + result.stderr
+
+
+def test_fail_on_warning_fails_on_anonymous_docker_hub_pulls(estate: tuple[dict[str, str], str]) -> None:
+    env, cluster = estate
+    args = [f"{MORE}/dockerhub.yaml", "--cluster", cluster]
+    assert preflight(args, env).returncode == 0
+    assert preflight([*args, "--fail-on", "warning"], env).returncode == 1
