@@ -323,9 +323,7 @@ class KubeClient:
             if label_selector:
                 query.append(("labelSelector", label_selector))
             try:
-                page = (
-                    self._request("GET", path, f"list {kind}", query=query, accept=accept) or {}
-                )
+                page = self._request("GET", path, f"list {kind}", query=query, accept=accept) or {}
             except KubeError as exc:
                 # 410 Expired: the continue token outlived the server's compaction window. As
                 # client-go's pager does, list again from the start; objects already yielded (by

@@ -108,7 +108,8 @@ def run_preflight(
         document = None
     if document is not None:
         click.echo(document)
-        for line in annotations:  # stdout carries the document; the Actions runner parses commands on stderr too
+        # stdout carries the document; the Actions runner parses workflow commands on stderr too
+        for line in annotations:
             click.echo(line, err=True)
     else:
         for line in terminal_lines(result):
