@@ -200,3 +200,11 @@ def test_fail_on_warning_fails_on_anonymous_docker_hub_pulls(estate: tuple[dict[
     args = [f"{MORE}/dockerhub.yaml", "--cluster", cluster]
     assert preflight(args, env).returncode == 0
     assert preflight([*args, "--fail-on", "warning"], env).returncode == 1
+
+
+def test_a_cluster_that_does_not_exist_is_bad_input(estate: tuple[dict[str, str], str]) -> None:
+    env, cluster = estate
+    gone = cluster.rsplit("/", 1)[0] + "/aks-nowhere"
+    result = preflight([BROKEN, "--cluster", gone], env)
+    assert result.returncode == 2
+    assert "no such cluster" in result.stderr and "Traceback" not in result.stderr and result.stdout == ""
