@@ -23,7 +23,9 @@ Public interface::
                       kube_connect=None) -> PreflightResult
     preflight_offline(settings, credential, manifests, *, namespace, platforms) -> PreflightResult
     manifest_snapshot(cluster_id, manifests, namespace, *, nodes=(), service_accounts=(),
-                      secrets=(), unreadable=None, secrets_read=False) -> Snapshot
+                      secrets=(), unreadable=None) -> Snapshot
+    read_namespace_facts(kube, cluster_id, namespaces, *, read_secrets)
+        -> (nodes, service_accounts, secrets, unreadable)
     locate(findings, manifests, namespace) -> list[PreflightFinding]
     PreflightResult(findings, cluster, workloads, images, requests)
     PreflightFinding(finding, locations, objects)
@@ -405,10 +407,17 @@ def preflight_offline(
         auditor.close()
     triples = [(p.name, p.os, p.arch) for p in pools]
     findings.extend(image_findings("", usages, results, triples))
-    findings = [f.with_(cluster=None) for f in findings]
+    findings = [_scrubbed(f.with_(cluster=None)) for f in findings]
     return PreflightResult(
         locate(findings, manifests, namespace), None, len(manifests.workloads), len(refs), requests
     )
+
+
+def _scrubbed(finding: Finding) -> Finding:
+    """As the audit does for its findings: no signed URL, token or JWT quoted from a registry."""
+    from shared.render import scrub, scrub_text
+
+    return finding.with_(message=scrub_text(finding.message), evidence=scrub(dict(finding.evidence)))
 
 
 # --- findings -> manifest lines ----------------------------------------------------------------------
