@@ -19,13 +19,8 @@ from shared.checks.scheduling import pools_for
 from shared.checks.secrets import secret_findings
 from shared.findings import Finding
 from shared.model import NodePool
-from shared.preflight.check import (
-    PreflightFinding,
-    PreflightResult,
-    locate,
-    manifest_snapshot,
-    parse_platform,
-)
+from shared.preflight.check import PreflightResult, manifest_snapshot, parse_platform
+from shared.preflight.locate import PreflightFinding, locate
 from shared.preflight.manifests import Location, ManifestError, parse_documents, read_manifests
 from shared.preflight.output import fails, github_annotations, sarif_document, terminal_lines
 from shared.workloads import SecretFacts, ServiceAccountFacts

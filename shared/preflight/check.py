@@ -11,11 +11,8 @@ audit's. Without a cluster (:func:`preflight_offline`), what needs none: referen
 and the platforms given (``--platform``), through the registry seam with pullwatch's usual
 credentials.
 
-Every finding is then placed (:func:`locate`) at the manifest file and line of what it is about:
-the container's ``image:`` line, the pod spec's ``imagePullSecrets:`` line for pull-secret
-findings, the object for others; a registry-wide finding (a missing role, a firewall) at every
-image on that registry. Findings about nothing in the manifests (a registry they do not use) are
-dropped.
+Every finding is then placed at the manifest file and line of what it is about
+(:func:`shared.preflight.locate.locate`).
 
 Public interface::
 
@@ -26,9 +23,7 @@ Public interface::
                       secrets=(), unreadable=None) -> Snapshot
     read_namespace_facts(kube, cluster_id, namespaces, *, read_secrets)
         -> (nodes, service_accounts, secrets, unreadable)
-    locate(findings, manifests, namespace) -> list[PreflightFinding]
-    PreflightResult(findings, cluster, workloads, images, requests)
-    PreflightFinding(finding, locations, objects)
+    PreflightResult(findings, cluster, workloads, images, requests)    # findings: PreflightFinding
 """
 
 from __future__ import annotations
@@ -47,11 +42,12 @@ from shared.checks.scheduling import image_usages
 from shared.clients.registry import ImageResult, ImageTarget, is_acr_host
 from shared.config import Settings
 from shared.errors import InputError, PullwatchError
-from shared.findings import Finding, sort_findings
+from shared.findings import Finding
 from shared.model import ClusterInfo, NodePool, RegistryInfo
 from shared.pipeline import AuditOptions, Auditor, incomplete
-from shared.preflight.manifests import Location, ManifestObject, ManifestSet
-from shared.reference import ImageRef, ReferenceError, parse_reference
+from shared.preflight.locate import PreflightFinding, locate, namespace_of
+from shared.preflight.manifests import ManifestObject, ManifestSet
+from shared.reference import ImageRef
 from shared.workloads import (
     DOCKER_CFG,
     DOCKER_CONFIG_JSON,
@@ -65,31 +61,6 @@ from shared.workloads import (
 )
 
 log = logging.getLogger("pullwatch.preflight")
-
-DEFAULT_NAMESPACE = "default"
-#: Findings located at the pod spec's imagePullSecrets line.
-_SECRET_CODES = (
-    "PULL_SECRET_MISSING",
-    "PULL_SECRET_MALFORMED",
-    "PULL_SECRET_NO_ENTRY_FOR_REGISTRY",
-    "PULL_SECRET_REJECTED",
-)
-
-
-@dataclass(frozen=True)
-class PreflightFinding:
-    """An audit finding and where in the manifests it points: ``locations[0]`` is the main one."""
-
-    finding: Finding
-    locations: tuple[Location, ...]
-    objects: tuple[str, ...] = ()  # "shop/Deployment/web"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.finding.to_dict(),
-            "locations": [{"path": loc.path, "line": loc.line} for loc in self.locations],
-            "objects": list(self.objects),
-        }
 
 
 @dataclass
@@ -111,10 +82,6 @@ class PreflightResult:
 
 
 # --- manifests -> snapshot ----------------------------------------------------------------------
-
-
-def namespace_of(obj: ManifestObject, namespace: str | None) -> str:
-    return obj.namespace or namespace or DEFAULT_NAMESPACE
 
 
 def _workload(obj: ManifestObject, namespace: str | None) -> WorkloadFacts:
@@ -418,86 +385,3 @@ def _scrubbed(finding: Finding) -> Finding:
     from shared.render import scrub, scrub_text
 
     return finding.with_(message=scrub_text(finding.message), evidence=scrub(dict(finding.evidence)))
-
-
-# --- findings -> manifest lines ----------------------------------------------------------------------
-
-
-def _normalised(image: str) -> str | None:
-    try:
-        return str(parse_reference(image))
-    except ReferenceError:
-        return None
-
-
-def _ref(image: str) -> ImageRef | None:
-    try:
-        return parse_reference(image)
-    except ReferenceError:
-        return None
-
-
-def locate(
-    findings: Iterable[Finding], manifests: ManifestSet, namespace: str | None
-) -> list[PreflightFinding]:
-    """Each finding with the manifest lines it is about; findings about nothing in the set are dropped."""
-    objects = [(namespace_of(w, namespace), w) for w in manifests.workloads]
-    out: list[PreflightFinding] = []
-    for f in sort_findings(findings):
-        sites: list[tuple[Location, str]] = []
-        if f.workload and f.namespace is not None:
-            mine = [(ns, o) for ns, o in objects if ns == f.namespace and o.ref == f.workload]
-            for ns, o in mine:
-                label = f"{ns}/{o.ref}"
-                if f.code in _SECRET_CODES and "imagePullSecrets" in o.lines:
-                    sites.append((o.lines["imagePullSecrets"], label))
-                elif f.image:
-                    matched = [
-                        c.location
-                        for c in o.containers
-                        if c.image == f.image or _normalised(c.image) == f.image
-                    ]
-                    sites.extend((loc, label) for loc in matched)
-                if not any(lab == label for _, lab in sites):
-                    sites.append((o.location, label))
-        elif f.registry:
-            wanted = _wanted_images(f)
-            named = _named_workloads(f)
-            for ns, o in objects:
-                if named is not None and f"{ns}/{o.ref}" not in named:
-                    continue
-                for c in o.containers:
-                    ref = _ref(c.image)
-                    if ref is None or ref.registry.lower() != f.registry.lower():
-                        continue
-                    if wanted is not None and str(ref) not in wanted and ref.repository not in wanted:
-                        continue
-                    sites.append((c.location, f"{ns}/{o.ref}"))
-        else:  # about the cluster as a whole: every workload of the set
-            sites = [(o.location, f"{ns}/{o.ref}") for ns, o in objects]
-        if not sites:
-            continue  # about nothing in the manifests (a registry they do not use)
-        locations = tuple(dict.fromkeys(loc for loc, _ in sites))
-        labels = tuple(dict.fromkeys(label for _, label in sites))
-        out.append(PreflightFinding(f, locations, labels))
-    return out
-
-
-def _wanted_images(f: Finding) -> set[str] | None:
-    """The images or repositories a registry-wide finding names, when it names them all."""
-    ev = f.evidence
-    if f.code == "ROLE_CONDITION_EXCLUDES_REPOSITORY" and ev.get("repositories_excluded"):
-        return {str(r) for r in ev["repositories_excluded"]}
-    images = ev.get("images")
-    count = ev.get("image_count", len(images) if isinstance(images, list) else -1)
-    if isinstance(images, list) and images and len(images) == count:
-        return {str(i) for i in images}
-    return None
-
-
-def _named_workloads(f: Finding) -> set[str] | None:
-    """The ``namespace/Kind/name`` workloads a cluster-wide finding lists, when it lists them all."""
-    listed = f.evidence.get("workloads")
-    if isinstance(listed, list) and len(listed) == f.evidence.get("workload_count", len(listed)):
-        return {str(w) for w in listed}
-    return None

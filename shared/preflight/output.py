@@ -21,7 +21,8 @@ from typing import Any
 from urllib.parse import quote
 
 from shared.findings import CATALOGUE, Severity
-from shared.preflight.check import PreflightFinding, PreflightResult
+from shared.preflight.check import PreflightResult
+from shared.preflight.locate import PreflightFinding
 from shared.preflight.manifests import Location
 from shared.render.terminal import printable
 
