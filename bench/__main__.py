@@ -37,6 +37,7 @@ ROWS: list[str] = [
     "bench.sandbox:sandbox_build",
     "bench.sandbox:sandbox_fanout_100",
     "bench.explain:explain_adversarial_64kb",
+    "bench.preflight:preflight_200",
 ]
 
 

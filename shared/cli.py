@@ -213,6 +213,80 @@ def _not_audited(findings: Sequence[Any]) -> bool:
     )
 
 
+# --- preflight --------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, metavar="[PATH|-]...")
+@click.option("--cluster", "cluster", metavar="RESOURCE_ID", help="managedCluster to check against.")
+@click.option("--namespace", metavar="NS", help="Namespace of objects that name none (default: default).")
+@click.option(
+    "--platform",
+    "platforms",
+    multiple=True,
+    metavar="OS/ARCH",
+    help="Without --cluster: a platform the images must have (repeatable), e.g. linux/arm64.",
+)
+@click.option("--read-secrets", is_flag=True, help="Read the cluster's pull-secret content and try it.")
+@click.option(
+    "--source-prefix",
+    default="",
+    metavar="DIR",
+    help="Put DIR before Helm '# Source:' paths (helm template charts/web: --source-prefix charts/).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document.")
+@click.option("--sarif", "as_sarif", is_flag=True, help="Print SARIF 2.1.0 (code scanning).")
+@click.option(
+    "--output",
+    "output",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write the --json / --sarif document to this file; the terminal view goes to stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["error", "warning"]),
+    default="error",
+    show_default=True,
+    help="Exit 1 when a finding is at least this severe.",
+)
+@clean_errors
+def preflight(
+    paths: Sequence[str],
+    cluster: str | None,
+    namespace: str | None,
+    platforms: Sequence[str],
+    read_secrets: bool,
+    source_prefix: str,
+    as_json: bool,
+    as_sarif: bool,
+    output: str | None,
+    fail_on: str,
+) -> None:
+    """Check Kubernetes manifests for pull failures before they are deployed.
+
+    PATH is a file, a folder (read recursively: *.yaml, *.yml, *.json) or - for stdin (e.g. the
+    output of helm template or kustomize build). With --cluster, every check of the audit runs
+    against that cluster's node pools, pull identity, roles, registries and the namespace's
+    secrets; without it, references, existence and --platform. Exit 0 when nothing is at least
+    as severe as --fail-on, 1 when something is, 2 for bad input.
+    """
+    from shared.preflight.run import run_preflight
+
+    sys.exit(
+        run_preflight(
+            paths,
+            cluster=cluster,
+            namespace=namespace,
+            platforms=platforms,
+            read_secrets=read_secrets,
+            fmt="sarif" if as_sarif else "json" if as_json else "terminal",
+            output=output,
+            fail_on=fail_on,
+            source_prefix=source_prefix,
+        )
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     from shared.notify import install_log_redaction
 

@@ -289,10 +289,18 @@ class KubeClient:
         label_selector: str | None = None,
         page_size: int = 500,
         metadata_only: bool = False,
+        namespace: str | None = None,
     ) -> Iterator[dict[str, Any]]:
-        """Every object of ``kind`` (see :data:`LIST_PATHS`) cluster-wide, page by page."""
+        """Every object of ``kind`` (see :data:`LIST_PATHS`) cluster-wide, or in ``namespace``
+        only (its namespaced path: a namespace-scoped RBAC role is enough), page by page."""
         if kind not in LIST_PATHS:
             raise InputError(f"unknown kind {kind!r} (expected one of: {', '.join(LIST_PATHS)})")
+        path = LIST_PATHS[kind]
+        if namespace is not None:
+            if kind == "nodes":
+                raise InputError("nodes are not namespaced")
+            base, _, plural = path.rpartition("/")
+            path = f"{base}/namespaces/{_q(namespace)}/{plural}"
         if page_size <= 0:
             raise InputError("page_size must be positive")
         token: str | None = None
@@ -308,9 +316,7 @@ class KubeClient:
             if label_selector:
                 query.append(("labelSelector", label_selector))
             try:
-                page = (
-                    self._request("GET", LIST_PATHS[kind], f"list {kind}", query=query, accept=accept) or {}
-                )
+                page = self._request("GET", path, f"list {kind}", query=query, accept=accept) or {}
             except KubeError as exc:
                 # 410 Expired: the continue token outlived the server's compaction window. As
                 # client-go's pager does, list again from the start; objects already yielded (by
