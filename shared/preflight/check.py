@@ -48,6 +48,7 @@ from shared.pipeline import AuditOptions, Auditor, incomplete
 from shared.preflight.locate import PreflightFinding, locate, namespace_of
 from shared.preflight.manifests import ManifestObject, ManifestSet
 from shared.reference import ImageRef
+from shared.snapshot_builder import SnapshotBuilder, workload_from_template
 from shared.workloads import (
     DOCKER_CFG,
     DOCKER_CONFIG_JSON,
@@ -55,9 +56,7 @@ from shared.workloads import (
     SecretFacts,
     ServiceAccountFacts,
     Snapshot,
-    SnapshotBuilder,
     WorkloadFacts,
-    workload_from_template,
 )
 
 log = logging.getLogger("pullwatch.preflight")
