@@ -91,6 +91,9 @@ param slowMs string = '3000'
 @description('Timeout of every network call in seconds (PULLWATCH_HTTP_TIMEOUT_SECONDS).')
 param httpTimeoutSeconds string = '10'
 
+@description('Most one registry request may take in all, in seconds; empty: 3 x the HTTP timeout (PULLWATCH_REGISTRY_DEADLINE_SECONDS).')
+param registryDeadlineSeconds string = ''
+
 @description('First backoff delay of bounded retries in seconds (PULLWATCH_RETRY_BASE_SECONDS).')
 param retryBaseSeconds string = '1.0'
 
@@ -152,6 +155,7 @@ var pullwatchSettings = {
   PULLWATCH_POD_GRACE_SECONDS: podGraceSeconds
   PULLWATCH_SLOW_MS: slowMs
   PULLWATCH_HTTP_TIMEOUT_SECONDS: httpTimeoutSeconds
+  PULLWATCH_REGISTRY_DEADLINE_SECONDS: registryDeadlineSeconds
   PULLWATCH_RETRY_BASE_SECONDS: retryBaseSeconds
   PULLWATCH_RETRIES: retries
   PULLWATCH_REGISTRY_CONCURRENCY: registryConcurrency

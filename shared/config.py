@@ -93,6 +93,11 @@ SETTINGS: tuple[Setting, ...] = (
         "PULLWATCH_SLOW_MS", "3000", "REGISTRY_SLOW threshold for token + manifest latency, in milliseconds."
     ),
     Setting("PULLWATCH_HTTP_TIMEOUT_SECONDS", "10", "Timeout of every network call, in seconds."),
+    Setting(
+        "PULLWATCH_REGISTRY_DEADLINE_SECONDS",
+        "",
+        "Most one registry request may take in all (connect, TLS, every read, retries and their waits), in seconds; empty: 3 x PULLWATCH_HTTP_TIMEOUT_SECONDS, never less than it.",
+    ),
     Setting("PULLWATCH_RETRY_BASE_SECONDS", "1.0", "First backoff delay of bounded retries (429 / 5xx)."),
     Setting("PULLWATCH_RETRIES", "3", "Retries after the first attempt for 429 / 5xx answers."),
     Setting("PULLWATCH_REGISTRY_CONCURRENCY", "8", "Concurrent requests per registry."),
@@ -192,6 +197,18 @@ def _timeout(env: Mapping[str, str]) -> float:
     return number
 
 
+def _registry_deadline(env: Mapping[str, str], timeout: float) -> float | None:
+    if not _raw(env, "PULLWATCH_REGISTRY_DEADLINE_SECONDS"):
+        return None
+    number = float(_number(env, "PULLWATCH_REGISTRY_DEADLINE_SECONDS", float))
+    if number < timeout:
+        raise ConfigError(
+            f"PULLWATCH_REGISTRY_DEADLINE_SECONDS: {number:g} is less than PULLWATCH_HTTP_TIMEOUT_SECONDS "
+            f"({timeout:g}); one request's deadline covers at least one read"
+        )
+    return number
+
+
 def _json(env: Mapping[str, str], name: str, kind: type) -> Any:
     value = _raw(env, name)
     try:
@@ -252,8 +269,7 @@ class Settings:
     pod_grace_seconds: float = 300.0
     slow_ms: float = 3000.0
     http_timeout: float = 10.0
-    # Most one registry request may take in all (connect, TLS, every read, retries and their waits);
-    # None: REQUEST_DEADLINE_TIMEOUTS x http_timeout (30 s with the default timeout).
+    # PULLWATCH_REGISTRY_DEADLINE_SECONDS; None: REQUEST_DEADLINE_TIMEOUTS x http_timeout (30 s by default).
     registry_deadline: float | None = None
     retry_base_seconds: float = 1.0
     retries: int = 3
@@ -283,6 +299,7 @@ class Settings:
         except ValueError as exc:
             raise ConfigError(f"PULLWATCH_MIN_SEVERITY: {exc}") from None
         ca = _raw(env, "PULLWATCH_CA_BUNDLE") or None
+        timeout = _timeout(env)
         if ca and not os.path.isfile(ca):
             raise ConfigError(f"PULLWATCH_CA_BUNDLE: no file at {ca}")
         return cls(
@@ -302,7 +319,8 @@ class Settings:
             debounce_seconds=_number(env, "PULLWATCH_DEBOUNCE_SECONDS", float),
             pod_grace_seconds=_number(env, "PULLWATCH_POD_GRACE_SECONDS", float),
             slow_ms=_number(env, "PULLWATCH_SLOW_MS", float),
-            http_timeout=_timeout(env),
+            http_timeout=timeout,
+            registry_deadline=_registry_deadline(env, timeout),
             retry_base_seconds=_number(env, "PULLWATCH_RETRY_BASE_SECONDS", float),
             retries=_number(env, "PULLWATCH_RETRIES", int),
             registry_concurrency=max(1, _number(env, "PULLWATCH_REGISTRY_CONCURRENCY", int)),

@@ -262,15 +262,20 @@ class DeadlineSSLSocket(ssl.SSLSocket):
     timeout to what is left before each call makes the deadline hard.
     """
 
+    def settimeout(self, value: float | None) -> None:
+        self._asked = value  # the timeout of one operation, as urllib3 sets it
+        super().settimeout(value)
+
     def _arm(self) -> None:
+        if not hasattr(self, "_asked"):
+            self._asked = self.gettimeout()
+        asked: float | None = self._asked
         left = deadline_remaining()
-        if left is None:
-            return
-        if left <= 0:
+        if left is not None and left <= 0:
             raise DeadlinePassed("the request deadline passed")
-        current = self.gettimeout()
-        if current is None or left < current:
-            self.settimeout(left)
+        wanted = asked if left is None else (left if asked is None else min(asked, left))
+        if self.gettimeout() != wanted:
+            super().settimeout(wanted)  # a pooled connection does not keep an earlier request's deadline
 
     def do_handshake(self, block: bool = False) -> None:
         self._arm()

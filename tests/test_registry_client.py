@@ -34,7 +34,7 @@ from shared.clients.registry import (
     jwt_expiry,
     parse_challenge,
 )
-from shared.config import Settings
+from shared.config import ConfigError, Settings
 from shared.reference import parse_reference
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("registry")]
@@ -837,3 +837,13 @@ def test_a_huge_error_body_is_cut_not_read(world: World) -> None:
     platforms = result.steps[-1]
     assert result.failure is None and result.platforms is None
     assert platforms.name == "platforms" and platforms.status == 500
+
+
+def test_the_request_deadline_setting() -> None:
+    assert Settings.from_env({}).request_deadline == 30.0  # 3 x the 10 s HTTP timeout
+    assert Settings.from_env({"PULLWATCH_HTTP_TIMEOUT_SECONDS": "4"}).request_deadline == 12.0
+    assert Settings.from_env({"PULLWATCH_REGISTRY_DEADLINE_SECONDS": "45"}).request_deadline == 45.0
+    with pytest.raises(ConfigError, match="PULLWATCH_REGISTRY_DEADLINE_SECONDS: 5 is less than"):
+        Settings.from_env({"PULLWATCH_REGISTRY_DEADLINE_SECONDS": "5"})
+    with pytest.raises(ConfigError, match="PULLWATCH_REGISTRY_DEADLINE_SECONDS: expected a number"):
+        Settings.from_env({"PULLWATCH_REGISTRY_DEADLINE_SECONDS": "soon"})

@@ -430,6 +430,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: pullwatchSettings.PULLWATCH_HTTP_TIMEOUT_SECONDS
         }
         {
+          name: 'PULLWATCH_REGISTRY_DEADLINE_SECONDS'
+          value: pullwatchSettings.PULLWATCH_REGISTRY_DEADLINE_SECONDS
+        }
+        {
           name: 'PULLWATCH_RETRY_BASE_SECONDS'
           value: pullwatchSettings.PULLWATCH_RETRY_BASE_SECONDS
         }

@@ -40,11 +40,11 @@ tenant). Redirects to another origin are followed without credentials; a tag-lis
 another origin is not followed at all (the step says so). Every connection goes through
 :class:`shared.netguard.NetGuard` (address policy, pinned address, verified TLS).
 
-Resources: one request (connect, TLS, every read, the retries of :class:`BoundedRetry` and its
-waits, redirects) ends within ``Settings.request_deadline`` (3 x PULLWATCH_HTTP_TIMEOUT_SECONDS), so
-a registry answering a byte a second costs at most that; answers are capped (manifests 4 MiB, tag
-pages 1 MiB, tokens 256 KiB, anything else kept to 64 KiB). Secrets are scrubbed from every detail
-string; evidence never holds a token or password.
+Resources: one request (connect, TLS, every read, the retries of ``BoundedRetry`` and their waits,
+redirects) ends within ``Settings.request_deadline`` (PULLWATCH_REGISTRY_DEADLINE_SECONDS, by
+default 3 x PULLWATCH_HTTP_TIMEOUT_SECONDS), so a registry answering a byte a second costs at most
+that; answers are capped (manifests 4 MiB, tag pages 1 MiB, tokens 256 KiB, anything else kept to
+64 KiB). Secrets are scrubbed from every detail string; evidence never holds a token or password.
 
 Public interface::
 
