@@ -26,6 +26,13 @@ param watchedClusters array = []
 @description('Watched container registries: [{id, location, roleAssignmentMode, topicName?}].')
 param watchedRegistries array = []
 
+@description('Schema every event subscription delivers in: EventGridSchema or CloudEventSchemaV1_0 (both handled by event_handler).')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Tags on the topics.')
 param tags object = {}
 
@@ -75,6 +82,7 @@ module registryTopics 'modules/system-topic.bicep' = [for (r, i) in watchedRegis
     includedEventTypes: registryEventTypes
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]
@@ -91,6 +99,7 @@ module clusterTopics 'modules/system-topic.bicep' = [for (c, i) in watchedCluste
     includedEventTypes: clusterEventTypes
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]
@@ -108,6 +117,7 @@ module subscriptionTopics 'modules/system-topic.bicep' = [for (s, i) in watchedS
     operationNames: handledOperations
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]

@@ -122,6 +122,13 @@ param maximumInstanceCount int = 40
 @description('Memory of each instance in MB (512, 2048 or 4096).')
 param instanceMemoryMB int = 2048
 
+@description('Schema Event Grid delivers events in: EventGridSchema or CloudEventSchemaV1_0 (both handled by event_handler).')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Deploy the Event Grid topics (eventgrid.bicep). Set true only after the code is deployed: Event Grid checks that the event_handler function exists.')
 param deployEventGrid bool = false
 
@@ -240,6 +247,7 @@ module eventGrid 'eventgrid.bicep' = if (deployEventGrid) {
     watchedSubscriptions: watchedSubscriptions
     watchedClusters: watchedClusters
     watchedRegistries: watchedRegistries
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }

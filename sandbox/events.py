@@ -1,8 +1,11 @@
-"""The Event Grid events Azure emits for a world change, in the Event Grid schema.
+"""The Event Grid events Azure emits for a world change, in the schema the subscription delivers.
 
 Shapes follow tests/data/wire/eventgrid/: Resource Manager events on the subscription
 topic (``ResourceWriteSuccess`` / ``ResourceDeleteSuccess``, no resource body, subject = resource
 ID), ACR ``ImagePushed`` / ``ImageDeleted`` on the registry's system topic. Ids are fresh GUIDs.
+Events are built in the Event Grid schema; :func:`as_delivered` turns them into CloudEvents 1.0
+as Event Grid does for a ``CloudEventSchemaV1_0`` subscription (``topic`` → ``source``,
+``eventType`` → ``type``, ``eventTime`` → ``time``; no ``dataVersion`` / ``metadataVersion``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,26 @@ def _envelope(
         "dataVersion": data_version,
         "metadataVersion": "1",
     }
+
+
+def as_delivered(events: list[dict[str, Any]], schema: str) -> list[dict[str, Any]]:
+    """Events (Event Grid schema) as a subscription with ``deliverySchema`` ``schema`` receives them."""
+    if schema == "EventGridSchema":
+        return events
+    if schema != "CloudEventSchemaV1_0":
+        raise ValueError(f"unknown event schema {schema!r}")
+    return [
+        {
+            "id": e["id"],
+            "source": e["topic"],
+            "subject": e["subject"],
+            "type": e["eventType"],
+            "time": e["eventTime"],
+            "data": e["data"],
+            "specversion": "1.0",
+        }
+        for e in events
+    ]
 
 
 def resource_event(

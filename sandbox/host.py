@@ -2,8 +2,11 @@
 does, through their registered entry points (``get_user_function()``) and the ``azure.functions``
 types, with Azurite's queue between them.
 
-- Event Grid: a delivery (array) is split into one invocation per event (the host answers the
-  subscription-validation handshake itself);
+- Event Grid: a delivery (array) is split into one invocation per event, each decoded from its own
+  JSON by the worker's converter (``EventGridEventInConverter.decode``), whose result depends on the
+  installed ``azure-functions`` exactly as in Azure; the host answers the subscription-validation
+  handshake itself (both schemas: for an ``AzureFunction`` endpoint Event Grid validates a
+  CloudEvents subscription with the same validation event);
 - timer: one invocation with a ``TimerRequest``;
 - queue: messages are received from the real queue; success deletes the message, an exception
   leaves it to reappear after a visibility timeout, and after ``maxDequeueCount`` (host.json) it
@@ -14,17 +17,20 @@ types, with Azurite's queue between them.
 from __future__ import annotations
 
 import importlib.util
+import inspect
 import json
 import logging
 import time
+import typing
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import azure.functions as func
 from azure.core.exceptions import ResourceExistsError
+from azure.functions.eventgrid import EventGridEventInConverter
+from azure.functions.meta import Datum
 from azure.functions.queue import QueueMessage
 from azure.functions.timer import TimerRequest
 from azure.storage.queue import QueueClient
@@ -66,6 +72,7 @@ class FunctionsHost:
                 q.create_queue()
             except ResourceExistsError:
                 pass
+        _check_event_grid_annotation(self.functions["event_handler"])
         self.invocations: dict[str, int] = {name: 0 for name in self.functions}
         self.failures: list[str] = []
 
@@ -91,16 +98,8 @@ class FunctionsHost:
             if kind == "Microsoft.EventGrid.SubscriptionValidationEvent":
                 out["validation"] += 1  # the host answers the handshake; no function runs
                 continue
-            event = func.EventGridEvent(
-                id=str(item.get("id") or ""),
-                data=item.get("data"),  # type: ignore[arg-type]
-                topic=str(item.get("topic") or item.get("source") or ""),
-                subject=str(item.get("subject") or ""),
-                event_type=str(kind or ""),
-                event_time=_time(item.get("eventTime") or item.get("time")),
-                data_version=str(item.get("dataVersion") or ""),
-            )
             try:
+                event = decode_event_grid_item(item)
                 self._call("event_handler", event)
                 out["invoked"] += 1
             except Exception as exc:  # the host logs a failed invocation; Event Grid would retry
@@ -162,10 +161,16 @@ class FunctionsHost:
         raise TimeoutError(f"the audit queue did not drain within {timeout:.0f} s")
 
 
-def _time(value: Any) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00")[:32])
-    except ValueError:
-        return datetime.now(UTC)
+def decode_event_grid_item(item: Any) -> Any:
+    """One event of a delivery as the Python worker hands it to the function: its JSON through
+    ``azure.functions``' own Event Grid converter (a decode error fails the invocation, as in Azure)."""
+    return EventGridEventInConverter.decode(Datum(type="json", value=json.dumps(item)), trigger_metadata={})
+
+
+def _check_event_grid_annotation(function: Callable[..., Any]) -> None:
+    """The worker refuses to index a function whose Event Grid parameter the converter cannot fill."""
+    hints = typing.get_type_hints(function)
+    for name in inspect.signature(function).parameters:
+        pytype = hints.get(name)
+        if pytype is not None and not EventGridEventInConverter.check_input_type_annotation(pytype):
+            raise TypeError(f"type of {name} binding does not match its Python annotation {pytype!r}")

@@ -203,6 +203,7 @@ class Sandbox:
         if not events:
             return
         self._deliveries += 1
+        events = eg.as_delivered(events, self.world.event_schema)
         self.functions.deliver_event_grid(events)
         if self._deliveries % 2 == 1:
             self.functions.deliver_event_grid(events[:1])  # at-least-once: a duplicate delivery

@@ -191,6 +191,7 @@ class World:
     )
     timeline: list[Step] = field(default_factory=list)
     expect: list[dict[str, Any]] | None = None
+    event_schema: str = "EventGridSchema"  # how Event Grid delivers every change's events
 
     def registry(self, name_or_host: str) -> Registry:
         """A registry by world key, ACR name or host (Docker Hub aliases included)."""
@@ -207,6 +208,7 @@ class World:
         return str(uuid.uuid5(PRINCIPAL_NAMESPACE, f"{self.tenant}/{principal}"))
 
 
+EVENT_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")  # Event Grid's deliverySchema values
 DOCKERHUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
@@ -366,6 +368,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             "webhooks",
             "timeline",
             "expect",
+            "eventSchema",
         ),
         required=("name",),
     )
@@ -373,6 +376,11 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     world.description = r.text(top.get("description", ""), ("description",)) if top.get("description") else ""
     if "tenant" in top:
         world.tenant = r.text(top["tenant"], ("tenant",))
+    if "eventSchema" in top:
+        schema = r.text(top["eventSchema"], ("eventSchema",))
+        if schema not in EVENT_SCHEMAS:
+            raise doc.error(("eventSchema",), f"must be one of {', '.join(EVENT_SCHEMAS)}, not {schema!r}")
+        world.event_schema = schema
     if "subscriptions" in top:
         subs = r.texts(top["subscriptions"], ("subscriptions",))
         if not subs:

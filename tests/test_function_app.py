@@ -17,7 +17,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 from sandbox.azurite import Azurite
-from sandbox.host import load_function_app
+from sandbox.host import decode_event_grid_item, load_function_app
 from shared.app import App, app_for_process
 from shared.config import SETTINGS
 from shared.plan import KnownCluster
@@ -82,16 +82,9 @@ def _role_delete(event_id: str) -> dict[str, Any]:
     return sample
 
 
-def _grid_event(item: dict[str, Any]) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=item["id"],
-        data=item["data"],
-        topic=item["topic"],
-        subject=item["subject"],
-        event_type=item["eventType"],
-        event_time=None,
-        data_version="2",
-    )
+def _grid_event(item: dict[str, Any]) -> Any:
+    """The event as the Python worker hands it to the function: through azure.functions' converter."""
+    return decode_event_grid_item(item)
 
 
 def test_every_function_is_registered_with_its_trigger(functions: dict[str, Callable[..., Any]]) -> None:
@@ -160,31 +153,45 @@ def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
     assert merged is not None and set(merged.event_ids) == {"ev-1", "ev-2"}
 
 
+def test_a_cloudevent_reaches_the_planner_with_its_type_and_source_through_the_trigger(
+    functions: dict[str, Callable[..., Any]], azurite: Azurite
+) -> None:
+    _app().inventory.save(
+        KnownCluster(
+            id=CLUSTER,
+            registries=frozenset({"contosoacr.azurecr.io"}),
+            registry_ids=frozenset({REGISTRY.lower()}),
+            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
+        )
+    )
+    grid = _role_delete("ce-1")
+    cloud_event = {
+        "specversion": "1.0",
+        "id": grid["id"],
+        "source": grid["topic"],
+        "subject": grid["subject"],
+        "type": grid["eventType"],
+        "time": grid["eventTime"],
+        "data": grid["data"],
+    }
+    event = _grid_event(cloud_event)
+    assert isinstance(event, func.CloudEvent), "the worker's converter keeps a CloudEvent a CloudEvent"
+    functions["event_handler"](event)
+    merged = _app().queue.clear_pending(CLUSTER)
+    assert merged is not None and merged.event_ids == ("ce-1",)
+
+
 def test_malformed_and_unknown_events_are_skipped_without_failing(
     functions: dict[str, Callable[..., Any]], azurite: Azurite
 ) -> None:
-    bad = func.EventGridEvent(
-        id="m1",
-        data={"x": 1},
-        topic="",
-        subject="",
-        event_type="Microsoft.Unknown.Thing",
-        event_time=None,
-        data_version="1",
-    )
-    functions["event_handler"](bad)  # no exception
-    validation = json.loads((WIRE / "subscription-validation.eventgrid-schema.docs.json").read_text())[0]
-    functions["event_handler"](
-        func.EventGridEvent(
-            id=validation["id"],
-            data=validation["data"],
-            topic=validation["topic"],
-            subject="",
-            event_type=validation["eventType"],
-            event_time=None,
-            data_version="1",
-        )
-    )
+    bad = {"id": "m1", "data": {"x": 1}, "topic": "", "subject": "", "eventType": "Microsoft.Unknown.Thing"}
+    functions["event_handler"](_grid_event(bad))  # no exception
+    for name in (
+        "subscription-validation.eventgrid-schema.docs.json",
+        "subscription-validation.cloudevents-schema.sdk-go-tests.json",
+    ):
+        validation = json.loads((WIRE / name).read_text())[0]
+        functions["event_handler"](_grid_event(validation))
     assert _app().queue.depth() == 0
 
 
@@ -242,20 +249,20 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     )
     rng = random.Random(11)
     good = [_role_delete(f"ev-{i}") for i in range(40)]
-    batch: list[func.EventGridEvent] = []
+    batch: list[Any] = []
     for _ in range(450):
         batch.append(_grid_event(rng.choice(good)))  # duplicates of 40 distinct events
     for i in range(50):  # 10% malformed: wrong types, unknown types, missing fields
         kind = ["Microsoft.Unknown.Thing", "Microsoft.Resources.ResourceWriteSuccess", ""][i % 3]
         batch.append(
-            func.EventGridEvent(
-                id=f"bad-{i}",
-                data={"resourceUri": 5} if i % 2 else None,  # type: ignore[arg-type]
-                topic="",
-                subject="",
-                event_type=kind,
-                event_time=None,
-                data_version="",
+            _grid_event(
+                {
+                    "id": f"bad-{i}",
+                    "data": {"resourceUri": 5} if i % 2 else None,
+                    "topic": "",
+                    "subject": "",
+                    "eventType": kind,
+                }
             )
         )
     rng.shuffle(batch)
