@@ -137,6 +137,8 @@ class App:
         delivery = parse_delivery(body)
         for rejected in delivery.rejected:
             log.warning("event %s skipped: %s", rejected.id or f"#{rejected.index}", rejected.reason)
+        for ignored in delivery.ignored:
+            log.debug("event %s (%s) ignored: pullwatch does not act on it", ignored.id, ignored.type)
         fresh = []
         for event in delivery.events:
             if self.store.seen_event(event.id, EVENT_MEMORY_SECONDS):

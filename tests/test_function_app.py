@@ -276,3 +276,15 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     assert merged is not None and set(merged.event_ids) <= {f"ev-{i}" for i in range(40)}
     assert len(merged.event_ids) == len({e.id for e in batch if e.id.startswith("ev-")})
     assert app.queue.clear_pending(other) is None
+
+
+def test_a_failed_or_cancelled_resource_write_is_ignored_without_a_warning(
+    functions: dict[str, Callable[..., Any]], caplog: pytest.LogCaptureFixture
+) -> None:
+    for kind in ("ResourceWriteFailure", "ResourceWriteCancel", "ResourceActionFailure"):
+        item = _role_delete(f"quiet-{kind}")
+        item["eventType"] = f"Microsoft.Resources.{kind}"
+        with caplog.at_level("DEBUG", logger="pullwatch"):
+            functions["event_handler"](_grid_event(item))
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert _app().queue.depth() == 0

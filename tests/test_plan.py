@@ -244,3 +244,38 @@ def test_every_handled_event_type_and_operation_leads_to_an_audit() -> None:
     assert {e.type for e in parse_delivery(load("acr.eventgrid-schema.docs-2021.json")).events} >= {
         t for t in HANDLED_EVENT_TYPES if t.startswith("Microsoft.ContainerRegistry.")
     }
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "Microsoft.Resources.ResourceWriteFailure",
+        "Microsoft.Resources.ResourceWriteCancel",
+        "Microsoft.Resources.ResourceDeleteFailure",
+        "Microsoft.Storage.BlobCreated",
+    ],
+)
+def test_azure_system_events_pullwatch_does_not_act_on_are_ignored_not_rejected(event_type: str) -> None:
+    write = load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[0]
+    item = {**write, "eventType": event_type, "id": "quiet-1"}
+    delivery = parse_delivery([item])
+    assert delivery.rejected == () and delivery.events == ()
+    assert [(i.id, i.type) for i in delivery.ignored] == [("quiet-1", event_type)]
+
+
+def test_an_envelope_field_of_the_wrong_type_is_rejected_although_the_sdk_would_coerce_it() -> None:
+    write = load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[0]
+    delivery = parse_delivery([{**write, "id": 5}, {**write, "topic": ["x"]}, write])
+    assert [r.reason for r in delivery.rejected] == [
+        "field 'id' must be a string, not int",
+        "field 'topic' must be a string, not list",
+    ]
+    assert [e.id for e in delivery.events] == [write["id"]]
+
+
+def test_a_cloudevent_without_source_is_rejected_alone() -> None:
+    item = load("acr.cloudevents-schema.docs.json")[0]
+    broken = {k: v for k, v in item.items() if k != "source"}
+    delivery = parse_delivery([broken, item])
+    assert [r.reason for r in delivery.rejected] == ["missing field 'source'"]
+    assert [e.id for e in delivery.events] == [item["id"]]

@@ -20,6 +20,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any, Literal, TypeVar
 
 from azure.core import PipelineClient
@@ -417,7 +418,7 @@ class ArmClient:
                     subscription_id=str(s.subscription_id or ""),
                     tenant_id=s.tenant_id,
                     display_name=s.display_name,
-                    state=str(s.state) if s.state is not None else None,
+                    state=_enum_value(s.state),
                 )
                 for s in self._subscriptions_client().subscriptions.list()
             ]
@@ -615,3 +616,10 @@ class ArmClient:
             pages += 1
         self._groups[key] = tuple(groups)
         return self._groups[key]
+
+
+def _enum_value(value: object) -> str | None:
+    """An SDK enum (``SubscriptionState.ENABLED``) or plain string as ARM spells it (``Enabled``)."""
+    if value is None:
+        return None
+    return str(value.value) if isinstance(value, Enum) else str(value)
