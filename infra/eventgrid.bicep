@@ -54,7 +54,9 @@ var subscriptionEventTypes = [
   'Microsoft.Resources.ResourceDeleteSuccess'
 ]
 
-// 12 values: within Event Grid's limit of 25 advanced-filter values per event subscription.
+// 13 values: within Event Grid's limit of 25 advanced-filter values per event subscription.
+// A resource group's delete is one event (none per resource in it): pullwatch forgets the clusters
+// it held and re-checks the clusters that pulled from a registry it held.
 var handledOperations = [
   'Microsoft.Authorization/roleAssignments/write'
   'Microsoft.Authorization/roleAssignments/delete'
@@ -68,6 +70,7 @@ var handledOperations = [
   'Microsoft.ContainerService/managedClusters/delete'
   'Microsoft.ContainerService/managedClusters/agentPools/write'
   'Microsoft.ContainerService/managedClusters/agentPools/delete'
+  'Microsoft.Resources/subscriptions/resourceGroups/delete'
 ]
 
 module registryTopics 'modules/system-topic.bicep' = [for (r, i) in watchedRegistries: {

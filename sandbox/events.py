@@ -83,6 +83,17 @@ def resource_event(
     return _envelope(f"/subscriptions/{subscription}", resource_id, f"Microsoft.Resources.{kind}", data, "2")
 
 
+def resource_group_delete_event(world: World, subscription: str, group: str) -> dict[str, Any]:
+    """One ResourceDeleteSuccess for the group on the subscription topic (none per resource in it)."""
+    return resource_event(
+        world,
+        subscription,
+        f"/subscriptions/{subscription}/resourceGroups/{group}",
+        "Microsoft.Resources/subscriptions/resourceGroups/delete",
+        delete=True,
+    )
+
+
 def role_assignment_event(world: World, assignment_id: str, *, delete: bool) -> dict[str, Any]:
     subscription = (
         assignment_id.split("/")[2] if assignment_id.startswith("/subscriptions/") else world.subscriptions[0]

@@ -32,6 +32,7 @@ from sandbox.rbac import Rbac
 from sandbox.registry import RegistryFarm
 from sandbox.sink import WebhookSink
 from sandbox.world import (
+    Fault,
     Platform,
     RoleAssignment,
     Step,
@@ -39,6 +40,7 @@ from sandbox.world import (
     WorldError,
     apply_cluster_change,
     apply_registry_change,
+    apply_resource_group_delete,
     load,
 )
 
@@ -66,6 +68,7 @@ class Sandbox:
         self.host: FunctionsHost | None = None
         self._saved_env: dict[str, str | None] = {}
         self._deliveries = 0
+        self._deleted_clusters: list[str] = []  # their stored findings must be forgotten
 
     # --- build / tear down ----------------------------------------------------------------------
 
@@ -217,7 +220,7 @@ class Sandbox:
         from shared.app import app_for_process
 
         app = app_for_process()
-        ids = [c.resource_id for c in self.world.clusters.values()]
+        ids = [c.resource_id for c in self.world.clusters.values()] + self._deleted_clusters
         return [f.to_dict() for f in app.open_findings(ids)]
 
     # --- world changes ---------------------------------------------------------------------------
@@ -271,6 +274,13 @@ class Sandbox:
         if name == "restartWorkload":
             self.kubelet.restart_workload(args["cluster"], args["namespace"], args["name"])
             return []
+        if name == "deleteResourceGroup":
+            registries, clusters = apply_resource_group_delete(world, args)
+            self._deleted_clusters += [c.resource_id for c in clusters]
+            for reg in registries:  # a deleted registry's login server no longer resolves
+                self.network.add_fault(Fault(reg.host, "dns"))
+            self.kubelet.retry_failing()
+            return [eg.resource_group_delete_event(world, args["subscription"], args["name"])]
         raise WorldError(f"unknown change {name!r}")
 
     def run_step(self, step: Step) -> None:

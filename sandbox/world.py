@@ -31,6 +31,7 @@ CHANGES = (
     "setRegistry",
     "setCluster",
     "restartWorkload",
+    "deleteResourceGroup",
 )
 
 
@@ -867,11 +868,45 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
             r, world, copy.deepcopy(world.clusters[cname]), {k: v for k, v in m.items() if k != "name"}, q
         )
         return dict(m)
+    if name == "deleteResourceGroup":
+        m = r.mapping(args, q, ("name", "subscription"), required=("name",))
+        out3 = {k: r.text(v, (*q, k)) for k, v in m.items()}
+        out3.setdefault("subscription", world.subscriptions[0])
+        if not any(_in_group(x, out3) for x in (*world.registries.values(), *world.clusters.values())):
+            raise r.doc.error((*q, "name"), f"no registry or cluster in resource group {out3['name']!r}")
+        return out3
     m = r.mapping(args, q, ("cluster", "namespace", "name"), required=("cluster", "namespace", "name"))
     cname = r.text(m["cluster"], (*q, "cluster"))
     if cname not in world.clusters:
         raise r.doc.error((*q, "cluster"), f"no cluster named {cname!r}")
     return {k: r.text(v, (*q, k)) for k, v in m.items()}
+
+
+def _in_group(thing: Registry | Cluster, args: dict[str, Any]) -> bool:
+    return (
+        thing.subscription.lower() == str(args["subscription"]).lower()
+        and thing.resource_group.lower() == str(args["name"]).lower()
+    )
+
+
+def apply_resource_group_delete(world: World, args: dict[str, Any]) -> tuple[list[Registry], list[Cluster]]:
+    """Delete a resource group and what it holds (registries, clusters, and the role assignments on
+    them or by their identities, as ARM does); returns what was removed."""
+    registries = [reg for reg in world.registries.values() if reg.is_acr and _in_group(reg, args)]
+    clusters = [c for c in world.clusters.values() if _in_group(c, args)]
+    for reg in registries:
+        del world.registries[reg.host]
+    for cluster in clusters:
+        del world.clusters[cluster.name]
+    gone_scopes = {f"registry:{reg.key}" for reg in registries} | {
+        f"registry:{reg.name}" for reg in registries
+    }
+    gone_scopes.add(f"resourceGroup:{args['name']}")
+    gone_principals = {f"{kind}:{c.name}" for c in clusters for kind in ("kubelet", "sp")}
+    world.role_assignments[:] = [
+        a for a in world.role_assignments if a.scope not in gone_scopes and a.principal not in gone_principals
+    ]
+    return registries, clusters
 
 
 def apply_registry_change(world: World, args: dict[str, Any]) -> Registry:

@@ -279,3 +279,47 @@ def test_a_cloudevent_without_source_is_rejected_alone() -> None:
     delivery = parse_delivery([broken, item])
     assert [r.reason for r in delivery.rejected] == ["missing field 'source'"]
     assert [e.id for e in delivery.events] == [item["id"]]
+
+
+def _container_delete(resource_id: str) -> dict[str, Any]:
+    gone = copy.deepcopy(
+        load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[1]
+    )
+    gone["subject"] = gone["data"]["resourceUri"] = resource_id
+    operation = "resourceGroups/delete" if "/resourceGroups/" in resource_id else "delete"
+    gone["data"]["operationName"] = gone["data"]["authorization"]["action"] = (
+        f"Microsoft.Resources/subscriptions/{operation}"
+    )
+    return gone
+
+
+def test_a_deleted_resource_group_holding_a_registry_rechecks_the_clusters_that_pulled_from_it() -> None:
+    event = parse_event(_container_delete(f"/subscriptions/{SUB}/resourceGroups/<resource-group-name>"))
+    plan = plan_events([event], inventory(), Scope())
+    assert [a.cluster for a in plan.audits] == [CLUSTER]
+    assert plan.audits[0].hints == ({"kind": "registry_changed", "registry_id": REGISTRY_ID.lower()},)
+    assert "resource group <resource-group-name> deleted" in plan.audits[0].reasons[0]
+    assert plan.forget == ()
+
+
+def test_a_deleted_resource_group_holding_clusters_forgets_them() -> None:
+    group = "/subscriptions/{subscription-id}/resourceGroups/{resource-group}"
+    plan = plan_events([parse_event(_container_delete(group))], inventory(), Scope())
+    assert plan.forget == (CLUSTER, OTHER) and plan.audits == ()
+
+
+def test_a_deleted_subscription_forgets_its_clusters_and_rechecks_users_of_its_registries() -> None:
+    plan = plan_events([parse_event(_container_delete(f"/subscriptions/{SUB}"))], inventory(), Scope())
+    assert [a.cluster for a in plan.audits] == [CLUSTER] and plan.forget == ()
+    plan = plan_events(
+        [parse_event(_container_delete("/subscriptions/{subscription-id}"))], inventory(), Scope()
+    )
+    assert plan.forget == (CLUSTER, OTHER)
+
+
+def test_a_deleted_resource_group_with_nothing_watched_is_ignored_with_the_reason() -> None:
+    plan = plan_events(
+        [parse_event(_container_delete(f"/subscriptions/{SUB}/resourceGroups/rg-x"))], inventory(), Scope()
+    )
+    assert plan.audits == () and plan.forget == ()
+    assert [why for _, why in plan.ignored] == ["no watched cluster or registry in resource group rg-x"]
