@@ -106,11 +106,11 @@ param allowAddresses string = ''
 @description('Tenant IDs whose registries may receive an Entra token, comma-separated (PULLWATCH_TRUSTED_TENANTS; empty: this tenant).')
 param trustedTenants string = ''
 
-@description('Azure Resource Manager endpoint (PULLWATCH_ARM_ENDPOINT); change for sovereign clouds.')
-param armEndpoint string = 'https://management.azure.com'
+@description('Azure Resource Manager endpoint (PULLWATCH_ARM_ENDPOINT); empty: the endpoint of the cloud deployed to (PULLWATCH_CLOUD is environment().name).')
+param armEndpoint string = ''
 
-@description('Microsoft Graph endpoint (PULLWATCH_GRAPH_ENDPOINT); change for sovereign clouds.')
-param graphEndpoint string = 'https://graph.microsoft.com'
+@description('Microsoft Graph endpoint (PULLWATCH_GRAPH_ENDPOINT); empty: the cloud\'s.')
+param graphEndpoint string = ''
 
 // ---------------------------------------------------------------- hosting
 @description('Resource ID of an existing subnet delegated to Microsoft.App/environments, for VNet integration (private AKS API servers, private registries); empty: none.')
@@ -162,6 +162,7 @@ var pullwatchSettings = {
   PULLWATCH_RETRY_BASE_SECONDS: retryBaseSeconds
   PULLWATCH_RETRIES: retries
   PULLWATCH_REGISTRY_CONCURRENCY: registryConcurrency
+  PULLWATCH_CLOUD: environment().name // AzureCloud | AzureUSGovernment | AzureChinaCloud: endpoints and suffixes follow it
   PULLWATCH_ARM_ENDPOINT: armEndpoint
   PULLWATCH_GRAPH_ENDPOINT: graphEndpoint
   PULLWATCH_CA_BUNDLE: '' // sandbox and TLS-intercepting proxies only

@@ -24,7 +24,7 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
-from sandbox.entra import GRAPH_AUDIENCE, Entra, EntraTokenError
+from sandbox.entra import Entra, EntraTokenError
 from sandbox.httpserver import Request, Response, Server, json_response
 from sandbox.metrics import RequestLog
 from sandbox.pki import Pki
@@ -34,7 +34,7 @@ from sandbox.world import Cluster, Registry, RoleAssignment, World
 
 ASSIGNMENT_NAMESPACE = uuid.UUID("3f6a2c1e-9d7b-4e58-8c2a-5b1d0e7f4a93")
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
-GRAPH_AUDIENCES = (GRAPH_AUDIENCE, "00000003-0000-0000-c000-000000000000")
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's application ID, an audience too
 PAGE_SIZE = 20
 GRAPH_PAGE_SIZE = 5
 CREATED = "2026-01-15T09:30:00.0000000Z"
@@ -450,6 +450,11 @@ class Arm:
             )
         return json_response(status, body, headers)
 
+    def _arm_audiences(self) -> tuple[str, ...]:
+        """ARM accepts tokens for its own cloud's endpoint (and, in Azure, the classic one)."""
+        own = self.world.azure.arm_audience
+        return ARM_AUDIENCES if own == ARM_AUDIENCES[0] else (own,)
+
     def _caller(self, req: Request, audiences: tuple[str, ...]) -> Caller:
         auth = req.header("Authorization") or ""
         if not auth:
@@ -487,9 +492,9 @@ class Arm:
                 401,
                 "InvalidAuthenticationTokenAudience",
                 f"The access token has been obtained for wrong audience or resource '{aud}'. It should "
-                "exactly match with one of the allowed audiences 'https://management.core.windows.net/',"
-                "'https://management.core.windows.net','https://management.azure.com/',"
-                "'https://management.azure.com'.",
+                "exactly match with one of the allowed audiences "
+                + ",".join(f"'{a}/','{a}'" for a in audiences)
+                + ".",
                 self._challenge(),
             )
         if str(claims.get("tid", "")).lower() != self.world.tenant.lower():
@@ -577,7 +582,7 @@ class Arm:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        caller = self._caller(req, ARM_AUDIENCES)
+        caller = self._caller(req, self._arm_audiences())
         path = path.rstrip("/") or "/"
         m = _AUTHZ.match(path)
         if m:
@@ -1010,7 +1015,7 @@ class Arm:
 
     def _graph(self, req: Request, path: str) -> Response:
         try:
-            caller = self._caller(req, GRAPH_AUDIENCES)
+            caller = self._caller(req, (self.world.azure.graph_audience, GRAPH_APP_ID))
         except ArmError as err:
             code = "InvalidAuthenticationToken"
             message = (

@@ -77,7 +77,7 @@ def resource_event(
             "clientRequestId": str(uuid.uuid4()),
             "clientIpAddress": "203.0.113.50",
             "method": "DELETE",
-            "url": f"https://management.azure.com{resource_id}?api-version=2022-04-01",
+            "url": f"{world.azure.arm_audience}{resource_id}?api-version=2022-04-01",
         }
     kind = "ResourceDeleteSuccess" if delete else "ResourceWriteSuccess"
     return _envelope(f"/subscriptions/{subscription}", resource_id, f"Microsoft.Resources.{kind}", data, "2")

@@ -155,6 +155,7 @@ class Sandbox:
             "PULLWATCH_HOSTS": json.dumps(self.network.hosts_setting()),
             "PULLWATCH_ALLOW_ADDRESSES": "127.0.0.0/8",
             "PULLWATCH_SUBSCRIPTIONS": ",".join(self.world.subscriptions),
+            "PULLWATCH_CLOUD": self.world.cloud,
             "AzureWebJobsStorage": self.azurite.connection_string,
             "PULLWATCH_AUDIT_QUEUE": "pullwatch-audit",
             "PULLWATCH_STATE_TABLE": "pullwatchstate",

@@ -193,6 +193,11 @@ class World:
     timeline: list[Step] = field(default_factory=list)
     expect: list[dict[str, Any]] | None = None
     event_schema: str = "EventGridSchema"  # how Event Grid delivers every change's events
+    cloud: str = "AzureCloud"  # the Azure cloud the estate lives in (PULLWATCH_CLOUD of the product)
+
+    @property
+    def azure(self) -> SandboxCloud:
+        return CLOUDS[self.cloud]
 
     def registry(self, name_or_host: str) -> Registry:
         """A registry by world key, ACR name or host (Docker Hub aliases included)."""
@@ -210,6 +215,38 @@ class World:
 
 
 EVENT_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")  # Event Grid's deliverySchema values
+
+
+@dataclass(frozen=True)
+class SandboxCloud:
+    """What the stand-ins of an Azure cloud answer to (the sandbox's own table, not the product's)."""
+
+    name: str
+    arm_audience: str  # ARM tokens' aud; ACR's /oauth2/exchange accepts it too
+    graph_audience: str
+    acr_suffix: str  # login server of an ACR named in the world without a dot
+
+
+CLOUDS = {
+    c.name: c
+    for c in (
+        SandboxCloud(
+            "AzureCloud", "https://management.azure.com", "https://graph.microsoft.com", ".azurecr.io"
+        ),
+        SandboxCloud(
+            "AzureUSGovernment",
+            "https://management.usgovcloudapi.net",
+            "https://graph.microsoft.us",
+            ".azurecr.us",
+        ),
+        SandboxCloud(
+            "AzureChinaCloud",
+            "https://management.chinacloudapi.cn",
+            "https://microsoftgraph.chinacloudapi.cn",
+            ".azurecr.cn",
+        ),
+    )
+}
 DOCKERHUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
@@ -370,6 +407,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             "timeline",
             "expect",
             "eventSchema",
+            "cloud",
         ),
         required=("name",),
     )
@@ -377,6 +415,11 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     world.description = r.text(top.get("description", ""), ("description",)) if top.get("description") else ""
     if "tenant" in top:
         world.tenant = r.text(top["tenant"], ("tenant",))
+    if "cloud" in top:
+        cloud = r.text(top["cloud"], ("cloud",))
+        if cloud not in CLOUDS:
+            raise doc.error(("cloud",), f"must be one of {', '.join(CLOUDS)}, not {cloud!r}")
+        world.cloud = cloud
     if "eventSchema" in top:
         schema = r.text(top["eventSchema"], ("eventSchema",))
         if schema not in EVENT_SCHEMAS:
@@ -491,7 +534,7 @@ def _registry(r: _Reader, world: World, key: str, spec: Any) -> Registry:
         reg = Registry(
             key=key,
             kind="acr",
-            host=f"{key.lower()}.azurecr.io",
+            host=f"{key.lower()}{world.azure.acr_suffix}",
             name=key,
             repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
             tenant=world.tenant,

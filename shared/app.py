@@ -49,7 +49,7 @@ def default_credential(settings: Settings) -> TokenCredential:
         )
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential()
+    return DefaultAzureCredential(authority=settings.cloud.authority_host)
 
 
 class App:

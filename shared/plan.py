@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.cloud import active_cloud
 from shared.errors import InputError
 from shared.events import AzureEvent, ResourceId, parse_resource_id, scope_contains
 
@@ -230,7 +231,7 @@ def _registry_host(event: AzureEvent) -> str | None:
         return host.lower()
     rid = parse_resource_id(event.source)
     if rid and rid.name and rid.kind == "microsoft.containerregistry/registries":
-        return f"{rid.name.lower()}.azurecr.io"
+        return active_cloud().acr_login_server(rid.name)
     return None
 
 

@@ -442,6 +442,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
           value: pullwatchSettings.PULLWATCH_REGISTRY_CONCURRENCY
         }
         {
+          name: 'PULLWATCH_CLOUD'
+          value: pullwatchSettings.PULLWATCH_CLOUD
+        }
+        {
           name: 'PULLWATCH_ARM_ENDPOINT'
           value: pullwatchSettings.PULLWATCH_ARM_ENDPOINT
         }

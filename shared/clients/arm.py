@@ -49,6 +49,7 @@ from azure.mgmt.containerservice import ContainerServiceClient
 from azure.mgmt.core.tools import parse_resource_id
 from azure.mgmt.resource.subscriptions import SubscriptionClient
 
+from shared.cloud import AZURE_PUBLIC, Cloud, active_cloud
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.model import (
@@ -62,8 +63,6 @@ from shared.model import (
 )
 from shared.rbac import BUILTIN_ROLES
 
-ARM_SCOPE = "https://management.azure.com/.default"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _DEFAULTS = Settings()
 T = TypeVar("T")
 
@@ -246,7 +245,7 @@ def registry_from_arm(
     return RegistryInfo(
         id=rid,
         name=name,
-        login_server=str(props.get("loginServer") or f"{name.lower()}.azurecr.io").lower(),
+        login_server=str(props.get("loginServer") or active_cloud().acr_login_server(name)).lower(),
         subscription_id=str(parts.get("subscription") or ""),
         resource_group=str(parts.get("resource_group") or ""),
         location=str(body.get("location") or ""),
@@ -312,6 +311,7 @@ class ArmClient:
         ca_bundle: str | None = None,
         timeout: float = _DEFAULTS.http_timeout,
         retries: int = _DEFAULTS.retries,
+        cloud: Cloud = AZURE_PUBLIC,
     ) -> None:
         self._credential = credential
         self.endpoint = endpoint.rstrip("/")
@@ -321,7 +321,7 @@ class ArmClient:
         self._kwargs: dict[str, Any] = {
             "base_url": self.endpoint,
             "connection_verify": ca_bundle or True,
-            "credential_scopes": [ARM_SCOPE],
+            "credential_scopes": [cloud.arm_scope],
             "connection_timeout": timeout,
             "read_timeout": timeout,
             "retry_policy": BoundedRetryPolicy(retry_total=retries),
@@ -343,7 +343,7 @@ class ArmClient:
                 ContentDecodePolicy(),
                 BoundedRetryPolicy(retry_total=retries),
                 self._graph_counter,
-                BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
+                BearerTokenCredentialPolicy(credential, cloud.graph_scope),
             ],
             transport=RequestsTransport(
                 connection_verify=ca_bundle or True, connection_timeout=timeout, read_timeout=timeout
@@ -359,6 +359,7 @@ class ArmClient:
             ca_bundle=settings.ca_bundle,
             timeout=settings.http_timeout,
             retries=settings.retries,
+            cloud=settings.cloud,
         )
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from azure.core.exceptions import AzureError, HttpResponseError
 from azure.mgmt.network import NetworkManagementClient
 
 from shared.clients.arm import BoundedRetryPolicy
+from shared.cloud import AZURE_PUBLIC, Cloud
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.events import parse_resource_id
@@ -18,13 +19,19 @@ from shared.events import parse_resource_id
 
 class NetworkReader:
     def __init__(
-        self, credential: TokenCredential, *, endpoint: str, ca_bundle: str | None, timeout: float
+        self,
+        credential: TokenCredential,
+        *,
+        endpoint: str,
+        ca_bundle: str | None,
+        timeout: float,
+        cloud: Cloud = AZURE_PUBLIC,
     ) -> None:
         self._credential = credential
         self._kwargs: dict[str, Any] = {
             "base_url": endpoint,
             "connection_verify": ca_bundle or True,
-            "credential_scopes": ["https://management.azure.com/.default"],
+            "credential_scopes": [cloud.arm_scope],
             "connection_timeout": timeout,
             "read_timeout": timeout,
             "retry_policy": BoundedRetryPolicy(retry_total=2),
@@ -40,6 +47,7 @@ class NetworkReader:
             endpoint=settings.arm_endpoint,
             ca_bundle=settings.ca_bundle,
             timeout=settings.http_timeout,
+            cloud=settings.cloud,
         )
 
     def close(self) -> None:

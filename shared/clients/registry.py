@@ -19,7 +19,7 @@ then per unique (registry, repository, tag-or-digest):
     platforms  GET the manifest (and, for a single-platform image, its config blob) when wanted
     tags       on a missing tag: GET /v2/<repo>/tags/list → the closest tags (difflib)
 
-Safety: an Entra token goes only to an ACR login server (``*.azurecr.io|cn|us``) whose tenant is
+Safety: an Entra token goes only to an ACR login server of the cloud (``PULLWATCH_CLOUD``) whose tenant is
 trusted (``Settings.trusted_tenants`` or the app tenant) and whose realm is the same host; a pull
 secret's credentials go only to its own host (or a realm host explicitly paired with it: Docker Hub →
 auth.docker.io); redirects to another host are followed without credentials; every connection goes
@@ -61,6 +61,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
+from shared.cloud import active_cloud
 from shared.config import Settings
 from shared.netguard import AddressRefused, NameNotResolved, NetGuard, PinnedAdapter, PlainHttpRefused
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES, ImageRef
@@ -73,9 +74,6 @@ MANIFEST_MEDIA_TYPES = (MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, 
 INDEX_MEDIA_TYPES = frozenset({MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST})
 ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 
-ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
-ARM_SCOPE = "https://management.azure.com/.default"
-ACR_SCOPE = "https://containerregistry.azure.net/.default"
 PULLWATCH_IDENTITY = "pullwatch"
 
 #: Realm hosts on another host that may receive a registry's basic credentials (registry API host → realms).
@@ -104,8 +102,8 @@ class RedirectRefused(requests.exceptions.RequestException):
 
 
 def is_acr_host(host: str) -> bool:
-    name = host.lower().split(":")[0]
-    return any(name.endswith(s) and len(name) > len(s) for s in ACR_SUFFIXES)
+    """An ACR login server of this process's cloud (``PULLWATCH_CLOUD``)."""
+    return active_cloud().is_acr_host(host)
 
 
 @dataclass(frozen=True)
@@ -741,7 +739,7 @@ class RegistryClient:
         realm_parts = urlsplit(realm)
         realm_host = (realm_parts.hostname or "").lower()
         same_host = realm_parts.scheme == "https" and realm_parts.netloc.lower() == host
-        if credential is None and is_acr_host(host):
+        if credential is None and self.settings.cloud.is_acr_host(host):
             return self._entra_exchange(host, target, realm, service, same_host)
         if credential is not None:
             allowed = same_host or (realm_parts.scheme == "https" and realm_host in REALM_PAIRS.get(host, ()))
@@ -783,7 +781,8 @@ class RegistryClient:
                 failure=INCOMPLETE,
                 detail=f"registry tenant is {why} (PULLWATCH_TRUSTED_TENANTS): Entra token withheld",
             )
-        audience = ARM_SCOPE if target.authentication_as_arm else ACR_SCOPE
+        cloud = self.settings.cloud
+        audience = cloud.arm_scope if target.authentication_as_arm else cloud.acr_scope
         start = time.monotonic()
         try:
             entra = self._entra_token(audience)
