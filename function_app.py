@@ -51,8 +51,17 @@ def nightly_audit(timer: func.TimerRequest) -> None:
 @app.function_name("audit_worker")
 @app.queue_trigger(arg_name="msg", queue_name="%PULLWATCH_AUDIT_QUEUE%", connection="AzureWebJobsStorage")
 def audit_worker(msg: func.QueueMessage) -> None:
-    """Audit one cluster, store its findings, notify on changes (poison messages become CHECK_INCOMPLETE)."""
+    """Audit one cluster, store its findings, notify on changes (a failure raises: the host retries)."""
     _app().run_audit_message(msg.get_body(), dequeue_count=msg.dequeue_count or 1, message_id=msg.id)
+
+
+@app.function_name("audit_poison")
+@app.queue_trigger(
+    arg_name="msg", queue_name="%PULLWATCH_AUDIT_QUEUE%-poison", connection="AzureWebJobsStorage"
+)
+def audit_poison(msg: func.QueueMessage) -> None:
+    """A message that failed maxDequeueCount times (host.json): its cluster becomes CHECK_INCOMPLETE."""
+    _app().record_poison_message(msg.get_body(), message_id=msg.id)
 
 
 @app.function_name("on_demand_check")

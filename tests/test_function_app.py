@@ -17,7 +17,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 from sandbox.azurite import Azurite
-from sandbox.host import decode_event_grid_item, load_function_app
+from sandbox.host import FunctionsHost, decode_event_grid_item, load_function_app
 from shared.app import App, app_for_process
 from shared.config import SETTINGS
 from shared.plan import KnownCluster
@@ -94,6 +94,7 @@ def test_every_function_is_registered_with_its_trigger(functions: dict[str, Call
         "event_handler": "eventGridTrigger",
         "nightly_audit": "timerTrigger",
         "audit_worker": "queueTrigger",
+        "audit_poison": "queueTrigger",
         "on_demand_check": "httpTrigger",
     }
     # Settings the bindings name exist in the settings catalogue.
@@ -208,22 +209,29 @@ def test_audit_worker_stores_check_incomplete_when_azure_cannot_be_read(
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
 
 
-def test_poison_message_becomes_check_incomplete_instead_of_a_loop(
-    functions: dict[str, Callable[..., Any]], monkeypatch: pytest.MonkeyPatch
+def test_a_message_failing_max_dequeue_count_times_lands_in_poison_and_becomes_check_incomplete(
+    functions: dict[str, Callable[..., Any]], azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The host's own limit (host.json maxDequeueCount) is the only one: every failed attempt raises,
+    the host moves the message to <queue>-poison, and audit_poison reports the cluster."""
     app = _app()
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("storage hiccup")
 
     monkeypatch.setattr(app, "audit_and_notify", broken)
-    body = json.dumps({"cluster": CLUSTER}).encode()
-    with pytest.raises(RuntimeError):  # early attempts fail: the host retries the message
-        functions["audit_worker"](QueueMessage(id="q3", body=body, dequeue_count=1))
-    functions["audit_worker"](QueueMessage(id="q3", body=body, dequeue_count=5))  # last attempt: no raise
+    host = FunctionsHost(azurite.connection_string, app.settings.audit_queue, visibility_retry=0.1)
+    try:
+        host.queue.send_message(json.dumps({"cluster": CLUSTER}))
+        host.drain(timeout=60)
+        limit = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]["maxDequeueCount"]
+        assert host.invocations["audit_worker"] == limit, "retried until the host's limit, never past it"
+        assert host.invocations["audit_poison"] == 1
+    finally:
+        host.close()
     stored = app.store.open_findings(CLUSTER)
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
-    assert "failed 5 times" in stored[0].evidence["reason"]
+    assert "maxDequeueCount" in stored[0].evidence["reason"]
 
 
 def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the_right_audits(
