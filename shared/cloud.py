@@ -107,6 +107,11 @@ def cloud_from_env(env: Mapping[str, str] | None = None) -> Cloud:
     return _SDK_NAMES.get(sdk, AZURE_PUBLIC)
 
 
+def cloud_of_login_server(host: str) -> Cloud | None:
+    """The cloud whose ACR suffix ``host`` carries (pure: from the name alone), else None."""
+    return next((c for c in CLOUDS.values() if c.is_acr_host(host)), None)
+
+
 def active_cloud() -> Cloud:
     """The cloud of this process's environment (read on each call: the sandbox switches it per world)."""
     return cloud_from_env()

@@ -119,3 +119,16 @@ def test_entra_authorities_are_azure_identitys() -> None:
         AzureAuthorityHosts.AZURE_GOVERNMENT,
         AzureAuthorityHosts.AZURE_CHINA,
     ]
+
+
+@pytest.mark.parametrize(
+    "suffix, storage", [(".azurecr.us", "core.usgovcloudapi.net"), (".azurecr.cn", "core.chinacloudapi.cn")]
+)
+def test_advice_about_a_sovereign_registry_names_its_clouds_hosts(suffix: str, storage: str) -> None:
+    from shared.causes import remediation_for
+
+    registry = f"contosoacr{suffix}"
+    dns, network = remediation_for("dns", registry, None), remediation_for("network", registry, None)
+    assert f"privatelink{suffix}" in dns and f"data{suffix}" in dns
+    assert f"*.blob.{storage}" in network
+    assert ".azurecr.io" not in dns + network and "core.windows.net" not in network
