@@ -61,7 +61,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from shared.cloud import active_cloud
+from shared.cloud import cloud_of_login_server
 from shared.config import Settings
 from shared.netguard import AddressRefused, NameNotResolved, NetGuard, PinnedAdapter, PlainHttpRefused
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES, ImageRef
@@ -102,8 +102,9 @@ class RedirectRefused(requests.exceptions.RequestException):
 
 
 def is_acr_host(host: str) -> bool:
-    """An ACR login server of this process's cloud (``PULLWATCH_CLOUD``)."""
-    return active_cloud().is_acr_host(host)
+    """An ACR login server of any Azure cloud (what the name says; whether it may receive an Entra
+    token is the configured cloud's rule, in :class:`RegistryClient`)."""
+    return cloud_of_login_server(host) is not None
 
 
 @dataclass(frozen=True)
