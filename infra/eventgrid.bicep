@@ -26,6 +26,13 @@ param watchedClusters array = []
 @description('Watched container registries: [{id, location, roleAssignmentMode, topicName?}].')
 param watchedRegistries array = []
 
+@description('Schema every event subscription delivers in: EventGridSchema or CloudEventSchemaV1_0 (both handled by event_handler).')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Tags on the topics.')
 param tags object = {}
 
@@ -47,7 +54,9 @@ var subscriptionEventTypes = [
   'Microsoft.Resources.ResourceDeleteSuccess'
 ]
 
-// 12 values: within Event Grid's limit of 25 advanced-filter values per event subscription.
+// 13 values: within Event Grid's limit of 25 advanced-filter values per event subscription.
+// A resource group's delete is one event (none per resource in it): pullwatch forgets the clusters
+// it held and re-checks the clusters that pulled from a registry it held.
 var handledOperations = [
   'Microsoft.Authorization/roleAssignments/write'
   'Microsoft.Authorization/roleAssignments/delete'
@@ -61,6 +70,7 @@ var handledOperations = [
   'Microsoft.ContainerService/managedClusters/delete'
   'Microsoft.ContainerService/managedClusters/agentPools/write'
   'Microsoft.ContainerService/managedClusters/agentPools/delete'
+  'Microsoft.Resources/subscriptions/resourceGroups/delete'
 ]
 
 module registryTopics 'modules/system-topic.bicep' = [for (r, i) in watchedRegistries: {
@@ -75,6 +85,7 @@ module registryTopics 'modules/system-topic.bicep' = [for (r, i) in watchedRegis
     includedEventTypes: registryEventTypes
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]
@@ -91,6 +102,7 @@ module clusterTopics 'modules/system-topic.bicep' = [for (c, i) in watchedCluste
     includedEventTypes: clusterEventTypes
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]
@@ -108,6 +120,7 @@ module subscriptionTopics 'modules/system-topic.bicep' = [for (s, i) in watchedS
     operationNames: handledOperations
     deadLetterStorageId: storageAccountId
     deadLetterContainer: deadLetterContainer
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }]

@@ -109,11 +109,11 @@ param allowAddresses string = ''
 @description('Tenant IDs whose registries may receive an Entra token, comma-separated (PULLWATCH_TRUSTED_TENANTS; empty: this tenant).')
 param trustedTenants string = ''
 
-@description('Azure Resource Manager endpoint (PULLWATCH_ARM_ENDPOINT); change for sovereign clouds.')
-param armEndpoint string = 'https://management.azure.com'
+@description('Azure Resource Manager endpoint (PULLWATCH_ARM_ENDPOINT); empty: the endpoint of the cloud deployed to (PULLWATCH_CLOUD is environment().name).')
+param armEndpoint string = ''
 
-@description('Microsoft Graph endpoint (PULLWATCH_GRAPH_ENDPOINT); change for sovereign clouds.')
-param graphEndpoint string = 'https://graph.microsoft.com'
+@description('Microsoft Graph endpoint (PULLWATCH_GRAPH_ENDPOINT); empty: the cloud\'s.')
+param graphEndpoint string = ''
 
 // ---------------------------------------------------------------- hosting
 @description('Resource ID of an existing subnet delegated to Microsoft.App/environments, for VNet integration (private AKS API servers, private registries); empty: none.')
@@ -124,6 +124,13 @@ param maximumInstanceCount int = 40
 
 @description('Memory of each instance in MB (512, 2048 or 4096).')
 param instanceMemoryMB int = 2048
+
+@description('Schema Event Grid delivers events in: EventGridSchema or CloudEventSchemaV1_0 (both handled by event_handler).')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
 
 @description('Deploy the Event Grid topics (eventgrid.bicep). Set true only after the code is deployed: Event Grid checks that the event_handler function exists.')
 param deployEventGrid bool = false
@@ -159,6 +166,7 @@ var pullwatchSettings = {
   PULLWATCH_RETRY_BASE_SECONDS: retryBaseSeconds
   PULLWATCH_RETRIES: retries
   PULLWATCH_REGISTRY_CONCURRENCY: registryConcurrency
+  PULLWATCH_CLOUD: environment().name // AzureCloud | AzureUSGovernment | AzureChinaCloud: endpoints and suffixes follow it
   PULLWATCH_ARM_ENDPOINT: armEndpoint
   PULLWATCH_GRAPH_ENDPOINT: graphEndpoint
   PULLWATCH_CA_BUNDLE: '' // sandbox and TLS-intercepting proxies only
@@ -244,6 +252,7 @@ module eventGrid 'eventgrid.bicep' = if (deployEventGrid) {
     watchedSubscriptions: watchedSubscriptions
     watchedClusters: watchedClusters
     watchedRegistries: watchedRegistries
+    eventDeliverySchema: eventDeliverySchema
     tags: tags
   }
 }

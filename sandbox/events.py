@@ -1,8 +1,11 @@
-"""The Event Grid events Azure emits for a world change, in the Event Grid schema.
+"""The Event Grid events Azure emits for a world change, in the schema the subscription delivers.
 
 Shapes follow tests/data/wire/eventgrid/: Resource Manager events on the subscription
 topic (``ResourceWriteSuccess`` / ``ResourceDeleteSuccess``, no resource body, subject = resource
 ID), ACR ``ImagePushed`` / ``ImageDeleted`` on the registry's system topic. Ids are fresh GUIDs.
+Events are built in the Event Grid schema; :func:`as_delivered` turns them into CloudEvents 1.0
+as Event Grid does for a ``CloudEventSchemaV1_0`` subscription (``topic`` → ``source``,
+``eventType`` → ``type``, ``eventTime`` → ``time``; no ``dataVersion`` / ``metadataVersion``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,26 @@ def _envelope(
     }
 
 
+def as_delivered(events: list[dict[str, Any]], schema: str) -> list[dict[str, Any]]:
+    """Events (Event Grid schema) as a subscription with ``deliverySchema`` ``schema`` receives them."""
+    if schema == "EventGridSchema":
+        return events
+    if schema != "CloudEventSchemaV1_0":
+        raise ValueError(f"unknown event schema {schema!r}")
+    return [
+        {
+            "id": e["id"],
+            "source": e["topic"],
+            "subject": e["subject"],
+            "type": e["eventType"],
+            "time": e["eventTime"],
+            "data": e["data"],
+            "specversion": "1.0",
+        }
+        for e in events
+    ]
+
+
 def resource_event(
     world: World, subscription: str, resource_id: str, operation: str, *, delete: bool = False
 ) -> dict[str, Any]:
@@ -54,10 +77,21 @@ def resource_event(
             "clientRequestId": str(uuid.uuid4()),
             "clientIpAddress": "203.0.113.50",
             "method": "DELETE",
-            "url": f"https://management.azure.com{resource_id}?api-version=2022-04-01",
+            "url": f"{world.azure.arm_audience}{resource_id}?api-version=2022-04-01",
         }
     kind = "ResourceDeleteSuccess" if delete else "ResourceWriteSuccess"
     return _envelope(f"/subscriptions/{subscription}", resource_id, f"Microsoft.Resources.{kind}", data, "2")
+
+
+def resource_group_delete_event(world: World, subscription: str, group: str) -> dict[str, Any]:
+    """One ResourceDeleteSuccess for the group on the subscription topic (none per resource in it)."""
+    return resource_event(
+        world,
+        subscription,
+        f"/subscriptions/{subscription}/resourceGroups/{group}",
+        "Microsoft.Resources/subscriptions/resourceGroups/delete",
+        delete=True,
+    )
 
 
 def role_assignment_event(world: World, assignment_id: str, *, delete: bool) -> dict[str, Any]:

@@ -32,6 +32,7 @@ from sandbox.rbac import Rbac
 from sandbox.registry import RegistryFarm
 from sandbox.sink import WebhookSink
 from sandbox.world import (
+    Fault,
     Platform,
     RoleAssignment,
     Step,
@@ -39,6 +40,7 @@ from sandbox.world import (
     WorldError,
     apply_cluster_change,
     apply_registry_change,
+    apply_resource_group_delete,
     load,
 )
 
@@ -66,6 +68,7 @@ class Sandbox:
         self.host: FunctionsHost | None = None
         self._saved_env: dict[str, str | None] = {}
         self._deliveries = 0
+        self._deleted_clusters: list[str] = []  # their stored findings must be forgotten
 
     # --- build / tear down ----------------------------------------------------------------------
 
@@ -152,6 +155,7 @@ class Sandbox:
             "PULLWATCH_HOSTS": json.dumps(self.network.hosts_setting()),
             "PULLWATCH_ALLOW_ADDRESSES": "127.0.0.0/8",
             "PULLWATCH_SUBSCRIPTIONS": ",".join(self.world.subscriptions),
+            "PULLWATCH_CLOUD": self.world.cloud,
             "AzureWebJobsStorage": self.azurite.connection_string,
             "PULLWATCH_AUDIT_QUEUE": "pullwatch-audit",
             "PULLWATCH_STATE_TABLE": "pullwatchstate",
@@ -197,6 +201,7 @@ class Sandbox:
         if not events:
             return
         self._deliveries += 1
+        events = eg.as_delivered(events, self.world.event_schema)
         self.functions.deliver_event_grid(events)
         if self._deliveries % 2 == 1:
             self.functions.deliver_event_grid(events[:1])  # at-least-once: a duplicate delivery
@@ -208,7 +213,7 @@ class Sandbox:
 
     def open_findings(self) -> list[dict[str, Any]]:
         app = self.functions.module.process_app.get()
-        ids = [c.resource_id for c in self.world.clusters.values()]
+        ids = [c.resource_id for c in self.world.clusters.values()] + self._deleted_clusters
         return [f.to_dict() for f in app.open_findings(ids)]
 
     # --- world changes ---------------------------------------------------------------------------
@@ -262,6 +267,13 @@ class Sandbox:
         if name == "restartWorkload":
             self.kubelet.restart_workload(args["cluster"], args["namespace"], args["name"])
             return []
+        if name == "deleteResourceGroup":
+            registries, clusters = apply_resource_group_delete(world, args)
+            self._deleted_clusters += [c.resource_id for c in clusters]
+            for reg in registries:  # a deleted registry's login server no longer resolves
+                self.network.add_fault(Fault(reg.host, "dns"))
+            self.kubelet.retry_failing()
+            return [eg.resource_group_delete_event(world, args["subscription"], args["name"])]
         raise WorldError(f"unknown change {name!r}")
 
     def run_step(self, step: Step) -> None:

@@ -43,18 +43,23 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
 
 from sandbox.httpserver import Request, Response
-from sandbox.world import Registry
+from sandbox.world import CLOUDS, Registry
 
 log = logging.getLogger("sandbox.tokens")
 
 ACR_ISSUER = "Azure Container Registry"
 ACR_AUDIENCES = ("https://containerregistry.azure.net", "https://containerregistry.azure.net/")
-ARM_AUDIENCES = (
-    "https://management.azure.com",
-    "https://management.azure.com/",
-    "https://management.core.windows.net",
-    "https://management.core.windows.net/",
-)
+#: ARM audiences ACR's /oauth2/exchange accepts in Azure; in a sovereign cloud, that cloud's ARM.
+ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
+
+
+def _arm_audiences(login_server: str) -> tuple[str, ...]:
+    for cloud in CLOUDS.values():
+        if cloud.name != "AzureCloud" and login_server.lower().endswith(cloud.acr_suffix):
+            return (cloud.arm_audience,)
+    return ARM_AUDIENCES
+
+
 #: The user name under which an ACR refresh token is used as a password (docs: "docker login").
 ACR_REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 DOCKERHUB_SERVICE = "registry.docker.io"
@@ -265,7 +270,7 @@ class AcrTokenService:
                 401, "UNAUTHORIZED", "invalid access token: the token could not be validated"
             )
         audience = str(claims.get("aud", ""))
-        if audience in ARM_AUDIENCES:
+        if audience.rstrip("/") in _arm_audiences(self.login_server):
             if not self.registry.authentication_as_arm:
                 return error_response(
                     401,

@@ -31,6 +31,7 @@ CHANGES = (
     "setRegistry",
     "setCluster",
     "restartWorkload",
+    "deleteResourceGroup",
 )
 
 
@@ -191,6 +192,12 @@ class World:
     )
     timeline: list[Step] = field(default_factory=list)
     expect: list[dict[str, Any]] | None = None
+    event_schema: str = "EventGridSchema"  # how Event Grid delivers every change's events
+    cloud: str = "AzureCloud"  # the Azure cloud the estate lives in (PULLWATCH_CLOUD of the product)
+
+    @property
+    def azure(self) -> SandboxCloud:
+        return CLOUDS[self.cloud]
 
     def registry(self, name_or_host: str) -> Registry:
         """A registry by world key, ACR name or host (Docker Hub aliases included)."""
@@ -207,6 +214,39 @@ class World:
         return str(uuid.uuid5(PRINCIPAL_NAMESPACE, f"{self.tenant}/{principal}"))
 
 
+EVENT_SCHEMAS = ("EventGridSchema", "CloudEventSchemaV1_0")  # Event Grid's deliverySchema values
+
+
+@dataclass(frozen=True)
+class SandboxCloud:
+    """What the stand-ins of an Azure cloud answer to (the sandbox's own table, not the product's)."""
+
+    name: str
+    arm_audience: str  # ARM tokens' aud; ACR's /oauth2/exchange accepts it too
+    graph_audience: str
+    acr_suffix: str  # login server of an ACR named in the world without a dot
+
+
+CLOUDS = {
+    c.name: c
+    for c in (
+        SandboxCloud(
+            "AzureCloud", "https://management.azure.com", "https://graph.microsoft.com", ".azurecr.io"
+        ),
+        SandboxCloud(
+            "AzureUSGovernment",
+            "https://management.usgovcloudapi.net",
+            "https://graph.microsoft.us",
+            ".azurecr.us",
+        ),
+        SandboxCloud(
+            "AzureChinaCloud",
+            "https://management.chinacloudapi.cn",
+            "https://microsoftgraph.chinacloudapi.cn",
+            ".azurecr.cn",
+        ),
+    )
+}
 DOCKERHUB_ALIASES = ("docker.io", "index.docker.io", "registry-1.docker.io", "registry.hub.docker.com")
 
 
@@ -366,6 +406,8 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             "webhooks",
             "timeline",
             "expect",
+            "eventSchema",
+            "cloud",
         ),
         required=("name",),
     )
@@ -373,6 +415,16 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
     world.description = r.text(top.get("description", ""), ("description",)) if top.get("description") else ""
     if "tenant" in top:
         world.tenant = r.text(top["tenant"], ("tenant",))
+    if "cloud" in top:
+        cloud = r.text(top["cloud"], ("cloud",))
+        if cloud not in CLOUDS:
+            raise doc.error(("cloud",), f"must be one of {', '.join(CLOUDS)}, not {cloud!r}")
+        world.cloud = cloud
+    if "eventSchema" in top:
+        schema = r.text(top["eventSchema"], ("eventSchema",))
+        if schema not in EVENT_SCHEMAS:
+            raise doc.error(("eventSchema",), f"must be one of {', '.join(EVENT_SCHEMAS)}, not {schema!r}")
+        world.event_schema = schema
     if "subscriptions" in top:
         subs = r.texts(top["subscriptions"], ("subscriptions",))
         if not subs:
@@ -482,7 +534,7 @@ def _registry(r: _Reader, world: World, key: str, spec: Any) -> Registry:
         reg = Registry(
             key=key,
             kind="acr",
-            host=f"{key.lower()}.azurecr.io",
+            host=f"{key.lower()}{world.azure.acr_suffix}",
             name=key,
             repositories=_repositories(r, m.get("repositories"), (*p, "repositories")),
             tenant=world.tenant,
@@ -859,11 +911,45 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
             r, world, copy.deepcopy(world.clusters[cname]), {k: v for k, v in m.items() if k != "name"}, q
         )
         return dict(m)
+    if name == "deleteResourceGroup":
+        m = r.mapping(args, q, ("name", "subscription"), required=("name",))
+        out3 = {k: r.text(v, (*q, k)) for k, v in m.items()}
+        out3.setdefault("subscription", world.subscriptions[0])
+        if not any(_in_group(x, out3) for x in (*world.registries.values(), *world.clusters.values())):
+            raise r.doc.error((*q, "name"), f"no registry or cluster in resource group {out3['name']!r}")
+        return out3
     m = r.mapping(args, q, ("cluster", "namespace", "name"), required=("cluster", "namespace", "name"))
     cname = r.text(m["cluster"], (*q, "cluster"))
     if cname not in world.clusters:
         raise r.doc.error((*q, "cluster"), f"no cluster named {cname!r}")
     return {k: r.text(v, (*q, k)) for k, v in m.items()}
+
+
+def _in_group(thing: Registry | Cluster, args: dict[str, Any]) -> bool:
+    return (
+        thing.subscription.lower() == str(args["subscription"]).lower()
+        and thing.resource_group.lower() == str(args["name"]).lower()
+    )
+
+
+def apply_resource_group_delete(world: World, args: dict[str, Any]) -> tuple[list[Registry], list[Cluster]]:
+    """Delete a resource group and what it holds (registries, clusters, and the role assignments on
+    them or by their identities, as ARM does); returns what was removed."""
+    registries = [reg for reg in world.registries.values() if reg.is_acr and _in_group(reg, args)]
+    clusters = [c for c in world.clusters.values() if _in_group(c, args)]
+    for reg in registries:
+        del world.registries[reg.host]
+    for cluster in clusters:
+        del world.clusters[cluster.name]
+    gone_scopes = {f"registry:{reg.key}" for reg in registries} | {
+        f"registry:{reg.name}" for reg in registries
+    }
+    gone_scopes.add(f"resourceGroup:{args['name']}")
+    gone_principals = {f"{kind}:{c.name}" for c in clusters for kind in ("kubelet", "sp")}
+    world.role_assignments[:] = [
+        a for a in world.role_assignments if a.scope not in gone_scopes and a.principal not in gone_principals
+    ]
+    return registries, clusters
 
 
 def apply_registry_change(world: World, args: dict[str, Any]) -> Registry:

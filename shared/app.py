@@ -49,7 +49,7 @@ def default_credential(settings: Settings) -> TokenCredential:
         )
     from azure.identity import DefaultAzureCredential
 
-    return DefaultAzureCredential()
+    return DefaultAzureCredential(authority=settings.cloud.authority_host)
 
 
 class App:
@@ -137,6 +137,8 @@ class App:
         delivery = parse_delivery(body)
         for rejected in delivery.rejected:
             log.warning("event %s skipped: %s", rejected.id or f"#{rejected.index}", rejected.reason)
+        for ignored in delivery.ignored:
+            log.debug("event %s (%s) ignored: pullwatch does not act on it", ignored.id, ignored.type)
         fresh = []
         for event in delivery.events:
             if self.store.seen_event(event.id, EVENT_MEMORY_SECONDS):
@@ -233,13 +235,11 @@ class App:
     # --- the audit worker ---------------------------------------------------------------------
 
     def run_audit_message(
-        self,
-        body: bytes | str,
-        *,
-        dequeue_count: int = 1,
-        message_id: str | None = None,
-        max_dequeue: int = 5,
+        self, body: bytes | str, *, dequeue_count: int = 1, message_id: str | None = None
     ) -> dict[str, Any]:
+        """Audit one queue message. A failure raises: the Functions host retries the message and,
+        after ``maxDequeueCount`` (host.json, the one place the limit is set), moves it to
+        ``<queue>-poison``, where :meth:`record_poison_message` reports it."""
         try:
             request = AuditRequest.from_json(body)
         except InputError as exc:
@@ -251,13 +251,30 @@ class App:
         try:
             return self.audit_and_notify([request])
         except Exception as exc:
-            if dequeue_count >= max_dequeue:
-                # Poison: record that the cluster could not be audited, never loop.
-                reason = f"audit failed {dequeue_count} times: {safe_reason(exc)}"
-                log.error("audit message %s for %s is poison: %s", message_id, request.cluster, reason)
-                self._record_incomplete(request.cluster, reason)
-                return {"poison": reason}
+            log.error(
+                "audit of %s failed (attempt %d, message %s): %s",
+                request.cluster,
+                dequeue_count,
+                message_id,
+                safe_reason(exc),
+            )
             raise
+
+    def record_poison_message(self, body: bytes | str, *, message_id: str | None = None) -> dict[str, Any]:
+        """A message the host moved to the poison queue: its cluster could not be audited, which is
+        reported (``CHECK_INCOMPLETE``) instead of passing silently."""
+        try:
+            request = AuditRequest.from_json(body)
+        except InputError as exc:
+            log.error("poison message %s dropped: %s", message_id, exc)
+            return {"dropped": str(exc)}
+        reason = (
+            "its audit failed on every attempt the Functions host allows (maxDequeueCount in host.json); "
+            "the function logs hold each failure"
+        )
+        log.error("audit message %s for %s is poison: %s", message_id, request.cluster, reason)
+        self._record_incomplete(request.cluster, reason)
+        return {"poison": reason}
 
     def _record_incomplete(self, cluster_id: str, reason: str) -> None:
         finding = incomplete(cluster_id, "all", reason)

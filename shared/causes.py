@@ -1,8 +1,9 @@
 """The pull-error cause catalogue (contract: docs/spec/causes.md), as data.
 
 Each :class:`Cause` says what the code means, how a one-line summary of it reads, and what to
-check. Texts may name ``{registry}``, ``{image}`` and ``{name}`` (the registry's short name, e.g.
-``contosoacr`` for ``contosoacr.azurecr.io``); :func:`remediation_for` fills them in and picks the
+check. Texts may name ``{registry}``, ``{image}``, ``{name}`` (the registry's short name, e.g.
+``contosoacr`` for ``contosoacr.azurecr.io``), ``{acr_suffix}`` and ``{storage_suffix}`` (of the
+registry's cloud, read from its login server); :func:`remediation_for` fills them in and picks the
 registry-specific advice (Azure Container Registry, Docker Hub, ECR, Google Artifact Registry)
 where it differs from the general one.
 """
@@ -13,6 +14,8 @@ import re
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Final
+
+from shared.cloud import AZURE_PUBLIC, cloud_of_login_server
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,7 @@ CAUSES: Final[tuple[Cause, ...]] = (
             "Check the registry's network rules: `az acr show -n {name} --query "
             '"{{publicNetworkAccess:publicNetworkAccess, networkRuleSet:networkRuleSet}}"`. With the '
             "firewall or private endpoints on, the nodes' egress IP (NAT gateway / load balancer outbound "
-            "IP) must be allowed, or the private endpoint and its privatelink.azurecr.io DNS zone must be "
+            "IP) must be allowed, or the private endpoint and its privatelink{acr_suffix} DNS zone must be "
             "linked to the cluster's VNet. An ABAC condition limiting repositories also answers 403."
         ),
         ecr=(
@@ -145,9 +148,9 @@ CAUSES: Final[tuple[Cause, ...]] = (
         "Custom DNS servers on the VNet must forward to Azure DNS (168.63.129.16) or resolve the "
         "registry; a DNS server that times out or refuses shows as 'read udp ... i/o timeout'.",
         acr=(
-            "Check DNS for {registry} and its data endpoint (<name>.<region>.data.azurecr.io) from a node: "
+            "Check DNS for {registry} and its data endpoint (<name>.<region>.data{acr_suffix}) from a node: "
             "`kubectl debug node/<node> -it --image=busybox -- nslookup {registry}`. With private "
-            "endpoints, the privatelink.azurecr.io private DNS zone must hold both records and be linked to "
+            "endpoints, the privatelink{acr_suffix} private DNS zone must hold both records and be linked to "
             "the cluster's VNet; custom DNS servers must forward to 168.63.129.16."
         ),
     ),
@@ -161,7 +164,7 @@ CAUSES: Final[tuple[Cause, ...]] = (
         "https://{registry}/v2/` (401 there means the network path works).",
         acr=(
             "Check the path from the nodes to {registry}:443 and to its data endpoint "
-            "(<name>.<region>.data.azurecr.io, or *.blob.core.windows.net on older registries): NSG rules, "
+            "(<name>.<region>.data{acr_suffix}, or *.blob.{storage_suffix} on older registries): NSG rules, "
             "Azure Firewall application rules (FQDN tag AzureKubernetesService does not cover your "
             "registry), user-defined routes, and private endpoint reachability. Test with `az aks check-acr "
             "-g <rg> -n <cluster> --acr {registry}`."
@@ -288,9 +291,12 @@ def remediation_for(code: str, registry: str | None, image: str | None, reposito
     cause = BY_CODE[code]
     family = registry_family(registry)
     text = cause.by_registry.get(family, cause.remediation) if family else cause.remediation
+    cloud = cloud_of_login_server(registry or "") or AZURE_PUBLIC
     return text.format(
         registry=registry or "the registry",
         image=image or "the image",
         name=_short_name(registry or "") or "<registry>",
         repository=repository or "<repository>",
+        acr_suffix=cloud.acr_suffix,
+        storage_suffix=cloud.storage_suffix,
     )

@@ -14,6 +14,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.cloud import AZURE_PUBLIC, Cloud, cloud_from_env
+from shared.errors import InputError
+
 
 class ConfigError(ValueError):
     """A setting has a value that cannot be used; the message names the setting."""
@@ -101,11 +104,21 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("PULLWATCH_RETRY_BASE_SECONDS", "1.0", "First backoff delay of bounded retries (429 / 5xx)."),
     Setting("PULLWATCH_RETRIES", "3", "Retries after the first attempt for 429 / 5xx answers."),
     Setting("PULLWATCH_REGISTRY_CONCURRENCY", "8", "Concurrent requests per registry."),
-    Setting("PULLWATCH_ARM_ENDPOINT", "https://management.azure.com", "Azure Resource Manager endpoint."),
+    Setting(
+        "PULLWATCH_CLOUD",
+        "",
+        "AzureCloud, AzureUSGovernment or AzureChinaCloud: every endpoint and suffix follows it "
+        "(empty: the Azure SDK's AZURE_SDK_CLOUD_CONF, else AzureCloud).",
+    ),
+    Setting(
+        "PULLWATCH_ARM_ENDPOINT",
+        "",
+        "Azure Resource Manager endpoint (empty: the cloud's, e.g. https://management.azure.com).",
+    ),
     Setting(
         "PULLWATCH_GRAPH_ENDPOINT",
-        "https://graph.microsoft.com",
-        "Microsoft Graph endpoint (service-principal clusters).",
+        "",
+        "Microsoft Graph endpoint for service-principal clusters (empty: the cloud's, e.g. https://graph.microsoft.com).",
     ),
     Setting(
         "PULLWATCH_CA_BUNDLE",
@@ -274,8 +287,9 @@ class Settings:
     retry_base_seconds: float = 1.0
     retries: int = 3
     registry_concurrency: int = 8
-    arm_endpoint: str = "https://management.azure.com"
-    graph_endpoint: str = "https://graph.microsoft.com"
+    cloud: Cloud = AZURE_PUBLIC
+    arm_endpoint: str = AZURE_PUBLIC.arm_endpoint
+    graph_endpoint: str = AZURE_PUBLIC.graph_endpoint
     ca_bundle: str | None = None
     hosts: Mapping[str, tuple[str, int] | None] = field(default_factory=dict)
     allow_addresses: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
@@ -298,6 +312,10 @@ class Settings:
             Severity.parse(_raw(env, "PULLWATCH_MIN_SEVERITY"))
         except ValueError as exc:
             raise ConfigError(f"PULLWATCH_MIN_SEVERITY: {exc}") from None
+        try:
+            cloud = cloud_from_env(env)
+        except InputError as exc:
+            raise ConfigError(f"PULLWATCH_CLOUD: {exc}") from None
         ca = _raw(env, "PULLWATCH_CA_BUNDLE") or None
         timeout = _timeout(env)
         if ca and not os.path.isfile(ca):
@@ -324,8 +342,9 @@ class Settings:
             retry_base_seconds=_number(env, "PULLWATCH_RETRY_BASE_SECONDS", float),
             retries=_number(env, "PULLWATCH_RETRIES", int),
             registry_concurrency=max(1, _number(env, "PULLWATCH_REGISTRY_CONCURRENCY", int)),
-            arm_endpoint=_raw(env, "PULLWATCH_ARM_ENDPOINT").rstrip("/"),
-            graph_endpoint=_raw(env, "PULLWATCH_GRAPH_ENDPOINT").rstrip("/"),
+            cloud=cloud,
+            arm_endpoint=_raw(env, "PULLWATCH_ARM_ENDPOINT").rstrip("/") or cloud.arm_endpoint,
+            graph_endpoint=_raw(env, "PULLWATCH_GRAPH_ENDPOINT").rstrip("/") or cloud.graph_endpoint,
             ca_bundle=ca,
             hosts=_hosts(env),
             allow_addresses=_networks(env),

@@ -1,7 +1,11 @@
 """Event Grid deliveries → typed events (both the Event Grid and the CloudEvents 1.0 schema).
 
 A delivery is a JSON array (or one object). Every element is parsed on its own: a malformed one is
-returned as a :class:`Rejected` with its id and the reason, and never fails the others.
+returned as a :class:`Rejected` with its id and the reason, and never fails the others. Envelopes
+are read by the Azure SDK (``azure.eventgrid.EventGridEvent.from_dict``,
+``azure.core.messaging.CloudEvent.from_dict``) after the fields pullwatch relies on are checked to
+be strings (the SDK coerces ``5`` to ``"5"``). Azure system events pullwatch does not act on (a
+``ResourceWriteFailure``, a storage event…) are :attr:`Delivery.ignored`, quietly.
 """
 
 from __future__ import annotations
@@ -10,6 +14,9 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+from azure.core.messaging import CloudEvent
+from azure.eventgrid import EventGridEvent, SystemEventNames
 
 ACR_EVENTS = ("ImagePushed", "ImageDeleted", "ChartPushed", "ChartDeleted")
 AKS_EVENTS = (
@@ -21,14 +28,17 @@ AKS_EVENTS = (
     "NodePoolRollingFailed",
 )
 RESOURCE_EVENTS = ("ResourceWriteSuccess", "ResourceDeleteSuccess", "ResourceActionSuccess")
-VALIDATION_EVENT = "Microsoft.EventGrid.SubscriptionValidationEvent"
+VALIDATION_EVENT: str = SystemEventNames.EventGridSubscriptionValidationEventName.value
 
+#: Event types pullwatch reads (the planner decides, per event, whether it matters).
 KNOWN_TYPES = frozenset(
-    [f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS]
-    + [f"Microsoft.ContainerService.{t}" for t in AKS_EVENTS]
-    + [f"Microsoft.Resources.{t}" for t in RESOURCE_EVENTS]
+    [getattr(SystemEventNames, f"ContainerRegistry{t}EventName").value for t in ACR_EVENTS]
+    + [getattr(SystemEventNames, f"ContainerService{t}EventName").value for t in AKS_EVENTS]
+    + [getattr(SystemEventNames, f"{t}EventName").value for t in RESOURCE_EVENTS]
     + [VALIDATION_EVENT]
 )
+#: Every Azure system event type: those pullwatch does not read are ignored without a warning.
+SYSTEM_TYPES = frozenset(name.value for name in SystemEventNames)
 
 _SHORT_ACR = {t: f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS}  # 2018-2021 docs' short names
 
@@ -56,10 +66,28 @@ class Rejected:
 
 
 @dataclass(frozen=True)
+class Ignored:
+    """A well-formed Azure system event of a type pullwatch does not act on."""
+
+    id: str
+    type: str
+
+
+class IgnoredType(ValueError):
+    """Raised by :func:`parse_event` for an Azure system event type pullwatch does not read."""
+
+    def __init__(self, event_id: str, event_type: str) -> None:
+        super().__init__(f"{event_type} is not an event pullwatch acts on")
+        self.event_id = event_id
+        self.event_type = event_type
+
+
+@dataclass(frozen=True)
 class Delivery:
     events: tuple[AzureEvent, ...]
     rejected: tuple[Rejected, ...]
     validation_code: str | None = None
+    ignored: tuple[Ignored, ...] = ()
 
 
 def parse_delivery(body: Any) -> Delivery:
@@ -73,10 +101,14 @@ def parse_delivery(body: Any) -> Delivery:
         return Delivery((), (Rejected(0, None, f"delivery is {type(body).__name__}, not an event array"),))
     events: list[AzureEvent] = []
     rejected: list[Rejected] = []
+    ignored: list[Ignored] = []
     validation: str | None = None
     for index, item in enumerate(items):
         try:
             event = parse_event(item)
+        except IgnoredType as exc:
+            ignored.append(Ignored(exc.event_id, exc.event_type))
+            continue
         except ValueError as exc:
             event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
             rejected.append(Rejected(index, event_id, str(exc)))
@@ -87,7 +119,7 @@ def parse_delivery(body: Any) -> Delivery:
                 validation = code
             continue
         events.append(event)
-    return Delivery(tuple(events), tuple(rejected), validation)
+    return Delivery(tuple(events), tuple(rejected), validation, tuple(ignored))
 
 
 def _text(item: Mapping[str, Any], name: str, *, required: bool = True) -> str | None:
@@ -102,41 +134,57 @@ def _text(item: Mapping[str, Any], name: str, *, required: bool = True) -> str |
 
 
 def parse_event(item: Any) -> AzureEvent:
-    """One event in either schema; raises ValueError naming what is wrong."""
+    """One event in either schema; raises ValueError naming what is wrong (:class:`IgnoredType` for
+    an Azure system event pullwatch does not act on)."""
     if not isinstance(item, Mapping):
         raise ValueError(f"event is {type(item).__name__}, not an object")
-    if "specversion" in item:
-        schema = "cloudevents"
-        event_type = _text(item, "type")
-        source = _text(item, "source")
-        time = _text(item, "time", required=False)
-    else:
-        schema = "eventgrid"
-        event_type = _text(item, "eventType")
-        source = _text(item, "topic", required=False) or ""
-        time = _text(item, "eventTime", required=False)
+    cloud = "specversion" in item
+    names = ("type", "source", "time") if cloud else ("eventType", "topic", "eventTime")
     event_id = _text(item, "id")
-    subject = _text(item, "subject", required=False) or ""
-    assert event_type is not None and event_id is not None
-    event_type = _SHORT_ACR.get(event_type, event_type)
-    if event_type not in KNOWN_TYPES:
-        raise ValueError(f"unknown event type {event_type!r}")
-    data = item.get("data")
-    if data is None:
-        data = {}
-    if not isinstance(data, Mapping):
-        raise ValueError(f"field 'data' must be an object, not {type(data).__name__}")
+    event_type = _text(item, names[0])
+    _text(item, names[1], required=cloud)
+    time = _text(item, names[2], required=False)
+    _text(item, "subject", required=False)
+    assert event_id is not None and event_type is not None
     if not event_id.strip():
         raise ValueError("field 'id' is empty")
+    event_type = _SHORT_ACR.get(event_type, event_type)
+    if event_type not in KNOWN_TYPES:
+        if event_type in SYSTEM_TYPES:
+            raise IgnoredType(event_id, event_type)
+        raise ValueError(f"unknown event type {event_type!r}")
+    data = item.get("data")
+    if data is not None and not isinstance(data, Mapping):
+        raise ValueError(f"field 'data' must be an object, not {type(data).__name__}")
+    try:
+        source, subject = _envelope(item, cloud)
+    except Exception:  # the SDK raises ValueError, DeserializationError, IndexError…
+        if time is None:
+            raise ValueError("the envelope does not parse") from None
+        # pullwatch never reads the time: an unreadable one (Microsoft's chart samples print
+        # "019-03-12…") does not cost the event, the rest of the envelope must still parse.
+        try:
+            source, subject = _envelope({k: v for k, v in item.items() if k != names[2]}, cloud)
+        except Exception:
+            raise ValueError("the envelope does not parse") from None
     return AzureEvent(
         id=event_id,
         type=event_type,
         source=source or "",
-        subject=subject,
+        subject=subject or "",
         time=time,
-        data=dict(data),
-        schema=schema,
+        data=dict(data or {}),
+        schema="cloudevents" if cloud else "eventgrid",
     )
+
+
+def _envelope(item: Mapping[str, Any], cloud: bool) -> tuple[str | None, str | None]:
+    """(source, subject) as the Azure SDK reads the envelope."""
+    if cloud:
+        cloud_event: CloudEvent[Any] = CloudEvent.from_dict(dict(item))
+        return cloud_event.source, cloud_event.subject
+    grid_event: EventGridEvent = EventGridEvent.from_dict(dict(item))
+    return grid_event.topic, grid_event.subject
 
 
 # --- resource IDs ------------------------------------------------------------------------------

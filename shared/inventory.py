@@ -107,7 +107,7 @@ class AuditQueue:
         }
         if settings.storage_account:
             queue = QueueClient(
-                f"https://{settings.storage_account}.queue.core.windows.net",
+                f"https://{settings.storage_account}.queue.{settings.cloud.storage_suffix}",
                 settings.audit_queue,
                 credential=credential,
                 **limits,

@@ -36,8 +36,6 @@ from shared.workloads import Snapshot
 log = logging.getLogger("pullwatch.audit")
 
 AKS_SERVER_SCOPE = "6dae42f8-4368-4678-94ff-3960e28e3630/.default"
-ARM_SCOPE = "https://management.azure.com/.default"
-ACR_SCOPE = "https://containerregistry.azure.net/.default"
 
 
 @dataclass(frozen=True)
@@ -817,7 +815,7 @@ def run_cli_audit(settings: Settings, options: AuditOptions) -> AuditResult:
 
     from shared.app import App
 
-    credential = DefaultAzureCredential()
+    credential = DefaultAzureCredential(authority=settings.cloud.authority_host)
     app = App(settings, credential)
     try:
         return app.audit_now(options, notify=options.notify)

@@ -13,8 +13,9 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from shared.cloud import active_cloud
 from shared.errors import InputError
-from shared.events import AzureEvent, parse_resource_id, scope_contains
+from shared.events import AzureEvent, ResourceId, parse_resource_id, scope_contains
 
 log = logging.getLogger("pullwatch.plan")
 
@@ -42,6 +43,7 @@ HANDLED_OPERATIONS: tuple[str, ...] = (
     "Microsoft.ContainerService/managedClusters/delete",
     "Microsoft.ContainerService/managedClusters/agentPools/write",
     "Microsoft.ContainerService/managedClusters/agentPools/delete",
+    "Microsoft.Resources/subscriptions/resourceGroups/delete",
 )
 
 
@@ -229,7 +231,7 @@ def _registry_host(event: AzureEvent) -> str | None:
         return host.lower()
     rid = parse_resource_id(event.source)
     if rid and rid.name and rid.kind == "microsoft.containerregistry/registries":
-        return f"{rid.name.lower()}.azurecr.io"
+        return active_cloud().acr_login_server(rid.name)
     return None
 
 
@@ -342,6 +344,9 @@ def _plan_resource(
     if not scope.covers_subscription(rid.subscription):
         ignore(event, "resource outside the configured subscriptions")
         return
+    if rid.namespace is None and event.short_type == "ResourceDeleteSuccess":
+        _plan_container_delete(event, rid, known, add, ignore, forget)
+        return
     if rid.kind == "microsoft.containerregistry/registries":
         registry_id = rid.top.lower()
         affected = [c for c in known if registry_id in c.registry_ids]
@@ -371,6 +376,39 @@ def _plan_resource(
         add(rid.top, f"cluster {rid.name} changed{' (' + child + ')' if child else ''}", event)
         return
     ignore(event, f"{rid.kind or 'resource'} changes do not affect image pulls")
+
+
+def _plan_container_delete(
+    event: AzureEvent,
+    rid: ResourceId,
+    known: Sequence[KnownCluster],
+    add: Any,
+    ignore: Any,
+    forget: list[str],
+) -> None:
+    """A resource group or subscription was deleted, and everything in it: forget the clusters it
+    held, re-check the clusters that pulled from a registry it held (ARM sends no event per child)."""
+    container = rid.top
+    what = (
+        f"resource group {rid.resource_group}" if rid.resource_group else f"subscription {rid.subscription}"
+    )
+    removed = [c for c in known if scope_contains(container, c.id)]
+    forget.extend(c.id for c in removed)
+    matched = bool(removed)
+    for cluster in known:
+        if cluster in removed:
+            continue
+        for registry_id in sorted(r for r in cluster.registry_ids if scope_contains(container, r)):
+            matched = True
+            name = registry_id.rsplit("/", 1)[-1]
+            add(
+                cluster.id,
+                f"{what} deleted, with registry {name}",
+                event,
+                {"kind": "registry_changed", "registry_id": registry_id},
+            )
+    if not matched:
+        ignore(event, f"no watched cluster or registry in {what}")
 
 
 def known_cluster_from_dict(data: Mapping[str, Any]) -> KnownCluster:

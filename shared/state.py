@@ -156,7 +156,7 @@ class StateStore:
         if settings.storage_account:
             if credential is None:
                 raise ValueError("StateStore.from_settings: identity-based storage needs a credential")
-            url = f"https://{settings.storage_account}.table.core.windows.net"
+            url = f"https://{settings.storage_account}.table.{settings.cloud.storage_suffix}"
             return cls(
                 url, credential=credential, table_name=settings.state_table, timeout=settings.http_timeout
             )

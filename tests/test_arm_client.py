@@ -66,6 +66,7 @@ def arm(samples: ArmSamples) -> Iterator[ArmClient]:
 def test_subscriptions_and_clusters(arm: ArmClient, samples: ArmSamples) -> None:
     [sub] = arm.list_subscriptions()
     assert sub.subscription_id == SUB and sub.tenant_id == TENANT
+    assert sub.state == "Enabled", "ARM's value, not the SDK enum's Python name"
     clusters = arm.list_clusters(SUB)
     assert [c.name for c in clusters] == ["clustername1", "clustername2"]
     c = clusters[0]

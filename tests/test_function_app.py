@@ -19,7 +19,7 @@ from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
 
 from sandbox.azurite import Azurite
-from sandbox.host import load_function_app
+from sandbox.host import FunctionsHost, decode_event_grid_item, load_function_app
 from shared.app import App
 from shared.config import SETTINGS
 from shared.plan import KnownCluster
@@ -91,16 +91,9 @@ def _role_delete(event_id: str) -> dict[str, Any]:
     return sample
 
 
-def _grid_event(item: dict[str, Any]) -> func.EventGridEvent:
-    return func.EventGridEvent(
-        id=item["id"],
-        data=item["data"],
-        topic=item["topic"],
-        subject=item["subject"],
-        event_type=item["eventType"],
-        event_time=None,
-        data_version="2",
-    )
+def _grid_event(item: dict[str, Any]) -> Any:
+    """The event as the Python worker hands it to the function: through azure.functions' converter."""
+    return decode_event_grid_item(item)
 
 
 def test_every_function_is_registered_with_its_trigger(functions: dict[str, Callable[..., Any]]) -> None:
@@ -110,6 +103,7 @@ def test_every_function_is_registered_with_its_trigger(functions: dict[str, Call
         "event_handler": "eventGridTrigger",
         "nightly_audit": "timerTrigger",
         "audit_worker": "queueTrigger",
+        "audit_poison": "queueTrigger",
         "on_demand_check": "httpTrigger",
     }
     # Settings the bindings name exist in the settings catalogue.
@@ -172,31 +166,45 @@ def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
     assert merged is not None and set(merged.event_ids) == {"ev-1", "ev-2"}
 
 
+def test_a_cloudevent_reaches_the_planner_with_its_type_and_source_through_the_trigger(
+    functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
+) -> None:
+    app.inventory.save(
+        KnownCluster(
+            id=CLUSTER,
+            registries=frozenset({"contosoacr.azurecr.io"}),
+            registry_ids=frozenset({REGISTRY.lower()}),
+            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
+        )
+    )
+    grid = _role_delete("ce-1")
+    cloud_event = {
+        "specversion": "1.0",
+        "id": grid["id"],
+        "source": grid["topic"],
+        "subject": grid["subject"],
+        "type": grid["eventType"],
+        "time": grid["eventTime"],
+        "data": grid["data"],
+    }
+    event = _grid_event(cloud_event)
+    assert isinstance(event, func.CloudEvent), "the worker's converter keeps a CloudEvent a CloudEvent"
+    functions["event_handler"](event)
+    merged = app.queue.clear_pending(CLUSTER)
+    assert merged is not None and merged.event_ids == ("ce-1",)
+
+
 def test_malformed_and_unknown_events_are_skipped_without_failing(
     functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
-    bad = func.EventGridEvent(
-        id="m1",
-        data={"x": 1},
-        topic="",
-        subject="",
-        event_type="Microsoft.Unknown.Thing",
-        event_time=None,
-        data_version="1",
-    )
-    functions["event_handler"](bad)  # no exception
-    validation = json.loads((WIRE / "subscription-validation.eventgrid-schema.docs.json").read_text())[0]
-    functions["event_handler"](
-        func.EventGridEvent(
-            id=validation["id"],
-            data=validation["data"],
-            topic=validation["topic"],
-            subject="",
-            event_type=validation["eventType"],
-            event_time=None,
-            data_version="1",
-        )
-    )
+    bad = {"id": "m1", "data": {"x": 1}, "topic": "", "subject": "", "eventType": "Microsoft.Unknown.Thing"}
+    functions["event_handler"](_grid_event(bad))  # no exception
+    for name in (
+        "subscription-validation.eventgrid-schema.docs.json",
+        "subscription-validation.cloudevents-schema.sdk-go-tests.json",
+    ):
+        validation = json.loads((WIRE / name).read_text())[0]
+        functions["event_handler"](_grid_event(validation))
     assert app.queue.depth() == 0
 
 
@@ -214,21 +222,30 @@ def test_audit_worker_stores_check_incomplete_when_azure_cannot_be_read(
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
 
 
-def test_poison_message_becomes_check_incomplete_instead_of_a_loop(
-    functions: dict[str, Callable[..., Any]], app: App, monkeypatch: pytest.MonkeyPatch
+def test_a_message_failing_max_dequeue_count_times_lands_in_poison_and_becomes_check_incomplete(
+    function_app: ModuleType, app: App, azurite: Azurite, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The host's own limit (host.json maxDequeueCount) is the only one: every failed attempt raises,
+    the host moves the message to <queue>-poison, and audit_poison reports the cluster."""
 
     def broken(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("storage hiccup")
 
     monkeypatch.setattr(app, "audit_and_notify", broken)
-    body = json.dumps({"cluster": CLUSTER}).encode()
-    with pytest.raises(RuntimeError):  # early attempts fail: the host retries the message
-        functions["audit_worker"](QueueMessage(id="q3", body=body, dequeue_count=1))
-    functions["audit_worker"](QueueMessage(id="q3", body=body, dequeue_count=5))  # last attempt: no raise
+    host = FunctionsHost(
+        azurite.connection_string, app.settings.audit_queue, module=function_app, visibility_retry=0.1
+    )
+    try:
+        host.queue.send_message(json.dumps({"cluster": CLUSTER}))
+        host.drain(timeout=60)
+        limit = json.loads((ROOT / "host.json").read_text())["extensions"]["queues"]["maxDequeueCount"]
+        assert host.invocations["audit_worker"] == limit, "retried until the host's limit, never past it"
+        assert host.invocations["audit_poison"] == 1
+    finally:
+        host.close()
     stored = app.store.open_findings(CLUSTER)
     assert [f.code for f in stored] == ["CHECK_INCOMPLETE"]
-    assert "failed 5 times" in stored[0].evidence["reason"]
+    assert "maxDequeueCount" in stored[0].evidence["reason"]
 
 
 def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the_right_audits(
@@ -253,20 +270,20 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     )
     rng = random.Random(11)
     good = [_role_delete(f"ev-{i}") for i in range(40)]
-    batch: list[func.EventGridEvent] = []
+    batch: list[Any] = []
     for _ in range(450):
         batch.append(_grid_event(rng.choice(good)))  # duplicates of 40 distinct events
     for i in range(50):  # 10% malformed: wrong types, unknown types, missing fields
         kind = ["Microsoft.Unknown.Thing", "Microsoft.Resources.ResourceWriteSuccess", ""][i % 3]
         batch.append(
-            func.EventGridEvent(
-                id=f"bad-{i}",
-                data={"resourceUri": 5} if i % 2 else None,  # type: ignore[arg-type]
-                topic="",
-                subject="",
-                event_type=kind,
-                event_time=None,
-                data_version="",
+            _grid_event(
+                {
+                    "id": f"bad-{i}",
+                    "data": {"resourceUri": 5} if i % 2 else None,
+                    "topic": "",
+                    "subject": "",
+                    "eventType": kind,
+                }
             )
         )
     rng.shuffle(batch)
@@ -310,3 +327,15 @@ def test_loading_the_function_app_redacts_webhook_paths_in_urllib3s_request_log(
             logger.removeFilter(f)
         for f in installed:
             logger.addFilter(f)
+
+
+def test_a_failed_or_cancelled_resource_write_is_ignored_without_a_warning(
+    functions: dict[str, Callable[..., Any]], app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    for kind in ("ResourceWriteFailure", "ResourceWriteCancel", "ResourceActionFailure"):
+        item = _role_delete(f"quiet-{kind}")
+        item["eventType"] = f"Microsoft.Resources.{kind}"
+        with caplog.at_level("DEBUG", logger="pullwatch"):
+            functions["event_handler"](_grid_event(item))
+    assert not [r for r in caplog.records if r.levelname in ("WARNING", "ERROR")]
+    assert app.queue.depth() == 0

@@ -431,8 +431,8 @@ def check_function_app(files: Files) -> list[str]:
         problems.append("app.bicep: the plan must be Flex Consumption FC1")
     config = site["properties"].get("functionAppConfig") or {}
     runtime = config.get("runtime") or {}
-    if runtime != {"name": "python", "version": "3.11"}:
-        problems.append(f"app.bicep: runtime must be python 3.11, got {runtime}")
+    if runtime != {"name": "python", "version": "3.12"}:
+        problems.append(f"app.bicep: runtime must be python 3.12, got {runtime}")
     auth = ((config.get("deployment") or {}).get("storage") or {}).get("authentication") or {}
     if auth.get("type") != "UserAssignedIdentity":
         problems.append("app.bicep: the deployment container must use the user-assigned identity")
@@ -742,8 +742,8 @@ def test_operation_drift_is_caught(files: Files) -> None:
 
 
 def test_wrong_runtime_is_caught(files: Files) -> None:
-    mutated = _mutated(files, "infra/modules/app.bicep", "version: '3.11'", "version: '3.12'")
-    assert any("python 3.11" in p for p in check_function_app(mutated))
+    mutated = _mutated(files, "infra/modules/app.bicep", "version: '3.12'", "version: '3.13'")
+    assert any("python 3.12" in p for p in check_function_app(mutated))
 
 
 def test_kubernetes_rbac_drift_is_caught(files: Files) -> None:

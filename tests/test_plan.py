@@ -266,3 +266,82 @@ def test_events_for_one_cluster_id_in_different_casing_coalesce_into_one_audit()
     assert audit.cluster == CLUSTER  # the first event's spelling
     assert audit.event_ids == ("first", "second")
     assert audit.reasons == ("cluster {cluster} changed (agentPools/np1)", "cluster {CLUSTER} changed")
+
+
+@pytest.mark.parametrize(
+    "event_type",
+    [
+        "Microsoft.Resources.ResourceWriteFailure",
+        "Microsoft.Resources.ResourceWriteCancel",
+        "Microsoft.Resources.ResourceDeleteFailure",
+        "Microsoft.Storage.BlobCreated",
+    ],
+)
+def test_azure_system_events_pullwatch_does_not_act_on_are_ignored_not_rejected(event_type: str) -> None:
+    write = load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[0]
+    item = {**write, "eventType": event_type, "id": "quiet-1"}
+    delivery = parse_delivery([item])
+    assert delivery.rejected == () and delivery.events == ()
+    assert [(i.id, i.type) for i in delivery.ignored] == [("quiet-1", event_type)]
+
+
+def test_an_envelope_field_of_the_wrong_type_is_rejected_although_the_sdk_would_coerce_it() -> None:
+    write = load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[0]
+    delivery = parse_delivery([{**write, "id": 5}, {**write, "topic": ["x"]}, write])
+    assert [r.reason for r in delivery.rejected] == [
+        "field 'id' must be a string, not int",
+        "field 'topic' must be a string, not list",
+    ]
+    assert [e.id for e in delivery.events] == [write["id"]]
+
+
+def test_a_cloudevent_without_source_is_rejected_alone() -> None:
+    item = load("acr.cloudevents-schema.docs.json")[0]
+    broken = {k: v for k, v in item.items() if k != "source"}
+    delivery = parse_delivery([broken, item])
+    assert [r.reason for r in delivery.rejected] == ["missing field 'source'"]
+    assert [e.id for e in delivery.events] == [item["id"]]
+
+
+def _container_delete(resource_id: str) -> dict[str, Any]:
+    gone = copy.deepcopy(
+        load("resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json")[1]
+    )
+    gone["subject"] = gone["data"]["resourceUri"] = resource_id
+    operation = "resourceGroups/delete" if "/resourceGroups/" in resource_id else "delete"
+    gone["data"]["operationName"] = gone["data"]["authorization"]["action"] = (
+        f"Microsoft.Resources/subscriptions/{operation}"
+    )
+    return gone
+
+
+def test_a_deleted_resource_group_holding_a_registry_rechecks_the_clusters_that_pulled_from_it() -> None:
+    event = parse_event(_container_delete(f"/subscriptions/{SUB}/resourceGroups/<resource-group-name>"))
+    plan = plan_events([event], inventory(), Scope())
+    assert [a.cluster for a in plan.audits] == [CLUSTER]
+    assert plan.audits[0].hints == ({"kind": "registry_changed", "registry_id": REGISTRY_ID.lower()},)
+    assert "resource group <resource-group-name> deleted" in plan.audits[0].reasons[0]
+    assert plan.forget == ()
+
+
+def test_a_deleted_resource_group_holding_clusters_forgets_them() -> None:
+    group = "/subscriptions/{subscription-id}/resourceGroups/{resource-group}"
+    plan = plan_events([parse_event(_container_delete(group))], inventory(), Scope())
+    assert plan.forget == (CLUSTER, OTHER) and plan.audits == ()
+
+
+def test_a_deleted_subscription_forgets_its_clusters_and_rechecks_users_of_its_registries() -> None:
+    plan = plan_events([parse_event(_container_delete(f"/subscriptions/{SUB}"))], inventory(), Scope())
+    assert [a.cluster for a in plan.audits] == [CLUSTER] and plan.forget == ()
+    plan = plan_events(
+        [parse_event(_container_delete("/subscriptions/{subscription-id}"))], inventory(), Scope()
+    )
+    assert plan.forget == (CLUSTER, OTHER)
+
+
+def test_a_deleted_resource_group_with_nothing_watched_is_ignored_with_the_reason() -> None:
+    plan = plan_events(
+        [parse_event(_container_delete(f"/subscriptions/{SUB}/resourceGroups/rg-x"))], inventory(), Scope()
+    )
+    assert plan.audits == () and plan.forget == ()
+    assert [why for _, why in plan.ignored] == ["no watched cluster or registry in resource group rg-x"]

@@ -847,3 +847,15 @@ def test_the_request_deadline_setting() -> None:
         Settings.from_env({"PULLWATCH_REGISTRY_DEADLINE_SECONDS": "5"})
     with pytest.raises(ConfigError, match="PULLWATCH_REGISTRY_DEADLINE_SECONDS: expected a number"):
         Settings.from_env({"PULLWATCH_REGISTRY_DEADLINE_SECONDS": "soon"})
+
+
+def test_a_login_server_of_another_cloud_gets_no_entra_token(world: World) -> None:
+    """The Entra-token destination rule follows PULLWATCH_CLOUD: in Azure Government an
+    ``*.azurecr.io`` host is not one of the cloud's registries, so it is asked anonymously."""
+    from shared.cloud import AZURE_US_GOVERNMENT
+
+    before = world.front.count("POST", "/oauth2/exchange")
+    with world.client(cloud=AZURE_US_GOVERNMENT) as client:
+        result = check_one(client, f"{ACR}/web:1.4.2")
+    assert result.auth != "entra" and result.failure is not None
+    assert world.front.count("POST", "/oauth2/exchange") == before

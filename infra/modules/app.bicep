@@ -321,7 +321,7 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
       }
       runtime: {
         name: 'python'
-        version: '3.11'
+        version: '3.12'
       }
     }
     siteConfig: {
@@ -444,6 +444,10 @@ resource functionApp 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PULLWATCH_REGISTRY_CONCURRENCY'
           value: pullwatchSettings.PULLWATCH_REGISTRY_CONCURRENCY
+        }
+        {
+          name: 'PULLWATCH_CLOUD'
+          value: pullwatchSettings.PULLWATCH_CLOUD
         }
         {
           name: 'PULLWATCH_ARM_ENDPOINT'

@@ -29,6 +29,13 @@ param deadLetterStorageId string
 @description('Blob container for events that could not be delivered within the retry policy.')
 param deadLetterContainer string
 
+@description('Schema Event Grid delivers in. Both reach event_handler through the Event Grid trigger: the host answers either validation handshake for an AzureFunction endpoint, and azure-functions (requirements.txt) decodes a CloudEvent as func.CloudEvent.')
+@allowed([
+  'EventGridSchema'
+  'CloudEventSchemaV1_0'
+])
+param eventDeliverySchema string = 'EventGridSchema'
+
 @description('Tags on the topic.')
 param tags object = {}
 
@@ -66,7 +73,7 @@ resource delivery 'Microsoft.EventGrid/systemTopics/eventSubscriptions@2022-06-1
         preferredBatchSizeInKilobytes: 64
       }
     }
-    eventDeliverySchema: 'EventGridSchema'
+    eventDeliverySchema: eventDeliverySchema
     filter: {
       includedEventTypes: includedEventTypes
       advancedFilters: advancedFilters

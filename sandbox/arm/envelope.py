@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sandbox.entra import GRAPH_AUDIENCE
-
 ARM_AUDIENCES = ("https://management.azure.com", "https://management.core.windows.net")
-GRAPH_AUDIENCES = (GRAPH_AUDIENCE, "00000003-0000-0000-c000-000000000000")
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"  # Microsoft Graph's application ID, an audience too
 PAGE_SIZE = 20
 
 

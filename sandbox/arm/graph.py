@@ -9,7 +9,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sandbox.arm.envelope import GRAPH_AUDIENCES, ArmError
+from sandbox.arm.envelope import GRAPH_APP_ID, ArmError
 from sandbox.httpserver import Request, Response, json_response
 
 GRAPH_PAGE_SIZE = 5
@@ -59,7 +59,7 @@ class GraphRoutes:
 
     def _graph(self, req: Request, path: str) -> Response:
         try:
-            caller = self._caller(req, GRAPH_AUDIENCES)
+            caller = self._caller(req, (self.world.azure.graph_audience, GRAPH_APP_ID))
         except ArmError as err:
             code = "InvalidAuthenticationToken"
             message = (

@@ -9,7 +9,7 @@ import base64
 import re
 from typing import Any
 
-from sandbox.arm.envelope import ARM_AUDIENCES, ArmError, Caller
+from sandbox.arm.envelope import ArmError, Caller
 from sandbox.httpserver import Request
 from sandbox.rbac import MANAGEMENT_GROUP_PREFIX
 from sandbox.roles import BUILTIN_ROLES
@@ -37,7 +37,7 @@ class ArmRoutes:
                 "MissingApiVersionParameter",
                 "The api-version query parameter (?api-version=) is required for all requests.",
             )
-        caller = self._caller(req, ARM_AUDIENCES)
+        caller = self._caller(req, self._arm_audiences())
         path = path.rstrip("/") or "/"
         m = _AUTHZ.match(path)
         if m:

@@ -26,7 +26,7 @@ from typing import Any
 from urllib.parse import quote, unquote, urlencode
 
 from sandbox.arm.bodies import ResourceBodies
-from sandbox.arm.envelope import PAGE_SIZE, ArmError, Caller
+from sandbox.arm.envelope import ARM_AUDIENCES, PAGE_SIZE, ArmError, Caller
 from sandbox.arm.graph import GraphRoutes
 from sandbox.arm.routes import ArmRoutes
 from sandbox.entra import Entra, EntraTokenError
@@ -94,6 +94,11 @@ class Arm(ArmRoutes, GraphRoutes, ResourceBodies):
             )
         return json_response(status, body, headers)
 
+    def _arm_audiences(self) -> tuple[str, ...]:
+        """ARM accepts tokens for its own cloud's endpoint (and, in Azure, the classic one)."""
+        own = self.world.azure.arm_audience
+        return ARM_AUDIENCES if own == ARM_AUDIENCES[0] else (own,)
+
     def _caller(self, req: Request, audiences: tuple[str, ...]) -> Caller:
         auth = req.header("Authorization") or ""
         if not auth:
@@ -131,9 +136,9 @@ class Arm(ArmRoutes, GraphRoutes, ResourceBodies):
                 401,
                 "InvalidAuthenticationTokenAudience",
                 f"The access token has been obtained for wrong audience or resource '{aud}'. It should "
-                "exactly match with one of the allowed audiences 'https://management.core.windows.net/',"
-                "'https://management.core.windows.net','https://management.azure.com/',"
-                "'https://management.azure.com'.",
+                "exactly match with one of the allowed audiences "
+                + ",".join(f"'{a}/','{a}'" for a in audiences)
+                + ".",
                 self._challenge(),
             )
         if str(claims.get("tid", "")).lower() != self.world.tenant.lower():

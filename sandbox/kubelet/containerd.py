@@ -22,7 +22,6 @@ log = logging.getLogger("sandbox.kubelet")
 
 ACR_REFRESH_TOKEN_USER = "00000000-0000-0000-0000-000000000000"
 
-ARM_AUDIENCE = "https://management.azure.com"
 
 MANIFEST_TYPES = ", ".join(
     (
@@ -112,7 +111,7 @@ class ImagePuller:
         # A managed identity (or single-tenant service principal) gets tokens in its home tenant only;
         # a registry in another tenant then refuses the exchange, as ACR does.
         try:
-            aad_token = self.entra.issue(principal, ARM_AUDIENCE, self.world.tenant)
+            aad_token = self.entra.issue(principal, self.world.azure.arm_audience, self.world.tenant)
         except Exception as exc:  # Entra refused (expired secret, unknown principal)
             log.debug("credential provider on %s: no Entra token (%s)", c.name, type(exc).__name__)
             return None

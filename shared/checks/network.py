@@ -63,7 +63,8 @@ def network_findings(
                             f"az network private-endpoint create --name pe-{reg.name} --resource-group "
                             f"{shlex.quote(cluster.resource_group)} --vnet-name <cluster vnet> --subnet <subnet> "
                             f"--private-connection-resource-id {shlex.quote(reg.id)} --group-id registry "
-                            "--connection-name acr  # plus a privatelink.azurecr.io DNS zone linked to the vnet"
+                            "--connection-name acr  # plus a privatelink."
+                            f"{reg.login_server.split('.', 1)[-1]} DNS zone linked to the vnet"
                         ),
                     )
                 )

@@ -28,6 +28,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from shared.causes import remediation_for
+from shared.cloud import cloud_of_login_server
 from shared.explain import Explanation, explain
 from shared.findings import Finding
 from shared.reference import ReferenceError, parse_reference
@@ -123,7 +124,7 @@ def _remediation(
     snapshot: Snapshot, exp: Explanation, registry: str | None, image: str | None, repository: str | None
 ) -> str:
     text = remediation_for(exp.cause, registry, image, repository)
-    if exp.cause in ("auth_failed", "forbidden") and registry and registry.endswith(".azurecr.io"):
+    if exp.cause in ("auth_failed", "forbidden") and registry and cloud_of_login_server(registry):
         rg, name = _cluster_parts(snapshot.cluster)
         if rg and name:
             acr = registry.split(".", 1)[0]

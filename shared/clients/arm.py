@@ -21,6 +21,7 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from enum import Enum
 from typing import Any, TypeVar
 
 from azure.core import PipelineClient
@@ -58,6 +59,7 @@ from shared.clients.arm_bodies import (
     field_at,
     registry_from_arm,
 )
+from shared.cloud import AZURE_PUBLIC, Cloud
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.model import (
@@ -69,8 +71,6 @@ from shared.model import (
 )
 from shared.rbac import BUILTIN_ROLES
 
-ARM_SCOPE = "https://management.azure.com/.default"
-GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 _DEFAULTS = Settings()
 T = TypeVar("T")
 
@@ -165,6 +165,7 @@ class ArmClient:
         ca_bundle: str | None = None,
         timeout: float = _DEFAULTS.http_timeout,
         retries: int = _DEFAULTS.retries,
+        cloud: Cloud = AZURE_PUBLIC,
     ) -> None:
         self._credential = credential
         self.endpoint = endpoint.rstrip("/")
@@ -174,7 +175,7 @@ class ArmClient:
         self._kwargs: dict[str, Any] = {
             "base_url": self.endpoint,
             "connection_verify": ca_bundle or True,
-            "credential_scopes": [ARM_SCOPE],
+            "credential_scopes": [cloud.arm_scope],
             "connection_timeout": timeout,
             "read_timeout": timeout,
             "retry_policy": BoundedRetryPolicy(retry_total=retries),
@@ -198,7 +199,7 @@ class ArmClient:
                 ContentDecodePolicy(),
                 BoundedRetryPolicy(retry_total=retries),
                 self._graph_counter,
-                BearerTokenCredentialPolicy(credential, GRAPH_SCOPE),
+                BearerTokenCredentialPolicy(credential, cloud.graph_scope),
             ],
             transport=RequestsTransport(
                 connection_verify=ca_bundle or True, connection_timeout=timeout, read_timeout=timeout
@@ -214,6 +215,7 @@ class ArmClient:
             ca_bundle=settings.ca_bundle,
             timeout=settings.http_timeout,
             retries=settings.retries,
+            cloud=settings.cloud,
         )
 
     def close(self) -> None:
@@ -274,7 +276,7 @@ class ArmClient:
                     subscription_id=str(s.subscription_id or ""),
                     tenant_id=s.tenant_id,
                     display_name=s.display_name,
-                    state=str(s.state) if s.state is not None else None,
+                    state=_enum_value(s.state),
                 )
                 for s in self._subscriptions_client().subscriptions.list()
             ]
@@ -511,3 +513,10 @@ class ArmClient:
             pages += 1
         self._groups[key] = tuple(groups)
         return self._groups[key]
+
+
+def _enum_value(value: object) -> str | None:
+    """An SDK enum (``SubscriptionState.ENABLED``) or plain string as ARM spells it (``Enabled``)."""
+    if value is None:
+        return None
+    return str(value.value) if isinstance(value, Enum) else str(value)

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from azure.mgmt.core.tools import parse_resource_id
 
+from shared.cloud import active_cloud
 from shared.model import (
     LEGACY_MODE,
     ClusterInfo,
@@ -123,7 +124,7 @@ def registry_from_arm(
     return RegistryInfo(
         id=rid,
         name=name,
-        login_server=str(props.get("loginServer") or f"{name.lower()}.azurecr.io").lower(),
+        login_server=str(props.get("loginServer") or active_cloud().acr_login_server(name)).lower(),
         subscription_id=str(parts.get("subscription") or ""),
         resource_group=str(parts.get("resource_group") or ""),
         location=str(body.get("location") or ""),

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from shared.cloud import active_cloud
 from shared.findings import CATALOGUE, Finding, Severity, sort_findings
 
 if TYPE_CHECKING:
@@ -21,7 +22,6 @@ if TYPE_CHECKING:
 
 NEW, RESOLVED, STILL_OPEN = "new", "resolved", "still_open"
 KIND_TITLES = {NEW: "New", RESOLVED: "Resolved", STILL_OPEN: "Still open"}
-PORTAL = "https://portal.azure.com"
 
 _ID = re.compile(r"^/subscriptions/([^/]+)/resourceGroups/([^/]+)/providers/[^/]+/[^/]+/([^/]+)", re.I)
 
@@ -57,8 +57,7 @@ class ClusterMeta:
     def portal_url(self) -> str | None:
         if not self.resource_id.startswith("/"):
             return None
-        tenant = f"@{self.tenant}/" if self.tenant else ""
-        return f"{PORTAL}/#{tenant}resource{self.resource_id}"
+        return active_cloud().portal_link(self.resource_id, self.tenant)
 
 
 @dataclass(frozen=True)

@@ -63,8 +63,6 @@ Public interface::
 """
 
 from shared.clients.registry.auth import (
-    ACR_SCOPE,
-    ARM_SCOPE,
     TOKEN_BATCH_GET,
     TOKEN_BATCH_POST,
     jwt_expiry,
@@ -97,8 +95,6 @@ from shared.clients.registry.transport import (
 
 __all__ = [
     "ACCEPT",
-    "ACR_SCOPE",
-    "ARM_SCOPE",
     "MANIFEST_MEDIA_TYPES",
     "MAX_ERROR_BYTES",
     "MAX_MANIFEST_BYTES",

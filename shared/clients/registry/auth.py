@@ -35,7 +35,6 @@ from shared.clients.registry.model import (
     Step,
     chunks,
     finding_code,
-    is_acr_host,
     ms_since,
     registry_errors,
 )
@@ -43,8 +42,6 @@ from shared.clients.registry.transport import MAX_TOKEN_BYTES, Transport, except
 from shared.config import Settings
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
-ARM_SCOPE = "https://management.azure.com/.default"
-ACR_SCOPE = "https://containerregistry.azure.net/.default"
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
 TOKEN_BATCH_GET = 20  # repositories per GET realm request (query string length)
 TOKEN_MARGIN_SECONDS = 30.0
@@ -216,7 +213,7 @@ class Authenticator:
         if not realm:
             return Auth("anonymous", failure=INCOMPLETE, detail="Bearer challenge without a realm")
         realm_host = (urlsplit(realm).hostname or "").lower()
-        if credential is None and is_acr_host(host):
+        if credential is None and self.settings.cloud.is_acr_host(host):
             return self._entra_exchange(host, target, realm, service, realm_trusted(host, realm))
         if credential is not None:
             if not realm_trusted(host, realm):
@@ -257,7 +254,8 @@ class Authenticator:
                 failure=INCOMPLETE,
                 detail=f"registry tenant is {why} (PULLWATCH_TRUSTED_TENANTS): Entra token withheld",
             )
-        audience = ARM_SCOPE if target.authentication_as_arm else ACR_SCOPE
+        cloud = self.settings.cloud
+        audience = cloud.arm_scope if target.authentication_as_arm else cloud.acr_scope
         start = time.monotonic()
         try:
             entra = self._entra_token(audience)

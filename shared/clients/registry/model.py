@@ -17,6 +17,7 @@ from typing import Any
 
 import requests
 
+from shared.cloud import cloud_of_login_server
 from shared.reference import ImageRef
 
 MEDIA_OCI_INDEX = "application/vnd.oci.image.index.v1+json"
@@ -27,7 +28,6 @@ MANIFEST_MEDIA_TYPES = (MEDIA_OCI_INDEX, MEDIA_OCI_MANIFEST, MEDIA_DOCKER_LIST, 
 INDEX_MEDIA_TYPES = frozenset({MEDIA_OCI_INDEX, MEDIA_DOCKER_LIST})
 ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 
-ACR_SUFFIXES = (".azurecr.io", ".azurecr.cn", ".azurecr.us")
 PULLWATCH_IDENTITY = "pullwatch"
 
 # Finding codes this client produces.
@@ -37,8 +37,9 @@ SERVER, NOT_FOUND, INCOMPLETE = "REGISTRY_SERVER_ERROR", "IMAGE_NOT_FOUND", "CHE
 
 
 def is_acr_host(host: str) -> bool:
-    name = host.lower().split(":")[0]
-    return any(name.endswith(s) and len(name) > len(s) for s in ACR_SUFFIXES)
+    """An ACR login server of any Azure cloud (what the name says; whether it may receive an Entra
+    token is the configured cloud's rule, in the auth step)."""
+    return cloud_of_login_server(host) is not None
 
 
 @dataclass(frozen=True)
