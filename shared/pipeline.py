@@ -25,6 +25,7 @@ from shared.checks.secrets import entry_matches
 from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound
 from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential, is_acr_host
 from shared.config import Settings
+from shared.correlate import correlate
 from shared.errors import PullwatchError, UpstreamError
 from shared.findings import Finding, dedupe, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
@@ -408,7 +409,9 @@ class Auditor:
             findings.extend(self._cluster_checks(cluster, snapshot, kube, results, used_acrs, options))
 
         findings = self._changes_since_last_audit(cluster, findings, previous, used_acrs, snapshot)
-        findings = sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
+        findings = correlate(
+            sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
+        )
         inventory = KnownCluster(
             id=cluster.id,
             registries=frozenset(hosts),
