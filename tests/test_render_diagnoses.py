@@ -125,3 +125,22 @@ def test_an_abac_condition_is_its_own_code_block_and_the_blocks_run_as_written()
     script = "az() { printf '%s\\n' \"$@\"; }\n" + "\n".join(teams)
     argv = subprocess.run(["bash", "-c", script], capture_output=True, check=True, timeout=10).stdout.decode()
     assert "{'team-a/ledger'}))" in argv.splitlines()[-1]
+
+
+def test_the_terminal_view_at_80_columns_is_the_diagnosis_layout_in_plain_text() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from shared.render.terminal import print_findings
+
+    out = StringIO()
+    print_findings(audit(3), console=Console(file=out, force_terminal=False, width=80))
+    text = out.getvalue()
+    assert "\x1b" not in text
+    assert text.count("ROLE_MISSING") == 1 and "PODS_IMAGE_PULL_FAILING" not in text
+    words = " ".join(text.split())  # wrapped at 80 columns
+    assert "affects 3 workloads: shop/Deployment/w0, shop/Deployment/w1, shop/Deployment/w2" in words
+    assert "\naz role x\n" in text  # the fix as written, flush left, ready to copy
+    assert text.rstrip().endswith("2 problems (1 error, 1 info) from 5 findings")
+    assert all(len(line) <= 80 for line in text.splitlines())
