@@ -90,12 +90,14 @@ _PLATFORM_SAYS = frozenset({"platform_mismatch"}) | _VAGUE
 
 @dataclass(frozen=True)
 class CrashFacts:
-    """Pods of one workload whose container last terminated with ``exec format error`` (a binary for
-    another architecture: the image pulled, then crashed)."""
+    """Pods of one workload on one node pool whose container, after pulling ``image``, crashes with
+    what a binary for another architecture does: ``exec format error`` (see
+    :func:`shared.checks.pods.exec_format_crashes`)."""
 
     namespace: str
     workload: str
-    images: tuple[str, ...]
+    image: str
+    node_pool: str | None
     pods: int
 
 
@@ -193,16 +195,20 @@ def correlate(findings: Sequence[Finding], crashes: Sequence[CrashFacts] | None 
                 f = _symptom(f, *found)
                 symptoms.setdefault(found[0].id, []).append(f.id)
         out.append(f)
-    crashing: dict[tuple[str | None, ...], int] = {
-        (c.namespace, c.workload, image): c.pods for c in crashes or () for image in c.images
-    }
+    crashing: dict[tuple[str | None, ...], int] = {}
+    for crash in crashes or ():
+        key = (crash.namespace, crash.workload, crash.image, crash.node_pool)
+        crashing[key] = crashing.get(key, 0) + crash.pods
     linked = []
     for f in out:
         if f.id in symptoms:
             f = f.with_(symptoms=tuple(sorted(set(f.symptoms) | set(symptoms[f.id]))))
-        if f.code == "IMAGE_PLATFORM_MISSING" and (f.namespace, f.workload, f.image) in crashing:
+        crashed = crashing.get((f.namespace, f.workload, f.image, f.node_pool))
+        if f.code == "IMAGE_PLATFORM_MISSING" and crashed:
             f = f.with_(
-                evidence={**f.evidence, "crashing_pods": crashing[(f.namespace, f.workload, f.image)]}
+                message=f"{f.message} {crashed} pod{'s' if crashed != 1 else ''} there crash"
+                f"{'es' if crashed == 1 else ''} with exec format error.",
+                evidence={**f.evidence, "crashing_pods": crashed},
             )
         linked.append(f)
     return linked

@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 
 from shared.checks.images import ImageUsage, image_findings, region_findings, usage_or_finding
 from shared.checks.network import network_findings
+from shared.checks.pods import exec_format_crashes
 from shared.checks.roles import registries_with_identity_role, resolve_pull_identity, role_findings
 from shared.checks.scheduling import platform_needs
 from shared.checks.secrets import entry_matches
@@ -410,7 +411,8 @@ class Auditor:
 
         findings = self._changes_since_last_audit(cluster, findings, previous, used_acrs, snapshot)
         findings = correlate(
-            sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
+            sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings)))),
+            exec_format_crashes(snapshot) if snapshot is not None else (),
         )
         inventory = KnownCluster(
             id=cluster.id,

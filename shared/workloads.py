@@ -17,7 +17,7 @@ Public interface::
                   node_selector, node_affinity, tolerations)   .ref -> "Deployment/web"
     ContainerFacts(name, image, kind)          kind: container | init | ephemeral
     PodFacts(namespace, name, owner, created, node, phase, waiting)
-    ContainerWaiting(container, image, reason, message)
+    ContainerWaiting(container, image, reason, message, kind, last_exit_code, last_message)
     EventFacts(namespace, pod, reason, message, type, count, first_seen, last_seen)
     SecretFacts(namespace, name, type, auths, content_error)   auths: None when content was not read
     AuthEntry(key, username, has_password)
@@ -143,6 +143,9 @@ class ContainerWaiting:
     reason: str
     message: str = ""
     kind: ContainerKind = "container"
+    # how the container's last run ended (``lastState.terminated``), e.g. for CrashLoopBackOff
+    last_exit_code: int | None = None
+    last_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -597,6 +600,9 @@ class SnapshotBuilder:
                 if not isinstance(state, Mapping) or not state.get("reason"):
                     continue
                 cname = str(cs.get("name") or "")
+                last = (cs.get("lastState") or {}).get("terminated")
+                last = last if isinstance(last, Mapping) else {}
+                exit_code = last.get("exitCode")
                 waiting.append(
                     ContainerWaiting(
                         container=cname,
@@ -604,6 +610,8 @@ class SnapshotBuilder:
                         reason=str(state["reason"]),
                         message=str(state.get("message") or ""),
                         kind=kind,
+                        last_exit_code=exit_code if isinstance(exit_code, int) else None,
+                        last_message=str(last.get("message") or "")[:1000],
                     )
                 )
         self.pods.append(

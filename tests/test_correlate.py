@@ -162,11 +162,13 @@ def test_a_missing_platform_counts_the_pods_that_crash_with_exec_format_error() 
         "IMAGE_PLATFORM_MISSING", image=IMAGE, namespace="shop", workload="Deployment/web", node_pool="arm"
     )
     crashes = [
-        CrashFacts("shop", "Deployment/web", (IMAGE,), 3),
-        CrashFacts("shop", "Deployment/x", (IMAGE,), 1),
+        CrashFacts("shop", "Deployment/web", IMAGE, "arm", 3),
+        CrashFacts("shop", "Deployment/web", IMAGE, "amd", 2),  # another pool: another reason
+        CrashFacts("shop", "Deployment/x", IMAGE, "arm", 1),
     ]
     out = correlate([platform, pod("platform_mismatch")], crashes)
     assert out[0].evidence["crashing_pods"] == 3
+    assert out[0].message.endswith(" 3 pods there crash with exec format error.")
     assert out[1].root_cause == platform.id and out[1].cause == "platform_mismatch"
 
 
