@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from shared.errors import InputError
-from shared.events import AzureEvent, parse_resource_id, scope_contains
+from shared.events import AzureEvent, parse_resource_id
+from shared.rbac import scope_covers
 
 log = logging.getLogger("pullwatch.plan")
 
@@ -317,9 +318,7 @@ def _plan_resource(
                 ignore(event, "role assignment outside the configured subscriptions")
                 return
         verb = "deleted" if event.short_type == "ResourceDeleteSuccess" else "written"
-        affected = [
-            c for c in known if any(scope_contains(assignment_scope or "/", r) for r in c.registry_ids)
-        ]
+        affected = [c for c in known if any(scope_covers(assignment_scope or "/", r) for r in c.registry_ids)]
         if not known and assignment_scope.startswith("/subscriptions/"):
             discover.append(assignment_scope.split("/")[2])
             return
