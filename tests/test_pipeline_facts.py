@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from shared.checks.images import ImageUsage
 from shared.checks.registered import (
     abac_mode_switched,
@@ -184,3 +186,17 @@ def test_an_auditor_over_fake_seams_collects_checks_and_correlates() -> None:
     assert registry.checked == [str(REF)]
     assert result.clusters[0].inventory is not None
     assert result.clusters[0].inventory.registry_modes == {ACR.login_server: LEGACY_MODE}
+
+
+@pytest.mark.sandbox
+def test_the_platform_world_counts_the_pods_that_crash_with_exec_format_error() -> None:
+    from pathlib import Path
+
+    from sandbox.runner import run_world
+
+    world = Path(__file__).resolve().parent.parent / "sandbox" / "worlds" / "image-platform-missing.yaml"
+    report, differences = run_world(world, quiet=True)
+    assert differences == []
+    [platform] = [f for f in report["findings"] if f["code"] == "IMAGE_PLATFORM_MISSING"]
+    assert platform["node_pool"] == "armpool" and platform["evidence"]["crashing_pods"] >= 1
+    assert "crash" in platform["message"] and "exec format error" in platform["message"]
