@@ -182,14 +182,35 @@ def _symptom(pod: Finding, root: Finding, cause: str) -> Finding:
 
 def correlate(findings: Sequence[Finding], crashes: Sequence[CrashFacts] | None = None) -> list[Finding]:
     """The findings, in the same order, with every symptom linked to its root cause (see module doc)."""
-    roots = sorted(
-        (f for f in findings if _rank(f.code) < len(_ORDER) and f.root_cause is None),
-        key=lambda f: _rank(f.code),
-    )
+    # Roots indexed by what they can share with a pod failure (registry, workload, image, or the
+    # whole cluster), so that each failure is compared only with the roots that may explain it.
+    index: dict[tuple[str | None, ...], list[tuple[int, int, Finding]]] = {}
+    for order, f in enumerate(findings):
+        if _rank(f.code) >= len(_ORDER) or f.root_cause is not None:
+            continue
+        cluster = _lower(f.cluster)
+        for key in (
+            ("registry", cluster, _lower(f.registry)) if f.registry else ("cluster", cluster),
+            ("workload", cluster, f.namespace, f.workload),
+            ("image", cluster, f.image),
+        ):
+            index.setdefault(key, []).append((_rank(f.code), order, f))
     out: list[Finding] = []
     symptoms: dict[str, list[str]] = {}
     for f in findings:
         if f.code == SYMPTOM and f.root_cause is None:
+            cluster = _lower(f.cluster)
+            candidates = {
+                order: (rank, order, root)
+                for key in (
+                    ("registry", cluster, _lower(f.registry)),
+                    ("cluster", cluster),
+                    ("workload", cluster, f.namespace, f.workload),
+                    ("image", cluster, f.image),
+                )
+                for rank, order, root in index.get(key, ())
+            }
+            roots = [root for _, _, root in sorted(candidates.values(), key=lambda c: (c[0], c[1]))]
             found = next(((r, c) for r in roots if (c := _explains(r, f))), None)
             if found is not None:
                 f = _symptom(f, *found)
