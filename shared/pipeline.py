@@ -517,7 +517,8 @@ class Auditor:
 
 class SecretReader:
     """Reads pull-secret credentials at check time (read-secrets on); nothing is kept beyond the
-    registry check that needs it. Also the ``CredentialReader`` of the pull-secret checks."""
+    registry check that needs it: the one pull-credential reader (registry checks as the workload,
+    and the pull-secret trials)."""
 
     def __init__(self, kube: Any) -> None:
         self.kube = kube
