@@ -1,7 +1,7 @@
 """The audit of one cluster: collect → checks → correlate (then compare → deliver in :mod:`shared.app`).
 
 :class:`Auditor` reads everything one cluster's checks need into one frozen
-:class:`~shared.facts.ClusterFacts` through the seams it is given (ARM and Graph, Kubernetes, the
+:class:`~shared.checks.facts.ClusterFacts` through the seams it is given (ARM and Graph, Kubernetes, the
 registries, the network facts; :func:`connect_auditor` builds the real ones), runs the registered
 pure checks (:mod:`shared.checks.registered`) and links each symptom to its root cause
 (:mod:`shared.correlate`). It shares what can be shared across the clusters of one run:
@@ -19,6 +19,7 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
+from shared.checks.facts import ClusterFacts
 from shared.checks.images import ImageUsage
 from shared.checks.pods import exec_format_crashes
 from shared.checks.registered import incomplete, run_checks
@@ -31,7 +32,6 @@ from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, Re
 from shared.config import Settings
 from shared.correlate import correlate
 from shared.errors import PullwatchError, UpstreamError
-from shared.facts import ClusterFacts
 from shared.findings import Finding, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from shared.checks.facts import ClusterFacts
 from shared.checks.images import ImageUsage
 from shared.checks.registered import (
     abac_mode_switched,
@@ -17,7 +18,6 @@ from shared.checks.registered import (
 from shared.clients.registry import ImageResult, Step
 from shared.config import Settings
 from shared.errors import UpstreamError
-from shared.facts import ClusterFacts
 from shared.model import ABAC_MODE, LEGACY_MODE, ClusterInfo, NodePool, RegistryInfo
 from shared.pipeline import AuditOptions, Auditor
 from shared.plan import KnownCluster

@@ -2,7 +2,7 @@
 ``ClusterFacts -> list[Finding]``, and the pure steps that settle their findings.
 
 A new check is one function here (or in its group's module, registered here), its catalogue line
-in :mod:`shared.findings` and its test from plain :class:`~shared.facts.ClusterFacts`. No check
+in :mod:`shared.findings` and its test from plain :class:`~shared.checks.facts.ClusterFacts`. No check
 imports a client or calls anything that does I/O: everything was collected before
 (:meth:`shared.pipeline.Auditor.collect`).
 
@@ -20,13 +20,13 @@ import shlex
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from shared.checks.facts import ClusterFacts
 from shared.checks.images import image_findings, region_findings
 from shared.checks.network import network_findings
 from shared.checks.pods import pod_findings
 from shared.checks.roles import role_findings
 from shared.checks.secrets import secret_findings
 from shared.clients.registry import is_acr_host
-from shared.facts import ClusterFacts
 from shared.findings import Finding, dedupe, sort_findings
 from shared.model import ClusterInfo
 
