@@ -227,8 +227,8 @@ def correlate(findings: Sequence[Finding], crashes: Sequence[CrashFacts] | None 
         crashed = crashing.get((f.namespace, f.workload, f.image, f.node_pool))
         if f.code == "IMAGE_PLATFORM_MISSING" and crashed:
             f = f.with_(
-                message=f"{f.message} {crashed} pod{'s' if crashed != 1 else ''} there crash"
-                f"{'es' if crashed == 1 else ''} with exec format error.",
+                message=f"{f.message} {crashed} pod{'s are' if crashed != 1 else ' is'} in CrashLoopBackOff "
+                "there with exec format error.",
                 evidence={**f.evidence, "crashing_pods": crashed},
             )
         linked.append(f)

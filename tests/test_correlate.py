@@ -168,7 +168,7 @@ def test_a_missing_platform_counts_the_pods_that_crash_with_exec_format_error() 
     ]
     out = correlate([platform, pod("platform_mismatch")], crashes)
     assert out[0].evidence["crashing_pods"] == 3
-    assert out[0].message.endswith(" 3 pods there crash with exec format error.")
+    assert out[0].message.endswith(" 3 pods are in CrashLoopBackOff there with exec format error.")
     assert out[1].root_cause == platform.id and out[1].cause == "platform_mismatch"
 
 
