@@ -49,6 +49,7 @@ from shared.findings import Finding
 from shared.reference import ReferenceError, parse_reference
 
 SYMPTOM = "PODS_IMAGE_PULL_FAILING"
+MAX_SYMPTOMS = 500  # ids a root cause lists; beyond, evidence ``symptoms_total`` counts them
 
 #: Network roots and the pull-error cause each one produces.
 NETWORK_ROOTS: Mapping[str, str] = {
@@ -223,7 +224,10 @@ def correlate(findings: Sequence[Finding], crashes: Sequence[CrashFacts] | None 
     linked = []
     for f in out:
         if f.id in symptoms:
-            f = f.with_(symptoms=tuple(sorted(set(f.symptoms) | set(symptoms[f.id]))))
+            ids = sorted(set(f.symptoms) | set(symptoms[f.id]))
+            f = f.with_(symptoms=tuple(ids[:MAX_SYMPTOMS]))
+            if len(ids) > MAX_SYMPTOMS:  # a stored finding stays small; each symptom names its root
+                f = f.with_(evidence={**f.evidence, "symptoms_total": len(ids)})
         crashed = crashing.get((f.namespace, f.workload, f.image, f.node_pool))
         if f.code == "IMAGE_PLATFORM_MISSING" and crashed:
             f = f.with_(

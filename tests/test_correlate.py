@@ -177,3 +177,11 @@ def test_ids_are_stable_and_differ_by_target() -> None:
     assert root("ROLE_MISSING").id != root("ROLE_MISSING", registry=OTHER_ACR).id
     assert root("ROLE_MISSING").id.startswith("ROLE_MISSING:")
     assert root("ROLE_MISSING", registry=ACR.upper()).id == root("ROLE_MISSING").id
+
+
+def test_a_root_cause_lists_at_most_500_symptoms_and_counts_the_rest() -> None:
+    pods = [pod(workload=f"Deployment/w{i}") for i in range(503)]
+    out = correlate([*pods, root("ROLE_MISSING")])
+    role = out[-1]
+    assert len(role.symptoms) == 500 and role.evidence["symptoms_total"] == 503
+    assert all(p.root_cause == role.id for p in out[:-1])
