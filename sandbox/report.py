@@ -7,6 +7,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
@@ -103,9 +104,19 @@ def _teams_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def print_report(report: dict[str, Any], differences: list[str] | None = None) -> None:
-    console = Console()
-    console.rule(f"[bold]pullwatch sandbox: {report['world']}")
+def _heading(console: Console, title: str) -> None:
+    """A rule across a terminal; a plain line in a pipe or a CI log (no box drawing)."""
+    if console.is_terminal:
+        console.rule(Text(title, style="bold"))
+    else:
+        console.print(Text(f"== {title} =="))
+
+
+def print_report(
+    report: dict[str, Any], differences: list[str] | None = None, console: Console | None = None
+) -> None:
+    console = console or Console()
+    _heading(console, f"pullwatch sandbox: {report['world']}")
     print_findings(console, report["initial"]["findings"], "Initial audit (nightly timer path)")
     before = report["initial"]["findings"]
     for entry in report["steps"]:
@@ -113,17 +124,23 @@ def print_report(report: dict[str, Any], differences: list[str] | None = None) -
         before = entry["findings"]
     console.print(Text(f"Open at the end: {len(report['findings'])} finding(s)", style="bold"))
     console.print()
-    console.rule("Messages the webhooks received")
+    _heading(console, "Messages the webhooks received")
     if not report["notifications"]:
         console.print("(none)")
     for n in report["notifications"]:
-        text = _slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"])
-        console.print(
-            Panel(Text(printable(text)), title=f"{n['sink']} — answered {n['status']}", title_align="left")
+        text = Text(
+            printable(_slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"]))
         )
-    console.rule("Requests pullwatch sent")
+        title = f"{n['sink']} — answered {n['status']}"
+        if console.is_terminal:
+            console.print(Panel(text, title=title, title_align="left"))
+        else:
+            console.print(Text(f"-- {title}"))
+            console.print(text)
+            console.print()
+    _heading(console, "Requests pullwatch sent")
     requests = report["requests"]
-    table = Table(show_header=True)
+    table = Table(show_header=True, box=box.HEAVY_HEAD if console.is_terminal else None)
     table.add_column("stand-in")
     table.add_column("requests", justify="right")
     for key, value in requests.items():

@@ -144,3 +144,32 @@ def test_the_terminal_view_at_80_columns_is_the_diagnosis_layout_in_plain_text()
     assert "\naz role x\n" in text  # the fix as written, flush left, ready to copy
     assert text.rstrip().endswith("2 problems (1 error, 1 info) from 5 findings")
     assert all(len(line) <= 80 for line in text.splitlines())
+
+
+def test_the_sandbox_report_in_a_pipe_has_no_box_drawing() -> None:
+    from io import StringIO
+
+    from rich.console import Console
+
+    from sandbox.report import print_report
+    from shared.render import render
+
+    findings = [f.to_dict() for f in audit(2)]
+    digest = build_digest({CLUSTER: Changes(new=tuple(audit(2)))})
+    report = {
+        "world": "w",
+        "initial": {"findings": findings},
+        "steps": [{"step": {"wait": "1s"}, "findings": findings[:1]}],
+        "findings": findings[:1],
+        "notifications": [
+            {"sink": "slack", "status": 200, "payload": render("slack", digest)},
+            {"sink": "teams", "status": 202, "payload": render("teams", digest)},
+        ],
+        "requests": {"arm": 3, "registry": {ACR: 2}},
+    }
+    out = StringIO()
+    print_report(report, [], console=Console(file=out, force_terminal=False, width=80))
+    text = out.getvalue()
+    assert not set("─│╭╮╯╰┏┓┗┛━┃") & set(text) and "\x1b" not in text
+    assert "== Messages the webhooks received ==" in text and "-- slack — answered 200" in text
+    assert "ROLE_MISSING · contosoacr.azurecr.io" in text and "RESOLVED Registry answers slowly" in text
