@@ -31,10 +31,11 @@ CLUSTER_ID = (
 
 
 def _audit(kubeconfig: str) -> dict[str, float | int]:
-    from shared.checks.pods import pod_findings
+    from shared.checks.pods import exec_format_crashes, pod_findings
     from shared.checks.scheduling import platform_needs
     from shared.checks.secrets import secret_findings
     from shared.clients.kube import KubeClient, collect
+    from shared.correlate import correlate
 
     start = time.perf_counter()
     with KubeClient.from_kubeconfig(Path(kubeconfig).read_bytes(), timeout=30) as client:
@@ -43,6 +44,7 @@ def _audit(kubeconfig: str) -> dict[str, float | int]:
     findings = pod_findings(snap, grace_seconds=300)
     findings += secret_findings(snap, kubelet_registries={"contosoacr.azurecr.io"})
     needs = platform_needs(snap)
+    findings = correlate(findings, exec_format_crashes(snap))
     done = time.perf_counter()
     return {
         "seconds": done - start,

@@ -134,7 +134,7 @@ def preflight_200() -> Row:
     from sandbox.runner import Sandbox
     from sandbox.world import parse
     from shared.config import Settings
-    from shared.pipeline import AuditOptions, Auditor
+    from shared.pipeline import AuditOptions, connect_auditor
     from shared.preflight.check import preflight_cluster
     from shared.preflight.manifests import read_manifests
 
@@ -147,7 +147,7 @@ def preflight_200() -> Row:
 
         box.log.reset()
         start = time.monotonic()
-        auditor = Auditor(settings, DefaultAzureCredential())
+        auditor = connect_auditor(settings, DefaultAzureCredential())
         try:
             audit = auditor.audit_clusters([cluster_id], AuditOptions(clusters=(cluster_id,)))
         finally:

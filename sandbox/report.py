@@ -7,48 +7,29 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from rich import box
 from rich.console import Console
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from shared.render.terminal import printable
+from shared.compare import Changes
+from shared.findings import Finding
+from shared.render import build_digest
+from shared.render.terminal import diagnoses, print_digest, printable
 
-SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan"}
 
-
-def _short_cluster(cluster: str | None) -> str:
-    return cluster.rstrip("/").rsplit("/", 1)[-1] if cluster else "-"
+def _findings(items: list[dict[str, Any]]) -> list[Finding]:
+    return [Finding.from_dict(f) for f in items]
 
 
 def print_findings(console: Console, findings: list[dict[str, Any]], title: str) -> None:
-    """One block per finding (reads at any width, unlike a wide table): severity, code, cluster and
-    place on the first line; then what, the cause and the fix. Text is printed literally."""
+    """An audit's findings as diagnoses (the layout of ``pullwatch audit`` and of the messages:
+    one entry per root cause, the workloads it affects, the fix). Text is printed literally."""
     console.print(Text(title, style="bold underline"))
     if not findings:
         console.print(Text("  nothing to report", style="green"))
-    for f in findings:
-        where = " · ".join(
-            x
-            for x in (
-                f.get("registry"),
-                f.get("namespace") and f"{f['namespace']}/{f.get('workload')}",
-                f.get("node_pool") and f"pool {f['node_pool']}",
-            )
-            if x
-        )
-        head = Text("  ")
-        head.append(f"{f['severity']:<7}", style=SEVERITY_STYLE.get(f["severity"], ""))
-        head.append(f" {f['code']}", style="bold")
-        head.append(f"  {_short_cluster(f.get('cluster'))}")
-        if where:
-            head.append(f"  {where}", style="dim")
-        console.print(head)
-        console.print(Text(f"      {printable(f['message'])}"))
-        if f.get("cause"):
-            console.print(Text(f"      cause: {f['cause']}", style="italic"))
-        if f.get("remediation"):
-            console.print(Text(f"      $ {printable(f['remediation'])}", style="green"))
+    print_digest(console, diagnoses(_findings(findings)))
     console.print()
 
 
@@ -58,7 +39,7 @@ _IDENTITY = ("code", "cluster", "registry", "image", "namespace", "workload", "n
 def print_changes(
     console: Console, before: list[dict[str, Any]], after: list[dict[str, Any]], step: str
 ) -> None:
-    """What a timeline step changed: findings opened and findings resolved (by finding identity)."""
+    """What a timeline step changed: diagnoses opened and resolved (by finding identity)."""
 
     def key(f: dict[str, Any]) -> tuple[Any, ...]:
         return tuple(
@@ -67,18 +48,22 @@ def print_changes(
 
     old = {key(f): f for f in before}
     new = {key(f): f for f in after}
-    opened = [f for k, f in new.items() if k not in old]
-    resolved = [f for k, f in old.items() if k not in new]
+    opened = _findings([f for k, f in new.items() if k not in old])
+    resolved = _findings([f for k, f in old.items() if k not in new])
     console.print(Text(f"After {step}", style="bold underline"))
     if not opened and not resolved:
         console.print(Text("  no change", style="dim"))
-    for label, items, style in (("new", opened, "bold red"), ("resolved", resolved, "bold green")):
-        for f in items:
-            line = Text(f"  {label:<9}", style=style)
-            line.append(f"{f['code']}  {_short_cluster(f.get('cluster'))}  ")
-            line.append(f["message"], style="dim" if label == "resolved" else "")
-            console.print(line)
-    console.print()
+        console.print()
+        return
+    clusters = {f.cluster or "" for f in opened + resolved}
+    changes = {
+        c: Changes(
+            new=tuple(f for f in opened if (f.cluster or "") == c),
+            resolved=tuple(f for f in resolved if (f.cluster or "") == c),
+        )
+        for c in clusters
+    }
+    print_digest(console, build_digest(changes))
 
 
 def _slack_text(payload: dict[str, Any]) -> str:
@@ -119,9 +104,19 @@ def _teams_text(payload: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def print_report(report: dict[str, Any], differences: list[str] | None = None) -> None:
-    console = Console()
-    console.rule(f"[bold]pullwatch sandbox: {report['world']}")
+def _heading(console: Console, title: str) -> None:
+    """A rule across a terminal; a plain line in a pipe or a CI log (no box drawing)."""
+    if console.is_terminal:
+        console.rule(Text(title, style="bold"))
+    else:
+        console.print(Text(f"== {title} =="))
+
+
+def print_report(
+    report: dict[str, Any], differences: list[str] | None = None, console: Console | None = None
+) -> None:
+    console = console or Console()
+    _heading(console, f"pullwatch sandbox: {report['world']}")
     print_findings(console, report["initial"]["findings"], "Initial audit (nightly timer path)")
     before = report["initial"]["findings"]
     for entry in report["steps"]:
@@ -129,17 +124,23 @@ def print_report(report: dict[str, Any], differences: list[str] | None = None) -
         before = entry["findings"]
     console.print(Text(f"Open at the end: {len(report['findings'])} finding(s)", style="bold"))
     console.print()
-    console.rule("Messages the webhooks received")
+    _heading(console, "Messages the webhooks received")
     if not report["notifications"]:
         console.print("(none)")
     for n in report["notifications"]:
-        text = _slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"])
-        console.print(
-            Panel(Text(printable(text)), title=f"{n['sink']} — answered {n['status']}", title_align="left")
+        text = Text(
+            printable(_slack_text(n["payload"]) if n["sink"] == "slack" else _teams_text(n["payload"]))
         )
-    console.rule("Requests pullwatch sent")
+        title = f"{n['sink']} — answered {n['status']}"
+        if console.is_terminal:
+            console.print(Panel(text, title=title, title_align="left"))
+        else:
+            console.print(Text(f"-- {title}"))
+            console.print(text)
+            console.print()
+    _heading(console, "Requests pullwatch sent")
     requests = report["requests"]
-    table = Table(show_header=True)
+    table = Table(show_header=True, box=box.HEAVY_HEAD if console.is_terminal else None)
     table.add_column("stand-in")
     table.add_column("requests", justify="right")
     for key, value in requests.items():

@@ -499,6 +499,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             "workload",
             "node_pool",
             "cause",
+            "root_cause",
         )
         for i, spec in enumerate(r.seq(exp.get("findings"), ("expect", "findings"))):
             m = r.mapping(spec, ("expect", "findings", i), from_fields, required=("code",))

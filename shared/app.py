@@ -25,7 +25,15 @@ from shared.events import AzureEvent, Rejected, parse_delivery, parse_resource_i
 from shared.findings import Finding, sort_findings
 from shared.inventory import AuditQueue, InventoryStore
 from shared.notify import Notifier
-from shared.pipeline import AuditOptions, Auditor, AuditResult, ClusterResult, incomplete, safe_reason
+from shared.pipeline import (
+    AuditOptions,
+    Auditor,
+    AuditResult,
+    ClusterResult,
+    connect_auditor,
+    incomplete,
+    safe_reason,
+)
 from shared.plan import AuditRequest, Scope, plan_events, plan_nightly
 from shared.render import ClusterMeta
 from shared.state import StateStore
@@ -106,12 +114,12 @@ class App:
         messages of one fan-out share subscription-wide ARM lists and registry probes; an audit
         caused by a change always reads afresh (the change is what it must see)."""
         if not warm:
-            return Auditor(self.settings, self.credential)
+            return connect_auditor(self.settings, self.credential)
         with self._lock:
             now = time.monotonic()
             if self._auditor is None or now - self._auditor_since > AUDITOR_WINDOW_SECONDS:
                 self._retire_auditor()
-                self._auditor = Auditor(self.settings, self.credential)
+                self._auditor = connect_auditor(self.settings, self.credential)
                 self._auditor_since = now
             return self._auditor
 

@@ -13,11 +13,15 @@ import sys
 from collections.abc import Callable, Sequence
 from functools import wraps
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from shared.errors import PullwatchError
+
+if TYPE_CHECKING:
+    from shared.config import Settings
+    from shared.pipeline import AuditOptions, AuditResult
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -174,7 +178,7 @@ def audit(
     from shared.config import Settings
     from shared.events import parse_resource_id
     from shared.findings import has_errors
-    from shared.pipeline import AuditOptions, run_cli_audit
+    from shared.pipeline import AuditOptions
 
     for cluster in clusters:
         rid = parse_resource_id(cluster)
@@ -204,6 +208,19 @@ def audit(
         reason = not_audited[0].findings[0].evidence.get("reason") or "see CHECK_INCOMPLETE"
         fail(f"audit: no cluster could be audited: {reason}")
     sys.exit(EXIT_FOUND_ERRORS if has_errors(result.findings) else EXIT_OK)
+
+
+def run_cli_audit(settings: Settings, options: AuditOptions) -> AuditResult:
+    """``pullwatch audit``: DefaultAzureCredential, discover, audit, and (``--notify``) deliver."""
+    from azure.identity import DefaultAzureCredential
+
+    from shared.app import App
+
+    app = App(settings, DefaultAzureCredential(authority=settings.cloud.authority_host))
+    try:
+        return app.audit_now(options, notify=options.notify)
+    finally:
+        app.close()
 
 
 def _not_audited(findings: Sequence[Any]) -> bool:

@@ -236,12 +236,3 @@ def parse_resource_id(text: str) -> ResourceId | None:
 
 def same_id(a: str | None, b: str | None) -> bool:
     return a is not None and b is not None and a.rstrip("/").lower() == b.rstrip("/").lower()
-
-
-def scope_contains(scope: str, resource_id: str) -> bool:
-    """True when an assignment at ``scope`` applies to ``resource_id`` (same or an ancestor scope)."""
-    s = scope.rstrip("/").lower()
-    r = resource_id.rstrip("/").lower()
-    if s.startswith("/providers/microsoft.management/managementgroups/") or s in ("", "/"):
-        return True  # a management group sits above every subscription we watch
-    return r == s or r.startswith(s + "/")

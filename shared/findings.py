@@ -7,6 +7,7 @@ exactly the spec's: every field present, ``null`` where it does not apply.
 from __future__ import annotations
 
 import enum
+import hashlib
 import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
@@ -310,6 +311,7 @@ CATALOGUE: Mapping[str, Code] = {c.code: c for c in _CODES}
 
 #: The order of the JSON fields, as the spec shows them.
 FIELDS: tuple[str, ...] = (
+    "id",
     "code",
     "severity",
     "cluster",
@@ -322,15 +324,18 @@ FIELDS: tuple[str, ...] = (
     "message",
     "evidence",
     "remediation",
+    "root_cause",
+    "symptoms",
 )
 
 #: The fields that hold a string or null.
 _OPTIONAL_TEXT: tuple[str, ...] = tuple(
-    f for f in FIELDS if f not in ("code", "severity", "message", "evidence")
+    f for f in FIELDS if f not in ("id", "code", "severity", "message", "evidence", "symptoms")
 )
 
 #: The fields that make a finding's identity (spec: for "new" / "resolved").
 IDENTITY_FIELDS: tuple[str, ...] = (
+    "id",
     "code",
     "cluster",
     "registry",
@@ -359,6 +364,8 @@ class Finding:
     cause: str | None = None
     evidence: Mapping[str, Any] = field(default_factory=dict)
     remediation: str | None = None
+    root_cause: str | None = None  # the id of the finding that explains this one (same audit)
+    symptoms: tuple[str, ...] = ()  # ids of the findings this one explains
 
     def __post_init__(self) -> None:
         if self.code not in CATALOGUE:
@@ -389,6 +396,11 @@ class Finding:
         """The identity as one stable string (storage row keys, de-duplication)."""
         return "|".join("" if v is None else v for v in self.key)
 
+    @property
+    def id(self) -> str:
+        """Stable across audits: the code and a digest of the identity (``ROLE_MISSING:3f0c…``)."""
+        return f"{self.code}:{hashlib.sha256(self.key_text.encode()).hexdigest()[:12]}"
+
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {}
         for name in FIELDS:
@@ -397,6 +409,8 @@ class Finding:
                 value = self.level.value
             elif name == "evidence":
                 value = dict(value)
+            elif name == "symptoms":
+                value = list(value)
             out[name] = value
         return out
 
@@ -415,7 +429,12 @@ class Finding:
         evidence = {} if evidence is None else evidence
         if not isinstance(evidence, Mapping):
             raise FindingError("finding field 'evidence' must be an object")
-        kwargs: dict[str, Any] = {}
+        symptoms = data.get("symptoms") or []
+        if not isinstance(symptoms, list) or not all(isinstance(s, str) for s in symptoms):
+            raise FindingError("finding field 'symptoms' must be a list of finding ids")
+        if data.get("id") is not None and not isinstance(data.get("id"), str):
+            raise FindingError("finding field 'id' must be a string")
+        kwargs: dict[str, Any] = {"symptoms": tuple(symptoms)}
         for name in _OPTIONAL_TEXT:
             value = data.get(name)
             if value is not None and not isinstance(value, str):

@@ -1,15 +1,17 @@
-"""The audit: plan → collect → check → (compare → deliver in :mod:`shared.app`).
+"""The audit of one cluster: collect → checks → correlate (then compare → deliver in :mod:`shared.app`).
 
-:class:`Auditor` audits clusters with the outside systems it is given (ARM, Kubernetes, registries).
-It shares what can be shared across the clusters of one run: subscription-wide ARM lists (through
-one :class:`~shared.clients.arm.ArmClient`), and registry probes (one check per unique image).
-Every check that cannot run becomes a ``CHECK_INCOMPLETE`` finding, never a silent pass.
+:class:`Auditor` reads everything one cluster's checks need into one frozen
+:class:`~shared.checks.facts.ClusterFacts` through the seams it is given (ARM and Graph, network facts included; Kubernetes; the
+registries; :func:`connect_auditor` builds the real ones), runs the registered
+pure checks (:mod:`shared.checks.registered`) and links each symptom to its root cause
+(:mod:`shared.correlate`). It shares what can be shared across the clusters of one run:
+subscription-wide ARM lists, and registry probes (one check per unique image). Every check that
+cannot run becomes a ``CHECK_INCOMPLETE`` finding, never a silent pass.
 """
 
 from __future__ import annotations
 
 import logging
-import shlex
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -17,21 +19,26 @@ from typing import Any
 
 from azure.core.credentials import TokenCredential
 
-from shared.checks.images import ImageUsage, image_findings, region_findings, usage_or_finding
-from shared.checks.network import network_findings
-from shared.checks.roles import registries_with_identity_role, resolve_pull_identity, role_findings
-from shared.checks.scheduling import platform_needs
-from shared.checks.secrets import entry_matches
+from shared.checks.facts import ClusterFacts
+from shared.checks.images import ImageUsage
+from shared.checks.pods import exec_format_crashes
+from shared.checks.registered import incomplete, run_checks
+from shared.checks.roles import registries_with_identity_role, resolve_pull_identity
+from shared.checks.scheduling import image_usages
+from shared.checks.secrets import credential_candidates, entry_matches, trial_key
 from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound
-from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential, is_acr_host
+from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential
 from shared.config import Settings
+from shared.correlate import correlate
 from shared.errors import PullwatchError, UpstreamError
-from shared.findings import Finding, dedupe, sort_findings
+from shared.findings import Finding, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.reference import ImageRef, ReferenceError, parse_reference
 from shared.snapshot_builder import parse_docker_config, secret_content
 from shared.workloads import Snapshot
+
+__all__ = ["AuditOptions", "AuditResult", "Auditor", "ClusterResult", "connect_auditor", "incomplete"]
 
 log = logging.getLogger("pullwatch.audit")
 
@@ -89,25 +96,6 @@ class AuditResult:
         }
 
 
-def incomplete(
-    cluster_id: str | None,
-    check: str,
-    reason: str,
-    *,
-    registry: str | None = None,
-    message: str | None = None,
-    **evidence: Any,
-) -> Finding:
-    name = cluster_id.rstrip("/").rsplit("/", 1)[-1] if cluster_id else "the estate"
-    return Finding(
-        code="CHECK_INCOMPLETE",
-        cluster=cluster_id,
-        registry=registry,
-        message=message or f"Could not run the {check} checks for {name}: {reason}.",
-        evidence={"check": check, "reason": reason, **evidence},
-    )
-
-
 def _scrubbed(finding: Finding) -> Finding:
     """The finding without signed URLs, tokens or JWTs in its message and evidence: they quote
     outside text (kubelet's pull errors cite a layer's SAS URL, signature included)."""
@@ -127,30 +115,33 @@ def safe_reason(exc: BaseException) -> str:
 
 
 class Auditor:
-    """One audit run. ``credential`` is pullwatch's own identity (managed identity in Azure)."""
+    """One audit run over the seams it is given: ARM (and Graph), Kubernetes (``kube_connect``:
+    cluster + kubeconfig -> client) and the registries; network facts (egress IPs, private
+    endpoints) come through the ARM seam too. :func:`connect_auditor` builds them for pullwatch's
+    own identity."""
 
     def __init__(
         self,
         settings: Settings,
-        credential: TokenCredential,
         *,
-        arm: ArmClient | None = None,
-        kube_connect: Callable[[ClusterInfo, bytes], Any] | None = None,
+        arm: ArmClient,
+        kube_connect: Callable[[ClusterInfo, bytes], Any],
+        registry: RegistryClient,
+        own_seams: bool = False,
     ) -> None:
         self.settings = settings
-        self.credential = credential
-        self.arm = arm or ArmClient.from_settings(credential, settings)
-        self._own_arm = arm is None
-        self.registry = RegistryClient(settings, entra_token=self._entra_token, app_tenant=settings.tenant_id)
-        self._kube_connect = kube_connect or self._default_kube_connect
+        self.arm = arm
+        self.registry = registry
+        self._kube_connect = kube_connect
+        self._own_seams = own_seams  # close them with the Auditor
         self._registries: dict[str, list[RegistryInfo]] = {}
         self._registries_unreadable: dict[str, str] = {}  # subscription -> why its ACR list failed
         self._assignments: dict[str, list[RoleAssignment] | str] = {}
         self._image_results: dict[tuple[str, str], ImageResult] = {}
 
     def close(self) -> None:
-        self.registry.close()
-        if self._own_arm:
+        if self._own_seams:
+            self.registry.close()
             self.arm.close()
 
     def __enter__(self) -> Auditor:
@@ -158,17 +149,6 @@ class Auditor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    # --- identities -------------------------------------------------------------------------
-
-    def _entra_token(self, scope: str) -> str:
-        return self.credential.get_token(scope).token
-
-    def _default_kube_connect(self, cluster: ClusterInfo, kubeconfig: bytes) -> Any:
-        from shared.clients.kube import KubeClient
-
-        bearer = (lambda: self.credential.get_token(AKS_SERVER_SCOPE).token) if cluster.aad_enabled else None
-        return KubeClient.from_kubeconfig(kubeconfig, bearer_token=bearer, timeout=self.settings.http_timeout)
 
     # --- discovery --------------------------------------------------------------------------
 
@@ -223,7 +203,7 @@ class Auditor:
                 self._assignments[key] = str(exc)
         return self._assignments[key]
 
-    # --- one cluster ------------------------------------------------------------------------
+    # --- clusters ---------------------------------------------------------------------------
 
     def audit_clusters(
         self,
@@ -247,43 +227,47 @@ class Auditor:
             one.elapsed_s = time.monotonic() - start
             one.findings = [_scrubbed(f) for f in one.findings]
             result.clusters.append(one)
-            if any(f.code == "CHECK_INCOMPLETE" for f in one.findings):
-                result.unchecked.extend(
-                    {
-                        "cluster": cluster_id,
-                        "check": f.evidence.get("check"),
-                        "reason": f.evidence.get("reason"),
-                    }
-                    for f in one.findings
-                    if f.code == "CHECK_INCOMPLETE"
-                )
+            result.unchecked.extend(
+                {"cluster": cluster_id, "check": f.evidence.get("check"), "reason": f.evidence.get("reason")}
+                for f in one.findings
+                if f.code == "CHECK_INCOMPLETE"
+            )
         result.requests = {**self.arm.request_counts(), "registry": self.registry.request_counts()}
         return result
 
     def audit_cluster(
-        self,
-        cluster_id: str,
-        options: AuditOptions,
-        previous: KnownCluster | None = None,
+        self, cluster_id: str, options: AuditOptions, previous: KnownCluster | None = None
     ) -> ClusterResult:
+        """Collect the facts, run the registered checks, link symptoms to their root causes."""
+        facts = self.collect(cluster_id, options, previous)
+        if facts.gone:
+            return ClusterResult(cluster_id, [], gone=True)
+        findings = correlate(run_checks(facts), facts.crashes)
+        return ClusterResult(facts.cluster_id, findings, seen(facts, findings), facts.cluster)
+
+    # --- collect: every fact the checks read, through the seams ---------------------------------
+
+    def collect(self, cluster_id: str, options: AuditOptions, previous: KnownCluster | None) -> ClusterFacts:
+        """Everything one cluster's checks need, read once. What cannot be read is recorded as
+        why (``*_unreadable``), never left out silently."""
         try:
             cluster = self.arm.get_cluster(cluster_id)
         except ArmNotFound:
-            return ClusterResult(cluster_id, [], gone=True)
+            return ClusterFacts(cluster_id, gone=True)
         except ArmAccessDenied as exc:
-            return ClusterResult(
-                cluster_id, [incomplete(cluster_id, "all", f"cannot read the cluster: {exc}")]
-            )
-        findings: list[Finding] = []
-
-        # collect: the cluster's own view
-        snapshot, kube = self._collect(cluster, options, findings)
+            return ClusterFacts(cluster_id, cluster_unreadable=f"cannot read the cluster: {exc}")
+        reading = options.read_secrets or self.settings.read_secrets
+        snapshot, kube, snapshot_unreadable = self._snapshot(cluster, reading)
 
         # images the cluster uses
         usages: list[ImageUsage] = []
+        invalid: list[Finding] = []
         if snapshot is not None:
-            usages, invalid = image_usages(cluster, snapshot)
-            findings.extend(invalid)
+            for got in image_usages(snapshot, cluster.node_pools):
+                if isinstance(got, Finding):
+                    invalid.append(got)
+                else:
+                    usages.append(got)
         used_refs = {u.ref for u in usages}
         hosts = {r.registry for r in used_refs} | set(self.settings.registries) | set(options.registries)
         if snapshot is None and previous is not None:  # fall back on what the last audit saw
@@ -300,7 +284,6 @@ class Auditor:
         for sub in subs:
             for reg in self.registries_in(sub):
                 acrs.setdefault(reg.login_server.lower(), reg)
-        # An ACR the workloads use that no readable list holds: its role check cannot run.
         unlisted = next(
             (
                 self._registries_unreadable[s.lower()]
@@ -309,12 +292,8 @@ class Auditor:
             ),
             None,
         )
-        if unlisted:
-            for host in sorted(hosts):
-                if is_acr_host(host) and host not in acrs:
-                    findings.append(incomplete(cluster.id, "roles", unlisted, registry=host))
 
-        # roles
+        # the pull identity and its roles
         identity = None
         identity_unreadable = None
         try:
@@ -325,12 +304,12 @@ class Auditor:
         unreadable: dict[str, str] = {}
         read: set[str] = set()
         for sub in subs:
-            got = self.assignments_in(sub)
-            if isinstance(got, str):
-                unreadable[sub] = got
+            got_assignments = self.assignments_in(sub)
+            if isinstance(got_assignments, str):
+                unreadable[sub] = got_assignments
             else:
                 read.add(sub)
-                assignments.extend(got)
+                assignments.extend(got_assignments)
         groups: tuple[str, ...] = ()
         groups_unreadable = None
         if identity is not None:
@@ -355,96 +334,77 @@ class Auditor:
             except UpstreamError as exc:
                 unreadable = {sub: f"role definitions: {exc}" for sub in subs}
                 read = set()
-        findings.extend(
-            role_findings(
-                cluster,
-                identity,
-                used_acrs,
-                repos,
-                assignments,
-                definitions,
-                groups,
-                assignments_unreadable=unreadable or None,
-                groups_unreadable=groups_unreadable,
-                identity_unreadable=identity_unreadable,
-                subscriptions_read=read,
-            )
-        )
 
-        # network, from ARM: registry firewalls and private endpoints vs the cluster's network
-        findings.extend(
-            network_findings(
-                cluster, used_acrs, self._egress_ips(cluster), self._private_endpoint_vnets(used_acrs)
-            )
-        )
-
-        # performance: a registry with neither its home nor a replica in the cluster's region
-        for reg in used_acrs:
-            findings.extend(
-                region_findings(
-                    cluster.id, cluster.location, reg.login_server, reg.location, reg.replication_locations
-                )
-            )
-
-        # registries: the pull path for every unique image (shared across the run's clusters)
-        reading = options.read_secrets or self.settings.read_secrets
+        # registries: the pull path for every unique image (shared across the run's clusters),
+        # with the workload's own pull secret where the kubelet identity does not serve the image
         credentials: dict[str, RegistryCredential] = {}
-        if reading and snapshot is not None and kube is not None:
-            usages = self._with_secret_credentials(
-                usages, snapshot, SecretReader(kube), acrs, cluster, credentials
-            )
+        secrets = SecretReader(kube) if reading and snapshot is not None and kube is not None else None
+        if secrets is not None and snapshot is not None:
+            usages = self._with_secret_credentials(usages, snapshot, secrets, acrs, cluster, credentials)
         results = self._check_images(used_refs, usages, acrs, credentials)
-        findings.extend(
-            image_findings(cluster.id, usages, results, [(p.name, p.os, p.arch) for p in cluster.node_pools])
+        trials = None
+        if secrets is not None and snapshot is not None:
+            trials = self._try_pull_secrets(snapshot, secrets, cluster, used_acrs)
+
+        probe_findings: list[Finding] = []
+        probe_unavailable = None
+        if snapshot is not None and (options.probe or self.settings.probe):
+            from shared.probe import run_probes
+
+            try:
+                probe_findings = run_probes(kube, cluster, snapshot, self.settings)
+            except PullwatchError as exc:
+                probe_unavailable = str(exc)
+
+        return ClusterFacts(
+            cluster_id=cluster.id,
+            cluster=cluster,
+            previous=previous,
+            snapshot=snapshot,
+            snapshot_unreadable=snapshot_unreadable,
+            usages=tuple(usages),
+            invalid_references=tuple(invalid),
+            used_refs=frozenset(used_refs),
+            hosts=frozenset(hosts),
+            running_images=frozenset(running_images(snapshot)),
+            crashes=tuple(exec_format_crashes(snapshot)) if snapshot is not None else (),
+            acrs=acrs,
+            acrs_unlisted=unlisted,
+            used_acrs=tuple(used_acrs),
+            identity=identity,
+            identity_unreadable=identity_unreadable,
+            assignments=tuple(assignments),
+            assignments_unreadable=unreadable,
+            subscriptions_read=frozenset(read),
+            definitions=definitions,
+            groups=groups,
+            groups_unreadable=groups_unreadable,
+            repositories={host: frozenset(r) for host, r in repos.items()},
+            egress_ips=self._egress_ips(cluster),
+            endpoint_vnets=self._private_endpoint_vnets(used_acrs),
+            image_results=results,
+            credential_trials=trials,
+            probe_findings=tuple(probe_findings),
+            probe_unavailable=probe_unavailable,
+            pod_grace_seconds=self.settings.pod_grace_seconds,
         )
 
-        # the cluster's own reports: failing pods, pull secrets, probes
-        if snapshot is not None:
-            findings.extend(self._cluster_checks(cluster, snapshot, kube, results, used_acrs, options))
-
-        findings = self._changes_since_last_audit(cluster, findings, previous, used_acrs, snapshot)
-        findings = sort_findings(dedupe(_merged_incomplete(_from_the_clusters_view(cluster, findings))))
-        inventory = KnownCluster(
-            id=cluster.id,
-            registries=frozenset(hosts),
-            registry_ids=frozenset(r.id.lower() for r in used_acrs),
-            images=frozenset(str(r) for r in used_refs),
-            failing_images=frozenset(
-                f.image
-                for f in findings
-                if f.image
-                and f.code in ("PODS_IMAGE_PULL_FAILING", "IMAGE_NOT_FOUND", "IMAGE_PLATFORM_MISSING")
-            ),
-            registry_modes={r.login_server: r.role_assignment_mode for r in used_acrs},
-        )
-        return ClusterResult(cluster.id, findings, inventory, cluster)
-
-    # --- steps ------------------------------------------------------------------------------
-
-    def _collect(
-        self, cluster: ClusterInfo, options: AuditOptions, findings: list[Finding]
-    ) -> tuple[Any, Any]:
+    def _snapshot(self, cluster: ClusterInfo, read_secrets: bool) -> tuple[Snapshot | None, Any, str | None]:
+        """The cluster's Kubernetes snapshot and client, or why they could not be read."""
         from shared.clients.kube import collect
 
         try:
             kubeconfig = self.arm.cluster_user_kubeconfig(cluster.id)
         except UpstreamError as exc:
-            findings.append(incomplete(cluster.id, "cluster", f"cannot get the cluster's credentials: {exc}"))
-            return None, None
+            return None, None, f"cannot get the cluster's credentials: {exc}"
         try:
             kube = self._kube_connect(cluster, kubeconfig)
-            snapshot = collect(
-                kube, cluster.id, read_secrets=options.read_secrets or self.settings.read_secrets
-            )
+            return collect(kube, cluster.id, read_secrets=read_secrets), kube, None
         except PullwatchError as exc:
             reason = str(exc)
             if cluster.private_cluster:
                 reason += " (private cluster: give pullwatch network access to the API server, e.g. VNet integration)"
-            findings.append(
-                incomplete(cluster.id, "cluster", f"cannot read the cluster's API server: {reason}")
-            )
-            return None, None
-        return snapshot, kube
+            return None, None, f"cannot read the cluster's API server: {reason}"
 
     def _egress_ips(self, cluster: ClusterInfo) -> tuple[str, ...] | None:
         try:
@@ -464,6 +424,33 @@ class Auditor:
                 log.info("private endpoints of %s unknown: %s", reg.name, exc)
                 out[reg.login_server] = None
         return out
+
+    def _try_pull_secrets(
+        self,
+        snapshot: Snapshot,
+        reader: SecretReader,
+        cluster: ClusterInfo,
+        used_acrs: Sequence[RegistryInfo],
+    ) -> dict[tuple[str, str, str, str], Any]:
+        """Each pull-secret entry against its registry, once (read-secrets on): the password is
+        read, handed to the registry seam for the entry's own host, and dropped."""
+        same_tenant = [
+            r.login_server
+            for r in used_acrs
+            if not r.tenant_id or not cluster.tenant_id or r.tenant_id.lower() == cluster.tenant_id.lower()
+        ]
+        trials: dict[tuple[str, str, str, str], Any] = {}
+        for secret, key, ref in credential_candidates(snapshot, same_tenant):
+            found = reader.read(secret.namespace, secret.name, key)
+            if found is None:
+                trials[trial_key(secret, key, ref)] = None
+                continue
+            username, password = found
+            trials[trial_key(secret, key, ref)] = self.registry.try_credentials(
+                ref.registry, username, password, ref.repository
+            )
+            del password
+        return trials
 
     def _with_secret_credentials(
         self,
@@ -523,111 +510,11 @@ class Auditor:
             if (str(t.ref), t.identity) in self._image_results
         }
 
-    def _cluster_checks(
-        self,
-        cluster: ClusterInfo,
-        snapshot: Any,
-        kube: Any,
-        results: Mapping[tuple[str, str], ImageResult],
-        acrs: Sequence[RegistryInfo],
-        options: AuditOptions,
-    ) -> list[Finding]:
-        from shared.checks.pods import pod_findings
-        from shared.checks.secrets import secret_findings
-
-        out: list[Finding] = []
-        out.extend(pod_findings(snapshot, grace_seconds=self.settings.pod_grace_seconds))
-        same_tenant = {
-            r.login_server
-            for r in acrs
-            if not r.tenant_id or not cluster.tenant_id or r.tenant_id.lower() == cluster.tenant_id.lower()
-        }
-        anonymous: dict[tuple[str, str], bool] = {}
-        for result in results.values():
-            if result.identity != "pullwatch":
-                continue
-            key = (result.ref.registry, result.ref.repository)
-            if result.auth_required:
-                anonymous[key] = False
-            elif result.auth == "anonymous" and result.failure is None:
-                anonymous[key] = True
-        reading = options.read_secrets or self.settings.read_secrets
-        out.extend(
-            secret_findings(
-                snapshot,
-                kubelet_registries=same_tenant,
-                anonymous=anonymous,
-                try_credentials=self.registry.try_credentials if reading else None,
-                read_credential=kube.read_credential
-                if reading and hasattr(kube, "read_credential")
-                else None,
-            )
-        )
-        if options.probe or self.settings.probe:
-            from shared.probe import run_probes
-
-            try:
-                out.extend(run_probes(kube, cluster, snapshot, self.settings))
-            except PullwatchError as exc:
-                out.append(incomplete(cluster.id, "cluster", f"probe could not run: {exc}"))
-        return out
-
-    def _changes_since_last_audit(
-        self,
-        cluster: ClusterInfo,
-        findings: list[Finding],
-        previous: KnownCluster | None,
-        acrs: Sequence[RegistryInfo],
-        snapshot: Any,
-    ) -> list[Finding]:
-        out = list(findings)
-        # ABAC_MODE_SWITCHED: a registry's mode flipped to ABAC since the last audit saw it.
-        if previous is not None:
-            for reg in acrs:
-                before = previous.registry_modes.get(reg.login_server)
-                if before and before != reg.role_assignment_mode and reg.abac:
-                    out.append(
-                        Finding(
-                            code="ABAC_MODE_SWITCHED",
-                            cluster=cluster.id,
-                            registry=reg.login_server,
-                            message=(
-                                f"{reg.name} was switched to ABAC repository permissions: nodes of {cluster.name} "
-                                "keep cached credentials that fail with 401 until kubelet restarts or nodes are "
-                                "replaced, even where the new roles are right."
-                            ),
-                            evidence={"before": before, "now": reg.role_assignment_mode},
-                            remediation=(
-                                "az aks nodepool upgrade --node-image-only --resource-group "
-                                f"{shlex.quote(cluster.resource_group)} --cluster-name {shlex.quote(cluster.name)} "
-                                "--name <pool>  # reimage nodes after granting Container Registry Repository Reader"
-                            ),
-                        )
-                    )
-        # IMAGE_DELETED_IN_USE: a missing image that pods still run (they pulled it before).
-        running = _running_images(snapshot)
-        converted = []
-        for f in out:
-            if f.code == "IMAGE_NOT_FOUND" and f.image and f.image in running:
-                converted.append(
-                    f.with_(
-                        code="IMAGE_DELETED_IN_USE",
-                        severity=None,
-                        message=(
-                            f"{f.image} was deleted from {f.registry} while {f.workload} still runs it: its pods run now, "
-                            "the next pull on a new node fails."
-                        ),
-                        remediation=(f"Push {f.image} again, or roll {f.workload} to an image that exists."),
-                    )
-                )
-            else:
-                converted.append(f)
-        return converted
-
 
 class SecretReader:
     """Reads pull-secret credentials at check time (read-secrets on); nothing is kept beyond the
-    registry check that needs it. Also the ``CredentialReader`` of the pull-secret checks."""
+    registry check that needs it: the one pull-credential reader (registry checks as the workload,
+    and the pull-secret trials)."""
 
     def __init__(self, kube: Any) -> None:
         self.kube = kube
@@ -677,119 +564,60 @@ class SecretReader:
         return None
 
 
-_ARM_NETWORK = ("REGISTRY_FIREWALL_DENIED", "REGISTRY_PUBLIC_ACCESS_DISABLED")
-_DEFINITE_SECRET = (
-    "PULL_SECRET_MISSING",
-    "PULL_SECRET_MALFORMED",
-    "PULL_SECRET_NO_ENTRY_FOR_REGISTRY",
-    "PULL_SECRET_REJECTED",
-    "PULL_AUTH_REQUIRED",
-)
+@dataclass(frozen=True)
+class Seams:
+    """The real seams an :class:`Auditor` is given, for pullwatch's own identity."""
+
+    arm: ArmClient
+    kube_connect: Callable[[ClusterInfo, bytes], Any]
+    registry: RegistryClient
 
 
-def _merged_incomplete(findings: list[Finding]) -> list[Finding]:
-    """CHECK_INCOMPLETE findings with one identity (e.g. the roles and the network check of one
-    registry) become one that names every check (evidence ``check`` "roles,network", as compare()
-    reads it). De-duplication would keep only the first, and compare() would then resolve the
-    other checks' findings by silence."""
-    out: list[Finding] = []
-    at: dict[tuple[str | None, ...], int] = {}
-    for f in findings:
-        if f.code != "CHECK_INCOMPLETE":
-            out.append(f)
-            continue
-        if f.key not in at:
-            at[f.key] = len(out)
-            out.append(f)
-            continue
-        kept = out[at[f.key]]
-        checks = str(kept.evidence.get("check") or "all").split(",")
-        more = [c for c in str(f.evidence.get("check") or "all").split(",") if c not in checks]
-        if not more:
-            continue
-        out[at[f.key]] = kept.with_(
-            message=f"{kept.message} {f.message}",
-            evidence={**kept.evidence, "check": ",".join(checks + more)},
-        )
-    return out
+def real_seams(settings: Settings, credential: TokenCredential) -> Seams:
+    """ARM, Kubernetes and registry seams as pullwatch's own identity (managed identity in Azure)."""
+    from shared.clients.kube import KubeClient
+
+    def entra_token(scope: str) -> str:
+        return credential.get_token(scope).token
+
+    def kube_connect(cluster: ClusterInfo, kubeconfig: bytes) -> KubeClient:
+        bearer = (lambda: entra_token(AKS_SERVER_SCOPE)) if cluster.aad_enabled else None
+        return KubeClient.from_kubeconfig(kubeconfig, bearer_token=bearer, timeout=settings.http_timeout)
+
+    return Seams(
+        arm=ArmClient.from_settings(credential, settings),
+        kube_connect=kube_connect,
+        registry=RegistryClient(settings, entra_token=entra_token, app_tenant=settings.tenant_id),
+    )
 
 
-def _from_the_clusters_view(cluster: ClusterInfo, findings: list[Finding]) -> list[Finding]:
-    """Keep findings about the cluster, not about where pullwatch itself runs.
-
-    - A firewall 403 that pullwatch's own probe met says the registry refuses *pullwatch's* address;
-      whether it refuses the cluster's is what the ARM network check decides. Unless that check also
-      found the cluster denied, the probe's 403 means only that images could not be checked.
-    - An image that could not be checked for want of credentials, next to a definite pull-secret
-      finding for the same workload and image, adds nothing: the secret finding says why.
-    """
-    arm_denied = {f.registry for f in findings if f.code in _ARM_NETWORK and "identity" not in f.evidence}
-    secret_problem = {(f.namespace, f.workload, f.image) for f in findings if f.code in _DEFINITE_SECRET}
-    secret_workloads = {(ns, wl) for ns, wl, _ in secret_problem}
-    out = []
-    for f in findings:
-        probed = "identity" in f.evidence  # met by pullwatch's own registry probe
-        if f.code == "REGISTRY_FIREWALL_DENIED" and probed:
-            if f.registry in arm_denied:
-                continue  # the ARM network check already says why the cluster is refused
-            reason = (
-                "the registry's firewall refuses pullwatch's own network, so its images could not be checked "
-                "(allow pullwatch's outbound IP, or give it VNet integration)"
-            )
-            out.append(
-                incomplete(
-                    cluster.id,
-                    "images",
-                    reason,
-                    registry=f.registry,
-                    message=f"Could not check the images {cluster.name} pulls from {f.registry}: {reason}.",
-                    status=f.evidence.get("status"),
-                    error_code=f.evidence.get("error_code"),
-                )
-            )
-            continue
-        if (
-            f.code == "REGISTRY_AUTH_REJECTED"
-            and probed
-            and str(f.evidence.get("identity")).startswith("secret:")
-        ):
-            continue  # a pull secret's credentials refused: PULL_SECRET_REJECTED says it, per workload
-        if (
-            f.code == "CHECK_INCOMPLETE"
-            and f.image
-            and (
-                (f.namespace, f.workload, f.image) in secret_problem
-                or (
-                    (f.namespace, f.workload) in secret_workloads
-                    and str(f.evidence.get("check")).startswith("images")
-                )
-            )
-        ):
-            continue
-        out.append(f)
-    return out
+def connect_auditor(settings: Settings, credential: TokenCredential) -> Auditor:
+    """An Auditor over the real seams, closing them when it is closed."""
+    seams = real_seams(settings, credential)
+    return Auditor(
+        settings, arm=seams.arm, kube_connect=seams.kube_connect, registry=seams.registry, own_seams=True
+    )
 
 
-def image_usages(cluster: ClusterInfo, snapshot: Snapshot) -> tuple[list[ImageUsage], list[Finding]]:
-    """Every image every workload uses, with the pools it can run on; unparsable references as findings."""
-    usages: list[ImageUsage] = []
-    invalid: list[Finding] = []
-    for need in platform_needs(snapshot, cluster.node_pools):
-        got = usage_or_finding(
-            cluster.id,
-            need.namespace,
-            need.workload,
-            need.image,
-            [(p.pool, p.os, p.arch) for p in need.pools],
-        )
-        if isinstance(got, Finding):
-            invalid.append(got)
-        else:
-            usages.append(got)
-    return usages, invalid
+def seen(facts: ClusterFacts, findings: Sequence[Finding]) -> KnownCluster | None:
+    """What this audit saw the cluster use (the inventory the planner and the next audit read)."""
+    if facts.cluster is None:
+        return None
+    return KnownCluster(
+        id=facts.cluster.id,
+        registries=frozenset(facts.hosts),
+        registry_ids=frozenset(r.id.lower() for r in facts.used_acrs),
+        images=frozenset(str(r) for r in facts.used_refs),
+        failing_images=frozenset(
+            f.image
+            for f in findings
+            if f.image and f.code in ("PODS_IMAGE_PULL_FAILING", "IMAGE_NOT_FOUND", "IMAGE_PLATFORM_MISSING")
+        ),
+        registry_modes={r.login_server: r.role_assignment_mode for r in facts.used_acrs},
+    )
 
 
-def _running_images(snapshot: Snapshot | None) -> set[str]:
+def running_images(snapshot: Snapshot | None) -> set[str]:
     """Images of workloads that have running pods (the image was pulled before)."""
     if snapshot is None:
         return set()
@@ -807,17 +635,3 @@ def _running_images(snapshot: Snapshot | None) -> set[str]:
             except ReferenceError:
                 continue
     return out
-
-
-def run_cli_audit(settings: Settings, options: AuditOptions) -> AuditResult:
-    """``pullwatch audit``: DefaultAzureCredential, discover, audit, and (``--notify``) deliver."""
-    from azure.identity import DefaultAzureCredential
-
-    from shared.app import App
-
-    credential = DefaultAzureCredential(authority=settings.cloud.authority_host)
-    app = App(settings, credential)
-    try:
-        return app.audit_now(options, notify=options.notify)
-    finally:
-        app.close()

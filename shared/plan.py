@@ -15,7 +15,8 @@ from typing import Any
 
 from shared.cloud import active_cloud
 from shared.errors import InputError
-from shared.events import AzureEvent, ResourceId, parse_resource_id, scope_contains
+from shared.events import AzureEvent, ResourceId, parse_resource_id
+from shared.rbac import scope_covers
 
 log = logging.getLogger("pullwatch.plan")
 
@@ -319,9 +320,7 @@ def _plan_resource(
                 ignore(event, "role assignment outside the configured subscriptions")
                 return
         verb = "deleted" if event.short_type == "ResourceDeleteSuccess" else "written"
-        affected = [
-            c for c in known if any(scope_contains(assignment_scope or "/", r) for r in c.registry_ids)
-        ]
+        affected = [c for c in known if any(scope_covers(assignment_scope or "/", r) for r in c.registry_ids)]
         if not known and assignment_scope.startswith("/subscriptions/"):
             discover.append(assignment_scope.split("/")[2])
             return
@@ -392,13 +391,13 @@ def _plan_container_delete(
     what = (
         f"resource group {rid.resource_group}" if rid.resource_group else f"subscription {rid.subscription}"
     )
-    removed = [c for c in known if scope_contains(container, c.id)]
+    removed = [c for c in known if scope_covers(container, c.id)]
     forget.extend(c.id for c in removed)
     matched = bool(removed)
     for cluster in known:
         if cluster in removed:
             continue
-        for registry_id in sorted(r for r in cluster.registry_ids if scope_contains(container, r)):
+        for registry_id in sorted(r for r in cluster.registry_ids if scope_covers(container, r)):
             matched = True
             name = registry_id.rsplit("/", 1)[-1]
             add(

@@ -375,6 +375,9 @@ class SnapshotBuilder:
                 if not isinstance(state, Mapping) or not state.get("reason"):
                     continue
                 cname = str(cs.get("name") or "")
+                last = (cs.get("lastState") or {}).get("terminated")
+                last = last if isinstance(last, Mapping) else {}
+                exit_code = last.get("exitCode")
                 waiting.append(
                     ContainerWaiting(
                         container=cname,
@@ -382,6 +385,8 @@ class SnapshotBuilder:
                         reason=str(state["reason"]),
                         message=str(state.get("message") or ""),
                         kind=kind,
+                        last_exit_code=exit_code if isinstance(exit_code, int) else None,
+                        last_message=str(last.get("message") or "")[:1000],
                     )
                 )
         self.pods.append(

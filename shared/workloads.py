@@ -18,7 +18,7 @@ Public interface::
                   node_selector, node_affinity, tolerations)   .ref -> "Deployment/web"
     ContainerFacts(name, image, kind)          kind: container | init | ephemeral
     PodFacts(namespace, name, owner, created, node, phase, waiting)
-    ContainerWaiting(container, image, reason, message)
+    ContainerWaiting(container, image, reason, message, kind, last_exit_code, last_message)
     EventFacts(namespace, pod, reason, message, type, count, first_seen, last_seen)
     SecretFacts(namespace, name, type, auths, content_error)   auths: None when content was not read
     AuthEntry(key, username, has_password)
@@ -139,6 +139,9 @@ class ContainerWaiting:
     reason: str
     message: str = ""
     kind: ContainerKind = "container"
+    # how the container's last run ended (``lastState.terminated``), e.g. for CrashLoopBackOff
+    last_exit_code: int | None = None
+    last_message: str = ""
 
 
 @dataclass(frozen=True, slots=True)

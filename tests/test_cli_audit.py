@@ -57,3 +57,27 @@ def test_audit_with_a_bad_setting_says_which_and_exits_2() -> None:
     result = _run(["audit"], env)
     assert result.returncode == 2
     assert "PULLWATCH_HOSTS" in result.stderr and "Traceback" not in result.stderr
+
+
+BOX_DRAWING = set("─│┃━┏┓┗┛┌┐└┘├┤┬┴┼╭╮╯╰═║")
+
+
+def test_audit_piped_at_80_columns_prints_one_diagnosis_per_problem_in_plain_text() -> None:
+    world = load(ROOT / "sandbox" / "worlds" / "demo.yaml")
+    with Sandbox(world) as box:
+        env = {**os.environ, **box.product_settings(), "COLUMNS": "80", "TERM": "xterm-256color"}
+        env.pop("FORCE_COLOR", None)
+        result = _run(["audit"], env)  # stdout is a pipe, as in CI logs
+    assert result.returncode == 1, result.stderr
+    out = result.stdout
+    assert "\x1b" not in out and not BOX_DRAWING & set(out)
+    lines = out.splitlines()
+    assert len(lines) < 150
+    fix_lines = {i + 1 for i, line in enumerate(lines) if line == "    fix:"}
+    prose = [line for i, line in enumerate(lines) if line.startswith(" ") and i not in fix_lines]
+    assert all(len(line) <= 80 for line in prose), [line for line in prose if len(line) > 80]
+    # aks-dev: the role is the diagnosis, its failing pods are listed under it, not beside it
+    dev = out[out.index("aks-dev") : out.index("aks-prod")]
+    assert dev.count("ROLE_MISSING") == 1 and "PODS_IMAGE_PULL_FAILING" not in dev
+    assert "affects 1 workload: shop/Deployment/web" in dev
+    assert "'\"'\"'" not in out and "condition=$(cat <<'EOF'" in out

@@ -235,3 +235,23 @@ def test_region() -> None:
     assert f.code == "REGISTRY_NOT_IN_CLUSTER_REGION"
     assert f.remediation == "az acr replication create -r contosoacr -l westeurope"
     assert region_findings(CLUSTER, "westeurope", "contosoacr.azurecr.io", None) == []
+
+
+def test_a_missing_platform_says_whether_pods_fail_to_pull_or_crash() -> None:
+    single = ok(
+        "contosoacr.azurecr.io/api:2.0",
+        ("linux/amd64",),
+        media_type="application/vnd.oci.image.manifest.v1+json",
+    )
+    an_index = ok(
+        "contosoacr.azurecr.io/web:1.0",
+        ("linux/amd64",),
+        media_type="application/vnd.oci.image.index.v1+json",
+    )
+    usages = [
+        usage("shop", "Deployment/api", "contosoacr.azurecr.io/api:2.0", ("arm",)),
+        usage("shop", "Deployment/web", "contosoacr.azurecr.io/web:1.0", ("arm",)),
+    ]
+    found = {f.workload: f.message for f in image_findings(CLUSTER, usages, index(single, an_index), POOLS)}
+    assert found["Deployment/api"].endswith("pull it, then crash with exec format error.")
+    assert found["Deployment/web"].endswith("fail to pull (no matching manifest for the platform).")

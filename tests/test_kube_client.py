@@ -292,13 +292,18 @@ def test_bad_kubeconfig_is_a_clear_error() -> None:
         )
 
 
-def test_read_credential_reads_one_entry_at_check_time(cluster: tuple[KubeCluster, RequestLog]) -> None:
+def test_the_pull_credential_reader_reads_one_entry_at_check_time(
+    cluster: tuple[KubeCluster, RequestLog],
+) -> None:
+    from shared.pipeline import SecretReader
+
     kube, _ = cluster
     with KubeClient.from_kubeconfig(kube.kubeconfig(), timeout=5) as client:
-        assert client.read_credential("shop", "regcred", "registry.example.com") == ("ci-bot", "s3cret-pw")
-        assert client.read_credential("shop", "regcred", "quay.io") is None
-        assert client.read_credential("shop", "settings", "registry.example.com") is None
-        assert client.read_credential("shop", "gone", "registry.example.com") is None
+        reader = SecretReader(client)
+        assert reader.read("shop", "regcred", "registry.example.com") == ("ci-bot", "s3cret-pw")
+        assert reader.read("shop", "regcred", "quay.io") is None
+        assert reader.read("shop", "settings", "registry.example.com") is None
+        assert reader.read("shop", "gone", "registry.example.com") is None
 
 
 def test_untrusted_server_certificate_is_unreachable(

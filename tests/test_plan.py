@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from shared.errors import InputError
-from shared.events import parse_delivery, parse_event, parse_resource_id, scope_contains
+from shared.events import parse_delivery, parse_event, parse_resource_id
 from shared.plan import AuditRequest, KnownCluster, Scope, plan_events, plan_nightly
+from shared.rbac import scope_covers
 
 WIRE = Path(__file__).resolve().parent / "data" / "wire" / "eventgrid"
 SUB = "<subscription-id>"
@@ -216,9 +217,9 @@ def test_resource_ids_and_scopes_compare_case_insensitively() -> None:
         "/subscriptions/S/resourcegroups/RG/providers/Microsoft.ContainerService/managedClusters/aks/agentPools/np"
     )
     assert rid is not None and rid.top.endswith("managedClusters/aks") and rid.rest == "/agentPools/np"
-    assert scope_contains("/subscriptions/s/resourceGroups/rg", rid.top)
-    assert not scope_contains("/subscriptions/s/resourceGroups/rg2", rid.top)
-    assert not scope_contains("/subscriptions/s/resourceGroups/r", rid.top)  # no prefix confusion
+    assert scope_covers("/subscriptions/s/resourceGroups/rg", rid.top)
+    assert not scope_covers("/subscriptions/s/resourceGroups/rg2", rid.top)
+    assert not scope_covers("/subscriptions/s/resourceGroups/r", rid.top)  # no prefix confusion
 
 
 def test_every_handled_event_type_and_operation_leads_to_an_audit() -> None:

@@ -363,3 +363,46 @@ def test_owner_resolution_with_plain_values() -> None:
     ]
     rollout = snap.workload("ns", "Rollout/canary")
     assert rollout is not None and rollout.images == ("roll:1",)
+
+
+def crashing_pod(name: str, node: str, terminated: dict[str, Any]) -> dict[str, Any]:
+    obj = pod("shop", name, "contosoacr.azurecr.io/tools/batch:0.9", owner_kind="Job", owner_name="report-1")
+    obj["spec"]["nodeName"] = node
+    obj["status"]["containerStatuses"] = [
+        {
+            "name": "web",
+            "image": "contosoacr.azurecr.io/tools/batch:0.9",
+            "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 5m0s restarting"}},
+            "lastState": {"terminated": terminated},
+        }
+    ]
+    return obj
+
+
+def node(name: str, pool: str, arch: str) -> dict[str, Any]:
+    labels = {"kubernetes.azure.com/agentpool": pool, "kubernetes.io/arch": arch, "kubernetes.io/os": "linux"}
+    return {"metadata": {"name": name, "labels": labels}, "status": {"nodeInfo": {"architecture": arch}}}
+
+
+def test_pods_crashing_as_a_binary_for_another_architecture_are_counted_per_pool() -> None:
+    from shared.checks.pods import exec_format_crashes
+    from shared.correlate import CrashFacts
+
+    exec_format = {"exitCode": 1, "reason": "Error", "message": "exec /bin/batch: exec format error"}
+    runc_exit = {"exitCode": 255, "reason": "Error"}
+    app_bug = {"exitCode": 2, "reason": "Error", "message": "panic: nil map"}
+    snapshot = snapshot_from_objects(
+        CLUSTER,
+        {
+            "nodes": [node("arm-1", "armpool", "arm64"), node("amd-1", "nodepool1", "amd64")],
+            "pods": [
+                crashing_pod("report-1-a", "arm-1", exec_format),
+                crashing_pod("report-1-b", "arm-1", runc_exit),
+                crashing_pod("report-1-c", "amd-1", app_bug),
+            ],
+        },
+        collected_at=NOW,
+    )
+    assert exec_format_crashes(snapshot) == [
+        CrashFacts("shop", "Job/report-1", "contosoacr.azurecr.io/tools/batch:0.9", "armpool", 2)
+    ]

@@ -90,11 +90,19 @@ def test_digest_content() -> None:
     assert ":red_circle: *Pull identity has no pull role*" in texts
     assert ":white_check_mark: *Image does not exist*" in texts
     assert "```az role assignment create --assignee-object-id 4444" in texts
-    assert "cause `auth_unauthorized`" in texts
+    assert "cause `rate_limited`" in texts
     assert "&lt;anonymous&gt; &amp; rate limited" in texts  # mrkdwn control characters escaped
-    # one line per code per workload: the two images of shop/Deployment/web make one line
+    # one entry per root cause: shop/Deployment/web's failing pods are under ROLE_MISSING
+    assert "_affects 1 workload: shop/Deployment/web_" in texts
+    assert "Deployment/web ·" not in texts
+    # one line per code per workload: the two images of shop/Deployment/cart make one line
     assert texts.count("PODS_IMAGE_PULL_FAILING") == 1
     assert "(+1 more image)" in texts and "findings)" not in texts
+    # resolved: one line for the root cause and the pull failures that cleared with it
+    assert (
+        "`IMAGE_NOT_FOUND` — shop/Deployment/api · contosoacr.azurecr.io/api:9.9; pulls work again for 1"
+        in texts
+    )
     assert "aks-dev" in payload["text"] and "aks-prod" in payload["text"]
 
 

@@ -90,7 +90,9 @@ def test_digest_content() -> None:
     ) in body
     assert "subscription 22222222-2222-2222-2222-222222222222" in body
     assert "**ERROR** · **Pull identity has no pull role** (ROLE\\_MISSING)" in body
-    assert "Cause auth\\_unauthorized" in body
+    assert "Cause rate\\_limited" in body
+    assert "affects 1 workload: shop/Deployment/web" in body.splitlines()
+    assert "pulls work again for 1 workload: shop/Deployment/api" in body.splitlines()
     assert "az acr cache create --registry contosoacr" in body
     assert body.count("PODS\\_IMAGE\\_PULL\\_FAILING") == 1  # one line per code per workload
     resolved = [b for b in json.dumps(card_of(payload)).split('"type": "Container"') if "Resolved**" in b]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import shlex
+import subprocess
 from dataclasses import replace
 
 from shared.actions import CONTENT_READ
@@ -18,6 +18,14 @@ from shared.conditions import condition_allows
 from shared.findings import Finding
 from shared.model import ClusterInfo, PullIdentity, RegistryInfo, RoleAssignment
 from shared.rbac import ACR_PULL, OWNER, REPOSITORY_READER
+
+
+def az_argv(remediation: str | None) -> list[str]:
+    """The arguments ``az`` receives when bash runs the remediation as written."""
+    script = "az() { printf '%s\\0' \"$@\"; }\n" + (remediation or "")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, check=True, timeout=10).stdout
+    return out.decode().split("\0")[:-1]
+
 
 TENANT = "11111111-1111-1111-1111-111111111111"
 SUB = "22222222-2222-2222-2222-222222222222"
@@ -133,7 +141,7 @@ def test_abac_registry_ignores_acrpull() -> None:
     assert f.code == "ROLE_NOT_HONORED_ABAC"
     assert f.evidence["roles"] == ["AcrPull", "Owner"]
     assert f.evidence["mode"] == "AbacRepositoryPermissions"
-    argv = shlex.split(f.remediation or "")
+    argv = az_argv(f.remediation)
     assert argv[argv.index("--role") + 1] == "Container Registry Repository Reader"
     assert argv[argv.index("--scope") + 1] == REG_ID
     assert argv[argv.index("--condition-version") + 1] == "2.0"
@@ -153,7 +161,7 @@ def test_abac_condition_excludes_a_repository() -> None:
     [f] = run(ABAC, [assign(REPOSITORY_READER, condition=cond)], repos={"team-a/api", "web", "db"})
     assert f.code == "ROLE_CONDITION_EXCLUDES_REPOSITORY"
     assert f.evidence["repositories_excluded"] == ["db", "web"]
-    argv = shlex.split(f.remediation or "")
+    argv = az_argv(f.remediation)
     condition = argv[argv.index("--condition") + 1]
     assert condition_allows(condition, CONTENT_READ, "web") and condition_allows(
         condition, CONTENT_READ, "db"

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from shared.checks.secrets import _glob, entry_matches, keyring_key, secret_findings
+from shared.checks.secrets import (
+    _glob,
+    credential_candidates,
+    entry_matches,
+    keyring_key,
+    secret_findings,
+    trial_key,
+)
 from shared.snapshot_builder import parse_docker_config, snapshot_from_objects
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -330,31 +337,34 @@ def test_rejected_credentials_are_tried_once_per_secret_and_repository() -> None
             secret("a", "regcred", {"registry.example.com": {"username": "ci-bot", "password": "old-pw"}})
         ],
     }
-    calls: list[tuple[str, str, str, str]] = []
-    reads: list[tuple[str, str, str]] = []
-
-    def read(ns: str, name: str, key: str) -> tuple[str, str]:
-        reads.append((ns, name, key))
-        return "ci-bot", "old-pw"
-
-    def trier(registry: str, user: str, password: str, repository: str) -> Outcome:
-        calls.append((registry, user, password, repository))
-        if repository == "tools/other":
-            return Outcome(True, None)
-        return Outcome(False, "PULL_SECRET_REJECTED", "401 from the token endpoint", rejected=True)
-
-    found = secret_findings(snapshot(objects), try_credentials=trier, read_credential=read)
+    snap = snapshot(objects)
+    candidates = credential_candidates(snap)
+    assert sorted(ref.repository for _, _, ref in candidates) == ["tools/agent", "tools/other"]
+    trials = {
+        trial_key(s, key, ref): Outcome(True, None)
+        if ref.repository == "tools/other"
+        else Outcome(False, "PULL_SECRET_REJECTED", "401 from the token endpoint", rejected=True)
+        for s, key, ref in candidates
+    }
+    found = secret_findings(snap, credential_trials=trials)
     assert codes(found) == [
         ("PULL_SECRET_REJECTED", "Deployment/w1"),
         ("PULL_SECRET_REJECTED", "Deployment/w2"),
     ]
-    assert sorted(c[3] for c in calls) == ["tools/agent", "tools/other"]
-    assert len(reads) == 2
     text = json.dumps([f.to_dict() for f in found])
     assert "old-pw" not in text
     assert found[0].evidence["secret"] == "regcred"
-    # off unless both callables are given
-    assert secret_findings(snapshot(objects), try_credentials=trier) == []
+    # off without trials (read-secrets off)
+    assert secret_findings(snap) == []
+
+
+def test_no_credentials_are_tried_on_registries_the_kubelet_identity_serves() -> None:
+    objects = {
+        "deployments": [deployment("a", "w1", ["contosoacr.azurecr.io/web:1"], ["regcred"])],
+        "secrets": [secret("a", "regcred", {"contosoacr.azurecr.io": {"username": "u", "password": "p"}})],
+    }
+    assert credential_candidates(snapshot(objects), ["contosoacr.azurecr.io"]) == []
+    assert len(credential_candidates(snapshot(objects))) == 1
 
 
 def test_unlistable_secrets_are_incomplete_not_missing() -> None:

@@ -288,7 +288,7 @@ def _platform_findings(
                     workload=usage.workload,
                     node_pool=pool,
                     message=f"{image} has no manifest for {want}, the platform of node pool {pool} where "
-                    f"{usage.workload} can run; its pods scheduled there fail to pull.",
+                    f"{usage.workload} can run; {_what_pods_meet(result)}",
                     evidence={
                         "platforms": sorted(have),
                         "missing": want,
@@ -305,6 +305,19 @@ def _platform_findings(
                 )
             )
     return out
+
+
+_INDEX_TYPES = frozenset(
+    {"application/vnd.oci.image.index.v1+json", "application/vnd.docker.distribution.manifest.list.v2+json"}
+)
+
+
+def _what_pods_meet(result: ImageResult) -> str:
+    """An index without the platform fails the pull; a single-platform image pulls anywhere and
+    its binary then fails to start (exec format error), with no pull error to see."""
+    if result.media_type is not None and result.media_type not in _INDEX_TYPES:
+        return "its pods scheduled there pull it, then crash with exec format error."
+    return "its pods scheduled there fail to pull (no matching manifest for the platform)."
 
 
 def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> Finding:

@@ -14,6 +14,7 @@ Public interface::
 
     pod_findings(snapshot, *, grace_seconds, now=None) -> list[Finding]
     incomplete_finding(cluster, reason, check="cluster") -> Finding      # CHECK_INCOMPLETE
+    exec_format_crashes(snapshot) -> list[CrashFacts]                    # for shared.correlate
     PULL_WAITING_REASONS
 """
 
@@ -29,6 +30,7 @@ from typing import Any
 
 from shared.causes import remediation_for
 from shared.cloud import cloud_of_login_server
+from shared.correlate import CrashFacts
 from shared.explain import Explanation, explain
 from shared.findings import Finding
 from shared.reference import ReferenceError, parse_reference
@@ -229,3 +231,30 @@ def _finding(snapshot: Snapshot, g: _Group) -> Finding:
 def failing_workloads(findings: Iterable[Finding]) -> set[tuple[str | None, str | None]]:
     """(namespace, workload) of PODS_IMAGE_PULL_FAILING findings: for callers that correlate."""
     return {(f.namespace, f.workload) for f in findings if f.code == "PODS_IMAGE_PULL_FAILING"}
+
+
+_EXEC_FORMAT = re.compile(r"(?i)exec format error")
+RUNC_EXEC_FAILED = 255  # runc's exit code when the container's entrypoint cannot be executed
+
+
+def exec_format_crashes(snapshot: Snapshot) -> list[CrashFacts]:
+    """Pods in CrashLoopBackOff whose container's last run ended as a binary for another
+    architecture does: ``exec format error`` in its termination message (FallbackToLogsOnError), or
+    runc's exit code 255 without a message. Counted per workload, image and node pool: correlate
+    counts only those on the pool an ``IMAGE_PLATFORM_MISSING`` names."""
+    pools = {n.name: n.pool for n in snapshot.nodes}
+    counts: dict[tuple[str, str, str, str | None], set[str]] = defaultdict(set)
+    for pod in snapshot.pods:
+        for w in pod.waiting:
+            if w.reason != "CrashLoopBackOff":
+                continue
+            said = _EXEC_FORMAT.search(w.last_message) is not None
+            if not said and not (w.last_exit_code == RUNC_EXEC_FAILED and not w.last_message):
+                continue
+            try:
+                image = str(parse_reference(w.image))
+            except ReferenceError:
+                continue
+            pool = pools.get(pod.node) if pod.node else None
+            counts[(pod.namespace, pod.owner, image, pool)].add(pod.name)
+    return [CrashFacts(ns, wl, image, pool, len(names)) for (ns, wl, image, pool), names in counts.items()]

@@ -99,9 +99,14 @@ def role_assignment_command(
         "--scope",
         registry.id,
     ]
-    if condition:
-        parts += ["--condition", condition, "--condition-version", "2.0"]
-    return shlex.join(parts)
+    if not condition:
+        return shlex.join(parts)
+    # The condition quotes its own strings: a quoted here-document keeps it exactly as Azure shows
+    # it, in a block of its own, instead of shell quoting inside shell quoting.
+    return (
+        f"condition=$(cat <<'EOF'\n{condition}\nEOF\n)\n\n"
+        f'{shlex.join(parts)} --condition "$condition" --condition-version 2.0'
+    )
 
 
 def _who(identity: PullIdentity, cluster: ClusterInfo) -> str:

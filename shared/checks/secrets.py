@@ -17,8 +17,10 @@ not), so such a key is accepted for Docker Hub images here.
 
 Public interface::
 
-    secret_findings(snapshot, *, kubelet_registries=(), anonymous=None, try_credentials=None,
-                    read_credential=None) -> list[Finding]
+    secret_findings(snapshot, *, kubelet_registries=(), anonymous=None, credential_trials=None)
+        -> list[Finding]
+    credential_candidates(snapshot, kubelet_registries=()) -> [(SecretFacts, auths key, ImageRef)]
+    trial_key(secret, auths key, ref) -> key of CredentialTrials
     entry_matches(key, image) -> bool        # image: "registry/repository" as kubelet looks it up
     keyring_key(loc) -> str
 """
@@ -28,7 +30,7 @@ from __future__ import annotations
 import functools
 import re
 import shlex
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
 from shared.findings import Finding
@@ -51,10 +53,41 @@ class CredentialOutcome(Protocol):
     def detail(self) -> str | None: ...
 
 
-#: ``(registry, username, password, repository) -> outcome``: e.g. ``RegistryClient.try_credentials``.
-CredentialTrier = Callable[[str, str, str, str], CredentialOutcome]
-#: ``(namespace, secret, auths key) -> (username, password)`` read at check time and dropped after.
-CredentialReader = Callable[[str, str, str], "tuple[str, str] | None"]
+#: What trying each pull-secret entry against its registry said, collected before the checks run
+#: (read-secrets on): :func:`trial_key` -> the outcome, or None when the entry holds no credential.
+CredentialTrials = Mapping[tuple[str, str, str, str], "CredentialOutcome | None"]
+
+
+def trial_key(secret: SecretFacts, key: str, ref: ImageRef) -> tuple[str, str, str, str]:
+    """One trial: a secret's auths entry against one repository (tried once per audit)."""
+    return (secret.namespace, secret.name, key, f"{ref.registry}/{ref.repository}")
+
+
+def credential_candidates(
+    snapshot: Snapshot, kubelet_registries: Collection[str] = ()
+) -> list[tuple[SecretFacts, str, ImageRef]]:
+    """The trials PULL_SECRET_REJECTED needs: each auths entry kubelet would use for a workload's
+    image on a registry the kubelet identity does not serve (the entry's host is the image's)."""
+    kubelet = {h.lower() for h in kubelet_registries}
+    out: list[tuple[SecretFacts, str, ImageRef]] = []
+    seen: set[tuple[str, str, str, str]] = set()
+    for w in snapshot.workloads:
+        names, _ = snapshot.effective_pull_secrets(w)
+        usable = [
+            s
+            for s in (snapshot.secret(w.namespace, n) for n in names)
+            if s is not None and s.is_pull_secret_type and s.content_error is None and s.auths
+        ]
+        for ref in (r for r in (_parse(i) for i in w.images) if r is not None):
+            if ref.registry in kubelet:
+                continue
+            lookup = _lookup_name(ref)
+            for s in usable:
+                for a in s.auths or ():
+                    if entry_matches(a.key, lookup) and trial_key(s, a.key, ref) not in seen:
+                        seen.add(trial_key(s, a.key, ref))
+                        out.append((s, a.key, ref))
+    return out
 
 
 # --- kubelet's keyring matching -----------------------------------------------------------------
@@ -215,23 +248,21 @@ def secret_findings(
     *,
     kubelet_registries: Collection[str] = (),
     anonymous: Mapping[tuple[str, str], bool] | None = None,
-    try_credentials: CredentialTrier | None = None,
-    read_credential: CredentialReader | None = None,
+    credential_trials: CredentialTrials | None = None,
 ) -> list[Finding]:
     """Findings about the workloads' pull secrets.
 
     ``kubelet_registries``: registry hosts the kubelet identity authenticates to by itself (ACRs
     in the cluster's tenant): images there need no secret entry. ``anonymous``: what the registry
     checks learned, ``(registry, repository) -> True`` (anonymous pull works) / ``False`` (refused);
-    absent means unknown. ``try_credentials`` + ``read_credential`` enable PULL_SECRET_REJECTED:
-    the password is read per secret entry at check time and handed straight to the registry seam.
+    absent means unknown. ``credential_trials`` (read-secrets on) enables PULL_SECRET_REJECTED: what
+    the registry said to each entry of :func:`credential_candidates`, tried before the checks run.
     """
     kubelet = {h.lower() for h in kubelet_registries}
     anon = anonymous or {}
     cid = snapshot.cluster
     out: list[Finding] = []
     dockerhub_anonymous: list[tuple[WorkloadFacts, str]] = []
-    tried: dict[tuple[str, str, str, str], CredentialOutcome | None] = {}
 
     secrets_listed = "secrets" not in snapshot.unreadable
     if not secrets_listed:
@@ -326,8 +357,8 @@ def secret_findings(
                         dockerhub_anonymous.append((w, str(ref)))
                     elif known is not True and not missing and not malformed:
                         no_entry.append(ref)
-                elif try_credentials is not None and read_credential is not None:
-                    rejected = _try(entries, ref, try_credentials, read_credential, tried)
+                elif credential_trials is not None:
+                    rejected = _rejected(entries, ref, credential_trials)
                     if rejected is not None:
                         s, key, outcome = rejected
                         out.append(
@@ -440,27 +471,14 @@ def secret_findings(
     return out
 
 
-def _try(
-    entries: Iterable[tuple[SecretFacts, str]],
-    ref: ImageRef,
-    try_credentials: CredentialTrier,
-    read_credential: CredentialReader,
-    tried: dict[tuple[str, str, str, str], CredentialOutcome | None],
+def _rejected(
+    entries: Iterable[tuple[SecretFacts, str]], ref: ImageRef, trials: CredentialTrials
 ) -> tuple[SecretFacts, str, Any] | None:
-    """Try the entries kubelet would use for ``ref``; the first whose credentials the registry
-    rejects (and none accepted) is returned."""
+    """Of the entries kubelet would use for ``ref``, the first whose credentials the registry
+    rejected — None when one was accepted, or none was tried."""
     rejected: tuple[SecretFacts, str, Any] | None = None
     for s, key in entries:
-        cache_key = (s.namespace, s.name, key, f"{ref.registry}/{ref.repository}")
-        if cache_key not in tried:
-            cred = read_credential(s.namespace, s.name, key)
-            outcome: CredentialOutcome | None = None
-            if cred is not None:
-                username, password = cred
-                outcome = try_credentials(ref.registry, username, password, ref.repository)
-                del password
-            tried[cache_key] = outcome
-        outcome = tried[cache_key]
+        outcome = trials.get(trial_key(s, key, ref))
         if outcome is None:
             continue
         if outcome.ok:

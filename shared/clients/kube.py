@@ -41,7 +41,7 @@ from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
 from shared.errors import InputError, UpstreamError
-from shared.snapshot_builder import SnapshotBuilder, parse_docker_config, secret_content
+from shared.snapshot_builder import SnapshotBuilder
 from shared.workloads import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_EVENT_REASONS, Snapshot
 
 log = logging.getLogger("pullwatch.kube")
@@ -363,24 +363,6 @@ class KubeClient:
         return self._get_or_none(
             f"/api/v1/namespaces/{_q(namespace)}/secrets/{_q(name)}", f"read secret {namespace}/{name}"
         )
-
-    def read_credential(self, namespace: str, name: str, key: str) -> tuple[str, str] | None:
-        """(username, password) of one ``auths`` entry of a pull secret, read now (one GET) for the
-        credential check and not kept: the ``CredentialReader`` of the pull-secret checks."""
-        obj = self.read_secret(namespace, name)
-        if obj is None:
-            return None
-        stype, content, error = secret_content(obj)
-        if content is None or error is not None:
-            return None
-        try:
-            entries = parse_docker_config(stype, content)
-        except ValueError:
-            return None
-        username, password = entries.get(key, (None, None))
-        if not username or not password:
-            return None
-        return username, password
 
     def ensure_namespace(self, name: str, labels: Mapping[str, str]) -> None:
         if self._get_or_none(f"/api/v1/namespaces/{_q(name)}", f"read namespace {name}") is None:

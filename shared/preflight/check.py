@@ -31,7 +31,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,7 +44,7 @@ from shared.config import Settings
 from shared.errors import InputError, PullwatchError
 from shared.findings import Finding
 from shared.model import ClusterInfo, NodePool, RegistryInfo
-from shared.pipeline import AuditOptions, Auditor, incomplete
+from shared.pipeline import AuditOptions, Auditor, Seams, connect_auditor, real_seams
 from shared.preflight.locate import PreflightFinding, locate, namespace_of
 from shared.preflight.manifests import ManifestObject, ManifestSet
 from shared.reference import ImageRef
@@ -208,35 +208,26 @@ class _ManifestSecrets:
         found: dict[str, Any] | None = self.kube.read_secret(namespace, name)
         return found
 
-    def read_credential(self, namespace: str, name: str, key: str) -> tuple[str, str] | None:
-        from shared.pipeline import SecretReader
-
-        return SecretReader(self).read(namespace, name, key)
-
 
 class ManifestAuditor(Auditor):
-    """The audit with the manifests standing in for the cluster's workloads (its collect step)."""
+    """The audit with the manifests standing in for the cluster's workloads: its Kubernetes
+    snapshot is the manifests plus the cluster's nodes and the target namespaces' service accounts
+    and secrets; every other step (ARM, registries, checks, correlate) is the audit's own."""
 
     def __init__(
-        self,
-        settings: Settings,
-        credential: TokenCredential,
-        manifests: ManifestSet,
-        namespace: str | None,
-        *,
-        kube_connect: Callable[[ClusterInfo, bytes], Any] | None = None,
+        self, settings: Settings, seams: Seams, manifests: ManifestSet, namespace: str | None
     ) -> None:
-        super().__init__(settings, credential, kube_connect=kube_connect)
+        super().__init__(
+            settings, arm=seams.arm, kube_connect=seams.kube_connect, registry=seams.registry, own_seams=True
+        )
         self.manifests = manifests
         self.namespace = namespace
         self.kube_calls = 0
 
-    def _collect(
-        self, cluster: ClusterInfo, options: AuditOptions, findings: list[Finding]
-    ) -> tuple[Any, Any]:
+    def _snapshot(self, cluster: ClusterInfo, read_secrets: bool) -> tuple[Snapshot | None, Any, str | None]:
         from shared.errors import UpstreamError
 
-        reading = options.read_secrets or self.settings.read_secrets
+        reading = read_secrets
         nodes: list[NodeFacts] = []
         sas: list[ServiceAccountFacts] = []
         secrets: list[SecretFacts] = []
@@ -250,9 +241,7 @@ class ManifestAuditor(Auditor):
             )
             self.kube_calls += int(getattr(kube, "api_calls", 0))
         except (UpstreamError, PullwatchError) as exc:
-            reason = f"cannot read the cluster's service accounts and secrets: {exc}"
-            findings.append(incomplete(cluster.id, "secrets", reason))
-            unreadable = {"secrets": str(exc)}
+            unreadable = {"secrets": f"cannot read the cluster's service accounts and secrets: {exc}"}
             kube = None
         snapshot = manifest_snapshot(
             cluster.id,
@@ -263,8 +252,10 @@ class ManifestAuditor(Auditor):
             secrets=secrets,
             unreadable=unreadable,
         )
-        return snapshot, (
-            _ManifestSecrets(kube, self.manifests, self.namespace) if kube is not None else None
+        return (
+            snapshot,
+            (_ManifestSecrets(kube, self.manifests, self.namespace) if kube is not None else None),
+            None,
         )
 
 
@@ -280,7 +271,10 @@ def preflight_cluster(
 ) -> PreflightResult:
     """The audit of ``cluster_id`` as it will be once ``manifests`` are applied, placed in them."""
     options = AuditOptions(clusters=(cluster_id,), read_secrets=read_secrets)
-    auditor = ManifestAuditor(settings, credential, manifests, namespace, kube_connect=kube_connect)
+    seams = real_seams(settings, credential)
+    if kube_connect is not None:
+        seams = replace(seams, kube_connect=kube_connect)
+    auditor = ManifestAuditor(settings, seams, manifests, namespace)
     try:
         result = auditor.audit_clusters([cluster_id], options)
         requests = {**result.requests, "kubernetes": auditor.kube_calls}
@@ -348,7 +342,7 @@ def preflight_offline(
         else:
             usages.append(got)
     refs: dict[str, ImageRef] = {str(u.ref): u.ref for u in usages}
-    auditor = Auditor(settings, credential)
+    auditor = connect_auditor(settings, credential)
     try:
         acrs = _registries_by_host(auditor, {r.registry for r in refs.values()})
         targets = []

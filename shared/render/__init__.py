@@ -1,10 +1,16 @@
 """Chat messages: one digest per audit run per channel, rendered for Slack or Teams.
 
 :func:`build_digest` turns changes into a :class:`Digest` — per cluster, "New", "Resolved" (and
-"Still open" in reminders), one :class:`Line` per finding code per workload (never per pod). The
-Slack and Teams renderers lay a digest out within each service's limits; what does not fit is
-summarised as "and N more" (the full list lives in the JSON report). :func:`scrub` removes anything
-that looks like a webhook URL or a token from every string of a payload.
+"Still open" in reminders) — of diagnoses: one :class:`Line` per root cause (or per finding code per
+workload where nothing else explains it), never per pod. A symptom whose root cause
+(``Finding.root_cause``, see :mod:`shared.correlate`) is in the same digest is not a line of its
+own: it names a workload the root cause affects ("affects N workloads", up to five named) or, when
+both resolved, one whose pulls work again. Errors come first, then the lines that affect the most
+workloads; a fix is shown as at most two sentences and the command (:func:`brief_fix`), one code
+block per paragraph. The Slack and Teams renderers lay a digest out within each service's limits;
+what does not fit is summarised as "and N more" (the full list lives in the JSON report).
+:func:`scrub` removes anything that looks like a webhook URL or a token from every string of a
+payload.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ class ClusterMeta:
 
 @dataclass(frozen=True)
 class Line:
-    """One finding code for one workload (or one registry / node pool when no workload applies)."""
+    """One entry of a digest: a root cause (or a finding nothing else explains) for one workload, or
+    one registry / node pool when no workload applies, with the workloads it affects."""
 
     kind: str
     severity: Severity
@@ -74,11 +81,61 @@ class Line:
     remediation: str | None
     count: int = 1
     extra_images: int = 0  # other images of the same workload and code, already named in ``subject``
+    affected: tuple[str, ...] = ()  # workloads ("namespace/Kind/name") this problem affects
+    cleared: tuple[str, ...] = ()  # resolved: workloads whose pull failures cleared with it
 
     @property
     def count_note(self) -> str:
         """ "(N findings)" where the subject does not already say why there are several."""
         return f"({self.count} findings)" if self.count > 1 and not self.extra_images else ""
+
+    @property
+    def fix_blocks(self) -> list[str]:
+        """The fix as code blocks: a remediation's paragraphs (e.g. a condition, then the command)."""
+        return [b.strip() for b in (self.remediation or "").split("\n\n") if b.strip()]
+
+    @property
+    def affects(self) -> str | None:
+        """ "affects N workloads: a, b, …" with up to five named."""
+        return _named("affects", self.affected)
+
+    @property
+    def cleared_note(self) -> str | None:
+        return _named("pulls work again for", self.cleared)
+
+
+MAX_NAMED = 5
+
+
+def _named(verb: str, workloads: Sequence[str]) -> str | None:
+    if not workloads:
+        return None
+    n = len(workloads)
+    names = ", ".join(workloads[:MAX_NAMED])
+    more = f" and {n - MAX_NAMED} more" if n > MAX_NAMED else ""
+    return f"{verb} {n} workload{'s' if n != 1 else ''}: {names}{more}"
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z`])")
+_COMMAND = re.compile(r"(?:^|[\s`:])(?:az|kubectl|docker|helm) ")
+
+
+def brief_fix(remediation: str | None) -> str | None:
+    """A fix as a message shows it: at most two sentences and the command. A multi-line block (a
+    script) is kept as written; in prose, a later sentence that holds the command is kept too."""
+    if not remediation:
+        return remediation
+    blocks = []
+    for block in remediation.split("\n\n"):
+        sentences = _SENTENCE_END.split(block.strip())
+        if "\n" in block or len(sentences) <= 2:
+            blocks.append(block.strip())
+            continue
+        kept = sentences[:2]
+        if not any(_COMMAND.search(s) for s in kept):
+            kept += [s for s in sentences[2:] if _COMMAND.search(s)][:1]
+        blocks.append(" ".join(kept))
+    return "\n\n".join(blocks)
 
 
 @dataclass(frozen=True)
@@ -133,9 +190,19 @@ def _subject(f: Finding) -> str:
     return " · ".join(parts) or "cluster-wide"
 
 
-def _lines(kind: str, findings: Iterable[Finding]) -> list[Line]:
+def _workload(f: Finding) -> str | None:
+    if not f.workload:
+        return None
+    return f"{f.namespace}/{f.workload}" if f.namespace else f.workload
+
+
+def _lines(
+    kind: str, findings: Iterable[Finding], symptoms: Mapping[str, Sequence[Finding]] | None = None
+) -> list[Line]:
     """Group findings by (code, namespace, workload) — or (code, registry, node pool) without a
-    workload — into one line each, keeping the most urgent finding's text."""
+    workload — into one line each, keeping the most urgent finding's text. ``symptoms``: root
+    cause id -> the findings it explains that the digest folds into the root's line (they name the
+    workloads it affects, or that cleared with it). Errors first, then by workloads affected."""
     groups: dict[tuple[str | None, ...], list[Finding]] = {}
     for f in sort_findings(findings):
         if f.workload:
@@ -143,13 +210,19 @@ def _lines(kind: str, findings: Iterable[Finding]) -> list[Line]:
         else:
             key = (f.code, f.registry, f.node_pool, f.namespace, f.image if not f.registry else None)
         groups.setdefault(key, []).append(f)
-    out = []
+    out: list[Line] = []
+    weights: list[int] = []  # workloads affected, for the order
     for members in groups.values():
         first = members[0]
         subject = _subject(first)
         extra_images = sorted({m.image for m in members[1:] if m.image and m.image != first.image})
         if extra_images:
             subject += f" (+{len(extra_images)} more image{'s' if len(extra_images) > 1 else ''})"
+        explained = [s for m in members for s in (symptoms or {}).get(m.id, ())]
+        workloads = list(dict.fromkeys(w for w in map(_workload, [*members, *explained]) if w))
+        weights.append(len(workloads))
+        if len(workloads) == 1 and first.workload:
+            workloads = []  # the subject already names the one workload
         out.append(
             Line(
                 kind=kind,
@@ -159,12 +232,36 @@ def _lines(kind: str, findings: Iterable[Finding]) -> list[Line]:
                 subject=subject,
                 cause=first.cause,
                 message=first.message,
-                remediation=first.remediation,
+                remediation=brief_fix(first.remediation),
                 count=len(members),
                 extra_images=len(extra_images),
+                affected=tuple(workloads) if kind != RESOLVED else (),
+                cleared=tuple(dict.fromkeys(w for w in map(_workload, explained) if w))
+                if kind == RESOLVED
+                else (),
             )
         )
-    return out
+    order = sorted(range(len(out)), key=lambda i: (out[i].severity is not Severity.ERROR, -weights[i], i))
+    return [out[i] for i in order]
+
+
+def fold_symptoms(
+    shown: Mapping[str, Sequence[Finding]],
+) -> tuple[dict[str, list[Finding]], dict[str, list[Finding]]]:
+    """Split what one digest shows (kind -> findings) into the entries it lists and the symptoms
+    folded under their root cause: a symptom whose root cause the same digest shows (both open, or
+    both resolved) is not an entry of its own. Returns (kind -> entries, root id -> symptoms)."""
+    where = {f.id: kind for kind, fs in shown.items() for f in fs}
+    entries: dict[str, list[Finding]] = {kind: [] for kind in shown}
+    symptoms: dict[str, list[Finding]] = {}
+    for kind, fs in shown.items():
+        for f in fs:
+            root_kind = where.get(f.root_cause) if f.root_cause else None
+            if root_kind is not None and f.root_cause and (root_kind == RESOLVED) == (kind == RESOLVED):
+                symptoms.setdefault(f.root_cause, []).append(f)
+            else:
+                entries[kind].append(f)
+    return entries, symptoms
 
 
 def build_digest(
@@ -187,9 +284,11 @@ def build_digest(
             meta = ClusterMeta(
                 meta.resource_id, meta.name, meta.subscription, meta.resource_group, tenant, meta.tags
             )
-        lines = _lines(NEW, changes.new) + _lines(RESOLVED, changes.resolved)
+        shown = {NEW: changes.new, RESOLVED: changes.resolved}
         if reminder:
-            lines += _lines(STILL_OPEN, changes.still_open)
+            shown[STILL_OPEN] = changes.still_open
+        entries, symptoms = fold_symptoms(shown)
+        lines = [line for kind in shown for line in _lines(kind, entries[kind], symptoms)]
         if lines:
             blocks.append(ClusterBlock(meta, tuple(lines)))
     return Digest(tuple(blocks), reminder)

@@ -42,18 +42,24 @@ def _code(text: str) -> str:
 
 
 def line_text(line: Line) -> str:
+    """One entry: what is wrong, the fix (one code block per paragraph), the workloads it affects.
+    A resolved entry is one line, with the workloads whose pulls cleared with it."""
     mark = RESOLVED_MARK if line.kind == RESOLVED else MARKS[line.severity]
     head = f"{mark} *{escape(line.title)}* `{line.code}` — {escape(line.subject)}"
     if line.count_note:
         head += f" {line.count_note}"
     if line.kind == RESOLVED:
+        if line.cleared_note:
+            head += f"; {escape(line.cleared_note)}"
         return _cut(head, MAX_LINE)
     body = escape(line.message)
     if line.cause:
         body = f"cause `{escape(line.cause)}`: {body}"
     text = f"{head}\n{_cut(body, 500)}"
-    if line.remediation:
-        text += "\n" + _code(_cut(line.remediation, MAX_LINE - len(text) - 20))
+    affects = f"\n_{escape(line.affects)}_" if line.affects else ""
+    for block in line.fix_blocks:
+        text += "\n" + _code(_cut(block, MAX_LINE - len(text) - len(affects) - 20))
+    text += affects
     return _cut(text, MAX_LINE) if len(text) > MAX_LINE else text
 
 

@@ -86,8 +86,16 @@ def _line(line: Line) -> dict[str, Any]:
         if line.cause:
             body = f"Cause {_md(line.cause)}: {body}"
         items.append(_text(_cut(body, 600), spacing="Small"))
-        if line.remediation:
-            items.append(_text(line.remediation, fontType="Monospace", spacing="Small"))
+        for block in line.fix_blocks:  # one TextBlock per line: Markdown joins soft line breaks
+            rows = block.splitlines()
+            items.extend(
+                _text(row, fontType="Monospace", spacing="Small" if i == 0 else "None")
+                for i, row in enumerate(rows)
+            )
+        if line.affects:
+            items.append(_text(_md(line.affects), isSubtle=True, spacing="Small"))
+    elif line.cleared_note:
+        items.append(_text(_md(line.cleared_note), isSubtle=True, spacing="None"))
     return {"type": "Container", "separator": True, "items": items}
 
 

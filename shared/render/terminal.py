@@ -1,7 +1,10 @@
-"""Human views for a terminal (rich): colours when the output is a terminal, plain text otherwise."""
+"""Human views for a terminal (rich): colours when the output is a terminal, plain text otherwise
+(no colour, no box drawing in a pipe or a CI log). Findings are shown as diagnoses, the layout of
+the chat messages: one entry per root cause, what is wrong, the workloads it affects, the fix."""
 
 from __future__ import annotations
 
+import textwrap
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -9,10 +12,12 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from shared.causes import BY_CODE
 from shared.explain import Explanation
 from shared.findings import Finding
+from shared.render import RESOLVED, Digest, Line, build_digest
 
 # How alarming each cause looks: red for what the cluster's owner must fix, yellow for what may
 # pass by itself (throttling, transient transport or layer trouble), dim when nothing is known.
@@ -50,6 +55,65 @@ def printable(text: str) -> str:
 
 
 _SEVERITY_STYLE = {"error": "bold red", "warning": "yellow", "unknown": "magenta", "info": "cyan"}
+_INDENT = "    "
+
+
+def _wrapped(text: str, width: int, indent: str = _INDENT) -> str:
+    return textwrap.fill(
+        printable(text), width=max(40, width), initial_indent=indent, subsequent_indent=indent
+    )
+
+
+def _print_line(console: Console, line: Line) -> None:
+    """One diagnosis: severity, title, code and subject; what is wrong; the workloads it affects;
+    the fix. Prose is wrapped to the console's width; a fix is printed as written, flush left (a
+    here-document's terminator must stay at the start of its line when copied)."""
+    width = console.width
+    label = "resolved" if line.kind == RESOLVED else line.severity.value
+    style = "green" if line.kind == RESOLVED else _SEVERITY_STYLE.get(line.severity.value, "")
+    head = Text("  ")
+    head.append(f"{label.upper():<9}", style=style)
+    head.append(printable(line.title), style="bold")
+    if line.count_note:
+        head.append(f" {line.count_note}")
+    console.print(head, overflow="fold")
+    console.print(Text(_wrapped(f"{line.code} · {line.subject}", width), style="dim"))
+    if line.kind == RESOLVED:
+        if line.cleared_note:
+            console.print(Text(_wrapped(line.cleared_note, width)))
+        return
+    console.print(Text(_wrapped(line.message, width)))
+    if line.cause:
+        console.print(Text(f"{_INDENT}cause: {printable(line.cause)}", style="italic"))
+    if line.affects:
+        console.print(Text(_wrapped(line.affects, width), style="bold"))
+    if line.fix_blocks:
+        console.print(Text(f"{_INDENT}fix:", style="green"))
+        for block in line.fix_blocks:
+            console.print(Text(printable(block), style="green"), soft_wrap=True)
+
+
+def print_digest(console: Console, digest: Digest) -> None:
+    """A digest as the terminal shows it: per cluster, one entry per diagnosis."""
+    for block in digest.clusters:
+        meta = block.meta
+        heading = Text(printable(meta.name), style="bold underline")
+        if meta.resource_group:
+            heading.append(f"  (resource group {printable(meta.resource_group)})", style="dim")
+        console.print(heading)
+        for line in block.lines:
+            _print_line(console, line)
+            console.print()
+
+
+def diagnoses(findings: Sequence[Finding]) -> Digest:
+    """An audit's findings as one digest of diagnoses (all treated as new), per cluster."""
+    from shared.compare import Changes
+
+    by_cluster: dict[str, list[Finding]] = {}
+    for f in findings:
+        by_cluster.setdefault(f.cluster or "", []).append(f)
+    return build_digest({c: Changes(new=tuple(fs)) for c, fs in by_cluster.items()})
 
 
 def print_findings(
@@ -58,37 +122,19 @@ def print_findings(
     unchecked: Sequence[Mapping[str, Any]] = (),
     console: Console | None = None,
 ) -> None:
-    """Print an audit's findings as a table (most urgent first), then what could not be checked."""
+    """Print an audit's findings as diagnoses (most urgent first), then what could not be checked."""
     console = console or Console()
     if not findings:
         console.print("[green]No findings:[/] every cluster checked can pull its images.")
     else:
-        table = Table(expand=True, show_lines=False)
-        table.add_column("severity")
-        table.add_column("code", style="bold")
-        table.add_column("cluster")
-        table.add_column("where", overflow="fold")
-        table.add_column("what, and the fix", overflow="fold", ratio=3)
-        for f in findings:
-            where = " ".join(
-                escape(printable(x))
-                for x in (
-                    f.registry,
-                    f"{f.namespace}/{f.workload}" if f.namespace and f.workload else f.workload,
-                    f"pool {f.node_pool}" if f.node_pool else None,
-                )
-                if x
-            )
-            body = escape(printable(f.message))
-            if f.cause:
-                body += f"\n[italic]cause: {escape(f.cause)}[/]"
-            if f.remediation:
-                body += f"\n[green]$ {escape(printable(f.remediation))}[/]"
-            style = _SEVERITY_STYLE.get(f.level.value, "")
-            cluster = (f.cluster or "-").rstrip("/").rsplit("/", 1)[-1]
-            table.add_row(f"[{style}]{f.level.value}[/]", f.code, escape(cluster), where or "-", body)
-        console.print(table)
-        counts = Counter(f.level.value for f in findings)
-        console.print(", ".join(f"{n} {level}" for level, n in sorted(counts.items())))
+        digest = diagnoses(findings)
+        print_digest(console, digest)
+        lines = [line for block in digest.clusters for line in block.lines]
+        counts = Counter(line.severity.value for line in lines)
+        levels = ", ".join(f"{n} {level}" for level, n in sorted(counts.items()))
+        console.print(
+            f"{len(lines)} problem{'s' if len(lines) != 1 else ''} ({levels}) from {len(findings)} "
+            f"finding{'s' if len(findings) != 1 else ''}"
+        )
     if unchecked:
         console.print(f"[magenta]{len(unchecked)} check(s) could not run[/] (see CHECK_INCOMPLETE above).")
