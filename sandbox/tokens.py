@@ -245,6 +245,15 @@ class AcrTokenService:
             return error_response(405, "UNSUPPORTED", "The operation is unsupported.")
         return None
 
+    def _wrong_service(self, form: dict[str, list[str]]) -> Response | None:
+        """ACR's 400 for a ``service`` that names another registry (None: absent or this one)."""
+        service = _first(form, "service")
+        if service and service.lower() != self.login_server:
+            return error_response(
+                400, "UNAUTHORIZED", f"service {service!r} does not match {self.login_server}"
+            )
+        return None
+
     # -- /oauth2/exchange ------------------------------------------------------------------------
 
     def exchange(self, request: Request) -> Response:
@@ -254,11 +263,9 @@ class AcrTokenService:
             return error_response(
                 400, "UNSUPPORTED", f"grant type {grant_type or '(none)'!r} is not supported"
             )
-        service = _first(form, "service")
-        if service and service.lower() != self.login_server:
-            return error_response(
-                400, "UNAUTHORIZED", f"service {service!r} does not match {self.login_server}"
-            )
+        wrong_service = self._wrong_service(form)
+        if wrong_service is not None:
+            return wrong_service
         access_token = _first(form, "access_token")
         if not access_token:
             return error_response(400, "UNAUTHORIZED", "access_token is required")
@@ -317,11 +324,9 @@ class AcrTokenService:
             return error_response(
                 400, "UNSUPPORTED", f"grant type {grant_type or '(none)'!r} is not supported"
             )
-        service = _first(form, "service")
-        if service and service.lower() != self.login_server:
-            return error_response(
-                400, "UNAUTHORIZED", f"service {service!r} does not match {self.login_server}"
-            )
+        wrong_service = self._wrong_service(form)
+        if wrong_service is not None:
+            return wrong_service
         return self._access_token_for(
             _first(form, "refresh_token") or "", requested_scopes(form.get("scope", []))
         )

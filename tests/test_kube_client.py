@@ -1,4 +1,4 @@
-"""The Kubernetes seam against the sandbox's real HTTPS API stand-in (sandbox/kube.py).
+"""The Kubernetes seam against the sandbox's real HTTPS API stand-in (sandbox/kube/).
 
 The official ``kubernetes`` client talks TLS to a local API server built from a world file; the
 stand-in's request log is the ground truth for how many calls an audit costs.

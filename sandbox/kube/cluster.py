@@ -21,7 +21,7 @@ import base64
 import secrets
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import yaml
@@ -189,9 +189,3 @@ class KubeCluster(ApiServer, Controllers, EventWriter, WorldSeeding):
 
     def pods(self) -> list[dict[str, Any]]:
         return self.store.values("pods")
-
-
-def iter_pods(clusters: dict[str, KubeCluster]) -> Iterator[tuple[KubeCluster, dict[str, Any]]]:
-    for cluster in clusters.values():
-        for pod in cluster.pods():
-            yield cluster, pod

@@ -15,6 +15,130 @@ if TYPE_CHECKING:
     from sandbox.kube.cluster import PodCallback
 
 
+PodCounts = tuple[int, int, int]  # an owner's pods: (all, ready, succeeded)
+
+
+def _replicaset_status(counts: PodCounts) -> dict[str, Any]:
+    n, ready, _ = counts
+    status: dict[str, Any] = {
+        "replicas": n,
+        "fullyLabeledReplicas": n,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "observedGeneration": 1,
+    }
+    if not ready:
+        status.pop("readyReplicas")
+        status.pop("availableReplicas")
+    return status
+
+
+def _deployment_status(
+    dep: dict[str, Any], sets: list[dict[str, Any]], set_counts: list[PodCounts]
+) -> dict[str, Any]:
+    """From its ReplicaSets (``sets``) and their pods; the current one is the last still scaled up."""
+    live = [r for r in sets if r["spec"].get("replicas", 0)] or sets
+    owned = live[-1] if live else None  # the current ReplicaSet
+    n = sum(c[0] for c in set_counts)
+    ready = sum(c[1] for c in set_counts)
+    want = dep["spec"].get("replicas", 1)
+    created = dep["metadata"]["creationTimestamp"]
+    available = ready >= want
+    status: dict[str, Any] = {
+        "observedGeneration": dep["metadata"].get("generation", 1),
+        "replicas": n,
+        "updatedReplicas": n,
+        "readyReplicas": ready,
+        "availableReplicas": ready,
+        "unavailableReplicas": max(0, want - ready),
+        "conditions": [
+            {
+                "type": "Available",
+                "status": "True" if available else "False",
+                "reason": "MinimumReplicasAvailable" if available else "MinimumReplicasUnavailable",
+                "message": "Deployment has minimum availability."
+                if available
+                else "Deployment does not have minimum availability.",
+                "lastUpdateTime": created,
+                "lastTransitionTime": created,
+            },
+            {
+                "type": "Progressing",
+                "status": "True",
+                "reason": "NewReplicaSetAvailable" if available else "ReplicaSetUpdated",
+                "message": f'ReplicaSet "{owned["metadata"]["name"] if owned else ""}" has '
+                + ("successfully progressed." if available else "is progressing."),
+                "lastUpdateTime": created,
+                "lastTransitionTime": created,
+            },
+        ],
+    }
+    for k in ("readyReplicas", "availableReplicas", "unavailableReplicas"):
+        if not status[k]:
+            status.pop(k)
+    return status
+
+
+def _statefulset_status(sts: dict[str, Any], counts: PodCounts) -> dict[str, Any]:
+    n, ready, _ = counts
+    rev = f"{sts['metadata']['name']}-{safe_suffix('rev' + sts['metadata']['uid'], 10)}"
+    return {
+        "observedGeneration": 1,
+        "replicas": n,
+        "readyReplicas": ready,
+        "currentReplicas": n,
+        "updatedReplicas": n,
+        "availableReplicas": ready,
+        "currentRevision": rev,
+        "updateRevision": rev,
+        "collisionCount": 0,
+    }
+
+
+def _daemonset_status(counts: PodCounts) -> dict[str, Any]:
+    n, ready, _ = counts
+    status: dict[str, Any] = {
+        "currentNumberScheduled": n,
+        "desiredNumberScheduled": n,
+        "numberMisscheduled": 0,
+        "numberReady": ready,
+        "numberAvailable": ready,
+        "numberUnavailable": n - ready,
+        "observedGeneration": 1,
+        "updatedNumberScheduled": n,
+    }
+    if not ready:
+        status.pop("numberAvailable")
+    if n == ready:
+        status.pop("numberUnavailable")
+    return status
+
+
+def _job_status(job: dict[str, Any], counts: PodCounts) -> dict[str, Any]:
+    n, ready, done = counts
+    status: dict[str, Any] = {
+        "startTime": job["status"].get("startTime") or job["metadata"]["creationTimestamp"]
+    }
+    if done:
+        status.update(
+            {
+                "succeeded": done,
+                "completionTime": iso(time.time()),
+                "conditions": [
+                    {
+                        "type": "Complete",
+                        "status": "True",
+                        "lastProbeTime": iso(time.time()),
+                        "lastTransitionTime": iso(time.time()),
+                    }
+                ],
+            }
+        )
+    else:
+        status.update({"active": n - done, "ready": ready, "terminating": 0, "uncountedTerminatedPods": {}})
+    return status
+
+
 class Controllers:
     """Scheduling, admission and workload controllers over ``self.store`` (mixed into ``KubeCluster``)."""
 
@@ -156,23 +280,17 @@ class Controllers:
             for pod in self.store.values("pods"):
                 for ref in pod["metadata"].get("ownerReferences") or []:
                     by_owner.setdefault(ref["uid"], []).append(pod)
-            counts: dict[str, tuple[int, int, int]] = {}  # uid -> (pods, ready, succeeded)
+            counts: dict[str, PodCounts] = {}
             for uid, pods in by_owner.items():
                 ready = sum(1 for p in pods if _pod_ready(p))
                 done = sum(1 for p in pods if p["status"].get("phase") == "Succeeded")
                 counts[uid] = (len(pods), ready, done)
+
+            def of(obj: dict[str, Any]) -> PodCounts:
+                return counts.get(obj["metadata"]["uid"], (0, 0, 0))
+
             for rs in self.store.values("replicasets"):
-                n, ready, _ = counts.get(rs["metadata"]["uid"], (0, 0, 0))
-                rs["status"] = {
-                    "replicas": n,
-                    "fullyLabeledReplicas": n,
-                    "readyReplicas": ready,
-                    "availableReplicas": ready,
-                    "observedGeneration": 1,
-                }
-                if not ready:
-                    rs["status"].pop("readyReplicas")
-                    rs["status"].pop("availableReplicas")
+                rs["status"] = _replicaset_status(of(rs))
                 self.store.touch("replicasets", rs)
             rs_by_owner: dict[str, list[dict[str, Any]]] = {}
             for rs in self.store.values("replicasets"):
@@ -180,103 +298,16 @@ class Controllers:
                     rs_by_owner.setdefault(ref["uid"], []).append(rs)
             for dep in self.store.values("deployments"):
                 sets = rs_by_owner.get(dep["metadata"]["uid"], [])
-                live = [r for r in sets if r["spec"].get("replicas", 0)] or sets
-                owned = live[-1] if live else None  # the current ReplicaSet
-                n = sum(counts.get(r["metadata"]["uid"], (0, 0, 0))[0] for r in sets)
-                ready = sum(counts.get(r["metadata"]["uid"], (0, 0, 0))[1] for r in sets)
-                want = dep["spec"].get("replicas", 1)
-                created = dep["metadata"]["creationTimestamp"]
-                available = ready >= want
-                dep["status"] = {
-                    "observedGeneration": dep["metadata"].get("generation", 1),
-                    "replicas": n,
-                    "updatedReplicas": n,
-                    "readyReplicas": ready,
-                    "availableReplicas": ready,
-                    "unavailableReplicas": max(0, want - ready),
-                    "conditions": [
-                        {
-                            "type": "Available",
-                            "status": "True" if available else "False",
-                            "reason": "MinimumReplicasAvailable"
-                            if available
-                            else "MinimumReplicasUnavailable",
-                            "message": "Deployment has minimum availability."
-                            if available
-                            else "Deployment does not have minimum availability.",
-                            "lastUpdateTime": created,
-                            "lastTransitionTime": created,
-                        },
-                        {
-                            "type": "Progressing",
-                            "status": "True",
-                            "reason": "NewReplicaSetAvailable" if available else "ReplicaSetUpdated",
-                            "message": f'ReplicaSet "{owned["metadata"]["name"] if owned else ""}" has '
-                            + ("successfully progressed." if available else "is progressing."),
-                            "lastUpdateTime": created,
-                            "lastTransitionTime": created,
-                        },
-                    ],
-                }
-                for k in ("readyReplicas", "availableReplicas", "unavailableReplicas"):
-                    if not dep["status"][k]:
-                        dep["status"].pop(k)
+                dep["status"] = _deployment_status(dep, sets, [of(r) for r in sets])
                 self.store.touch("deployments", dep)
             for sts in self.store.values("statefulsets"):
-                n, ready, _ = counts.get(sts["metadata"]["uid"], (0, 0, 0))
-                rev = f"{sts['metadata']['name']}-{safe_suffix('rev' + sts['metadata']['uid'], 10)}"
-                sts["status"] = {
-                    "observedGeneration": 1,
-                    "replicas": n,
-                    "readyReplicas": ready,
-                    "currentReplicas": n,
-                    "updatedReplicas": n,
-                    "availableReplicas": ready,
-                    "currentRevision": rev,
-                    "updateRevision": rev,
-                    "collisionCount": 0,
-                }
+                sts["status"] = _statefulset_status(sts, of(sts))
                 self.store.touch("statefulsets", sts)
             for ds in self.store.values("daemonsets"):
-                n, ready, _ = counts.get(ds["metadata"]["uid"], (0, 0, 0))
-                ds["status"] = {
-                    "currentNumberScheduled": n,
-                    "desiredNumberScheduled": n,
-                    "numberMisscheduled": 0,
-                    "numberReady": ready,
-                    "numberAvailable": ready,
-                    "numberUnavailable": n - ready,
-                    "observedGeneration": 1,
-                    "updatedNumberScheduled": n,
-                }
-                if not ready:
-                    ds["status"].pop("numberAvailable")
-                if n == ready:
-                    ds["status"].pop("numberUnavailable")
+                ds["status"] = _daemonset_status(of(ds))
                 self.store.touch("daemonsets", ds)
             for job in self.store.values("jobs"):
-                n, ready, done = counts.get(job["metadata"]["uid"], (0, 0, 0))
-                status = {"startTime": job["status"].get("startTime") or job["metadata"]["creationTimestamp"]}
-                if done:
-                    status.update(
-                        {
-                            "succeeded": done,
-                            "completionTime": iso(time.time()),
-                            "conditions": [
-                                {
-                                    "type": "Complete",
-                                    "status": "True",
-                                    "lastProbeTime": iso(time.time()),
-                                    "lastTransitionTime": iso(time.time()),
-                                }
-                            ],
-                        }
-                    )
-                else:
-                    status.update(
-                        {"active": n - done, "ready": ready, "terminating": 0, "uncountedTerminatedPods": {}}
-                    )
-                job["status"] = status
+                job["status"] = _job_status(job, of(job))
                 self.store.touch("jobs", job)
 
     def restart_workload(self, namespace: str, name: str) -> list[dict[str, Any]]:

@@ -265,106 +265,169 @@ class WorldSeeding:
         labels = {"app": w.name}
         template_spec = self._pod_spec(ns.name, w, "OnFailure" if w.kind in ("Job", "CronJob") else "Always")
         template = {"metadata": {"labels": dict(labels)}, "spec": template_spec}
-        if w.kind == "Pod":
-            self._create_pod_from(ns.name, w.name, labels, template_spec, None, created)
-            return
-        if w.kind == "Deployment":
-            dep = self._workload_object(
-                "Deployment",
-                ns.name,
-                w.name,
-                created,
-                labels,
-                {
-                    "replicas": w.replicas,
-                    "selector": {"matchLabels": labels},
-                    "template": template,
-                    "strategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
-                    },
-                    "revisionHistoryLimit": 10,
-                    "progressDeadlineSeconds": 600,
+        build = {
+            "Pod": self._build_pod,
+            "Deployment": self._build_deployment,
+            "StatefulSet": self._build_statefulset,
+            "DaemonSet": self._build_daemonset,
+            "Job": self._build_job,
+        }.get(w.kind, self._build_cronjob)
+        build(ns, w, labels, template, template_spec, created)
+
+    def _build_pod(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """A bare Pod."""
+        self._create_pod_from(ns.name, w.name, labels, template_spec, None, created)
+
+    def _build_deployment(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """Deployment → ReplicaSet → pods."""
+        dep = self._workload_object(
+            "Deployment",
+            ns.name,
+            w.name,
+            created,
+            labels,
+            {
+                "replicas": w.replicas,
+                "selector": {"matchLabels": labels},
+                "template": template,
+                "strategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
                 },
-                annotations={"deployment.kubernetes.io/revision": "1"},
-            )
-            dep = self._put_workload("deployments", dep)
-            self._new_replicaset(ns.name, w, dep, template, created)
-            return
-        if w.kind == "StatefulSet":
-            sts = self._workload_object(
-                "StatefulSet",
+                "revisionHistoryLimit": 10,
+                "progressDeadlineSeconds": 600,
+            },
+            annotations={"deployment.kubernetes.io/revision": "1"},
+        )
+        dep = self._put_workload("deployments", dep)
+        self._new_replicaset(ns.name, w, dep, template, created)
+
+    def _build_statefulset(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """StatefulSet → pods named ``<name>-<index>``."""
+        sts = self._workload_object(
+            "StatefulSet",
+            ns.name,
+            w.name,
+            created,
+            labels,
+            {
+                "replicas": w.replicas,
+                "selector": {"matchLabels": labels},
+                "serviceName": w.name,
+                "template": template,
+                "podManagementPolicy": "OrderedReady",
+                "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
+            },
+        )
+        sts = self._put_workload("statefulsets", sts)
+        rev = f"{w.name}-{safe_suffix('sts' + ns.name + w.name + str(created), 10)}"
+        for i in range(w.replicas):
+            pod_labels = {
+                **labels,
+                "apps.kubernetes.io/pod-index": str(i),
+                "controller-revision-hash": rev,
+                "statefulset.kubernetes.io/pod-name": f"{w.name}-{i}",
+            }
+            self._create_pod_from(
                 ns.name,
-                w.name,
+                f"{w.name}-{i}",
+                pod_labels,
+                template_spec,
+                _owner("apps/v1", "StatefulSet", sts),
                 created,
-                labels,
-                {
-                    "replicas": w.replicas,
-                    "selector": {"matchLabels": labels},
-                    "serviceName": w.name,
-                    "template": template,
-                    "podManagementPolicy": "OrderedReady",
-                    "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
-                },
             )
-            sts = self._put_workload("statefulsets", sts)
-            rev = f"{w.name}-{safe_suffix('sts' + ns.name + w.name + str(created), 10)}"
-            for i in range(w.replicas):
-                pod_labels = {
-                    **labels,
-                    "apps.kubernetes.io/pod-index": str(i),
-                    "controller-revision-hash": rev,
-                    "statefulset.kubernetes.io/pod-name": f"{w.name}-{i}",
-                }
-                self._create_pod_from(
-                    ns.name,
-                    f"{w.name}-{i}",
-                    pod_labels,
-                    template_spec,
-                    _owner("apps/v1", "StatefulSet", sts),
-                    created,
-                )
-            return
-        if w.kind == "DaemonSet":
-            ds = self._workload_object(
-                "DaemonSet",
+
+    def _build_daemonset(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """DaemonSet → one pod per eligible Linux node."""
+        ds = self._workload_object(
+            "DaemonSet",
+            ns.name,
+            w.name,
+            created,
+            labels,
+            {
+                "selector": {"matchLabels": labels},
+                "template": template,
+                "updateStrategy": {
+                    "type": "RollingUpdate",
+                    "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
+                },
+            },
+        )
+        ds = self._put_workload("daemonsets", ds)
+        for node in self._eligible_nodes(template_spec.get("nodeSelector"), linux_only=True):
+            pod_labels = {
+                **labels,
+                "controller-revision-hash": safe_suffix("ds" + w.name + str(created), 10),
+                "pod-template-generation": "1",
+            }
+            name = self._generate_name(
+                "pods", ns.name, f"{w.name}-", ns.name + w.name + node.name + str(created)
+            )
+            self._create_pod_from(
                 ns.name,
-                w.name,
+                name,
+                pod_labels,
+                template_spec,
+                _owner("apps/v1", "DaemonSet", ds),
                 created,
-                labels,
-                {
-                    "selector": {"matchLabels": labels},
-                    "template": template,
-                    "updateStrategy": {
-                        "type": "RollingUpdate",
-                        "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
-                    },
-                },
+                node=node,
             )
-            ds = self._put_workload("daemonsets", ds)
-            for node in self._eligible_nodes(template_spec.get("nodeSelector"), linux_only=True):
-                pod_labels = {
-                    **labels,
-                    "controller-revision-hash": safe_suffix("ds" + w.name + str(created), 10),
-                    "pod-template-generation": "1",
-                }
-                name = self._generate_name(
-                    "pods", ns.name, f"{w.name}-", ns.name + w.name + node.name + str(created)
-                )
-                self._create_pod_from(
-                    ns.name,
-                    name,
-                    pod_labels,
-                    template_spec,
-                    _owner("apps/v1", "DaemonSet", ds),
-                    created,
-                    node=node,
-                )
-            return
-        if w.kind == "Job":
-            self._new_job(ns.name, w.name, w, template, created, None)
-            return
-        # CronJob: it has run once, so its Job (and the Job's pod) exists.
+
+    def _build_job(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """Job → pod."""
+        self._new_job(ns.name, w.name, w, template, created, None)
+
+    def _build_cronjob(
+        self,
+        ns: Namespace,
+        w: Workload,
+        labels: dict[str, str],
+        template: dict[str, Any],
+        template_spec: dict[str, Any],
+        created: float,
+    ) -> None:
+        """CronJob: it has run once, so its Job (and the Job's pod) exists."""
         cj = self._workload_object(
             "CronJob",
             ns.name,

@@ -28,14 +28,10 @@ from typing import Any, Protocol
 from sandbox.kube import KubeCluster
 from sandbox.kubelet.containerd import ImagePuller, PullResult
 from sandbox.kubelet.keyring import Credential, docker_config_auths, keyring_lookup
-from sandbox.kubelet.node_http import NetError
+from sandbox.kubelet.node_http import NetError, NetworkLike
 from sandbox.kubelet.reference import ReferenceError_, parse_image
 from sandbox.kubelet.status import StatusWriter, _waiting_on_pull
 from sandbox.world import World
-
-
-class NetworkLike(Protocol):
-    def resolve(self, host: str, viewpoint: str | None = None) -> tuple[str, int] | None: ...
 
 
 class EntraIssuer(Protocol):

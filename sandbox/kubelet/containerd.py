@@ -302,8 +302,7 @@ class ImagePuller:
                             f"failed to fetch oauth token: unexpected status from GET request to "
                             f"{get_url}: {got.status_text}"
                         )
-                    doc = got.json() or {}
-                    return str(doc.get("token") or doc.get("access_token") or "")
+                    return _token_in(got)
                 except NetError as exc:
                     raise _PullFailure(
                         f'failed to fetch oauth token: failed to do request: Post "{realm}": {exc}'
@@ -319,8 +318,7 @@ class ImagePuller:
                     f"failed to fetch anonymous token: unexpected status from GET request to "
                     f"{get_url}: {got.status_text}"
                 )
-            doc = got.json() or {}
-            return str(doc.get("token") or doc.get("access_token") or "")
+            return _token_in(got)
         except _PullFailure:
             raise
 
@@ -344,3 +342,9 @@ def _match_platform(manifests: list[dict[str, Any]], os_: str, arch: str) -> dic
         if s > score:
             best, score = m, s
     return best
+
+
+def _token_in(answer: Answer) -> str:
+    """The token of a token endpoint's JSON answer (``token``, else ``access_token``)."""
+    doc = answer.json() or {}
+    return str(doc.get("token") or doc.get("access_token") or "")

@@ -11,21 +11,36 @@ import json
 import re
 import socket
 import ssl
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from sandbox.kube import KubeCluster
 from sandbox.kubelet.reference import ACR_SUFFIXES
 from sandbox.world import World
 
-if TYPE_CHECKING:
-    from sandbox.kubelet.agent import Kubelet
-
 VIEWPOINT_HEADER = "X-Sandbox-Viewpoint"
 
 CLUSTER_DNS = "10.0.0.10:53"
 
 # --- HTTP as a node sees it ---------------------------------------------------------------------
+
+
+class NetworkLike(Protocol):
+    def resolve(self, host: str, viewpoint: str | None = None) -> tuple[str, int] | None: ...
+
+
+class NodeSide(Protocol):
+    """What a node's HTTP needs from its kubelet: the world, the network, TLS trust, the deadline, and
+    the memo of recent dial failures that the node's pulls share."""
+
+    world: World
+    network: NetworkLike
+    ssl_context: ssl.SSLContext
+    timeout: float
+
+    def dial_memo(self, viewpoint: str, address: tuple[str, int]) -> str | None: ...
+
+    def remember_dial(self, viewpoint: str, address: tuple[str, int], message: str) -> NetError: ...
 
 
 class NetError(Exception):
@@ -74,7 +89,7 @@ def public_ip(host: str, cluster: KubeCluster | None = None, world: World | None
 class NodeHttp:
     """HTTPS from a cluster's node: names resolve through the sandbox network for that viewpoint."""
 
-    def __init__(self, kubelet: Kubelet, cluster: KubeCluster) -> None:
+    def __init__(self, kubelet: NodeSide, cluster: KubeCluster) -> None:
         self.kubelet = kubelet
         self.cluster = cluster
         self.viewpoint = cluster.name
