@@ -18,6 +18,7 @@ Webhook URLs are secrets: logs, errors and reports name channels by setting
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -25,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.client import RemoteDisconnected
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -42,6 +44,9 @@ log = logging.getLogger("pullwatch.notify")
 SENT, QUEUED, FAILED = "sent", "queued", "failed"
 MAX_RETRY_AFTER = 60.0
 OUTBOX_MAX_AGE = timedelta(days=3)
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+DEFAULT_FUNCTION_TIMEOUT = 300.0  # the Consumption plan's default when host.json sets none
+DELIVERY_SHARE = 0.25  # of functionTimeout, for one run's deliveries (the audit takes the rest)
 _ERROR_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -155,6 +160,17 @@ def _connection_reason(exc: BaseException) -> str:
     return "connection failed"
 
 
+def function_timeout(path: Path = HOST_JSON) -> float:
+    """``functionTimeout`` of ``host.json`` in seconds (``hh:mm:ss``); the plan default if unset."""
+    try:
+        value = json.loads(path.read_text()).get("functionTimeout")
+        hours, minutes, seconds = (float(part) for part in str(value).split(":"))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_FUNCTION_TIMEOUT
+    total = hours * 3600 + minutes * 60 + seconds
+    return total if total > 0 else DEFAULT_FUNCTION_TIMEOUT
+
+
 class _RedactRequestPaths(logging.Filter):
     """urllib3 logs each request line at DEBUG; a webhook URL's path is its secret."""
 
@@ -187,6 +203,7 @@ class Notifier:
         sleep: Callable[[float], None] = time.sleep,
         router: Router | None = None,
         clock: Callable[[], datetime] | None = None,
+        budget: float | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -196,6 +213,11 @@ class Notifier:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._secrets = settings.secret_values()
         self._unavailable: set[str] = set()
+        # One run's deliveries stay within this many seconds, inside the host's functionTimeout.
+        self.budget = budget if budget is not None else function_timeout() * DELIVERY_SHARE
+        # A message is claimed for as long as a run may spend on it (the budget, then one request's
+        # connect and read timeouts): a worker that died loses its claims after that.
+        self.claim_seconds = self.budget + 2 * settings.http_timeout + 5
         _install_log_redaction()
 
     def close(self) -> None:
@@ -297,7 +319,11 @@ class Notifier:
         are given up (recorded as failed)."""
         results = []
         now = self.clock()
-        for message in self.store.outbox():
+        for listed in self.store.outbox():
+            message = self.store.claim(listed, self.claim_seconds, now=now)
+            if message is None:
+                log.debug("notify: message %s is another worker's to send", listed.message_id)
+                continue
             if now - message.created > OUTBOX_MAX_AGE:
                 self.store.record_failed(message, status=None, error="expired in the outbox")
                 log.error(
@@ -381,7 +407,10 @@ class Notifier:
             if digest.empty:
                 continue
             payload = render(channel.kind, digest, self._secrets)
-            outgoing.append((self.store.enqueue(channel.name, payload, now=self.clock()), digest.total))
+            message = self.store.enqueue(
+                channel.name, payload, now=self.clock(), claim_seconds=self.claim_seconds
+            )
+            outgoing.append((message, digest.total))
         now = self.clock()
         if save_state:
             for target, changes in changes_by_target.items():

@@ -9,7 +9,6 @@ import pytest
 from sandbox.azurite import Azurite
 
 
-
 @pytest.fixture(scope="session")
 def azurite() -> Iterator[Azurite]:
     """A real Azurite (queues, tables, blobs) for the session; tests use unique table/queue names."""
