@@ -30,6 +30,9 @@ KNOWN_TYPES = frozenset(
     + [VALIDATION_EVENT]
 )
 
+MAX_EVENT_ID = 512  # Event Grid ids are GUIDs or short strings; longer ones are rejected
+MAX_RESOURCE_TEXT = 4096  # a topic/source or subject: a resource ID (ARM IDs are far shorter)
+
 _SHORT_ACR = {t: f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS}  # 2018-2021 docs' short names
 
 
@@ -79,6 +82,8 @@ def parse_delivery(body: Any) -> Delivery:
             event = parse_event(item)
         except ValueError as exc:
             event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            if event_id and len(event_id) > MAX_EVENT_ID:
+                event_id = event_id[:64] + "…"  # named in the log line, never stored
             rejected.append(Rejected(index, event_id, str(exc)))
             continue
         if event.type == VALIDATION_EVENT:
@@ -128,6 +133,11 @@ def parse_event(item: Any) -> AzureEvent:
         raise ValueError(f"field 'data' must be an object, not {type(data).__name__}")
     if not event_id.strip():
         raise ValueError("field 'id' is empty")
+    if len(event_id) > MAX_EVENT_ID:
+        raise ValueError(f"field 'id' is longer than {MAX_EVENT_ID} characters ({len(event_id)})")
+    for name, value in (("source", source), ("subject", subject)):
+        if value and len(value) > MAX_RESOURCE_TEXT:
+            raise ValueError(f"field {name!r} is longer than {MAX_RESOURCE_TEXT} characters ({len(value)})")
     return AzureEvent(
         id=event_id,
         type=event_type,

@@ -99,6 +99,25 @@ class Scope:
         return not self.clusters or rid.top.lower() in self.clusters
 
 
+MAX_EVENT_ID_CHARS = 512  # longer event ids are rejected when the delivery is parsed
+MAX_ITEM_CHARS = 256  # a reason or a hint value, cut to this length
+MAX_LIST_CHARS = 8_000  # reasons, event ids and hints of one request: at most this much of each
+
+
+def _bounded(items: Sequence[str], item_chars: int) -> tuple[str, ...]:
+    """The first items that fit in :data:`MAX_LIST_CHARS` (each cut to ``item_chars``): the reasons
+    and event ids of a storm are samples for whoever reads the logs; the audit is the same."""
+    kept: list[str] = []
+    used = 0
+    for item in items:
+        item = item[:item_chars]
+        used += len(item) + 4
+        if used > MAX_LIST_CHARS:
+            break
+        kept.append(item)
+    return tuple(kept)
+
+
 @dataclass(frozen=True)
 class AuditRequest:
     """One queue message: audit one cluster (checks: "all" or catalogue groups), with the reasons."""
@@ -108,6 +127,20 @@ class AuditRequest:
     event_ids: tuple[str, ...] = ()
     hints: tuple[Mapping[str, str], ...] = ()
     nightly: bool = False
+
+    def __post_init__(self) -> None:
+        # Bounded, however many events merge into it: the request is one Table property (at most
+        # 32 K characters) while it waits out the debounce window, and one queue message (64 KiB).
+        object.__setattr__(self, "reasons", _bounded(self.reasons, MAX_ITEM_CHARS))
+        object.__setattr__(self, "event_ids", _bounded(self.event_ids, MAX_EVENT_ID_CHARS))
+        hints = tuple({k[:MAX_ITEM_CHARS]: v[:MAX_ITEM_CHARS] for k, v in h.items()} for h in self.hints)
+        kept, used = [], 0
+        for hint in hints:
+            used += len(json.dumps(hint))
+            if used > MAX_LIST_CHARS:
+                break
+            kept.append(hint)
+        object.__setattr__(self, "hints", tuple(kept))
 
     def to_json(self) -> str:
         return json.dumps(
