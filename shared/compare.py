@@ -5,11 +5,12 @@ at most every ``Settings.reminder_hours`` (the nightly digest).
 
 A target whose checks were incomplete never resolves its findings by silence. Every check follows
 one convention: a ``CHECK_INCOMPLETE`` finding's evidence has ``"check"`` (a catalogue group —
-roles, images, network, access, secrets, cluster, performance — or ``"all"``) and ``"reason"``,
-and its ``registry`` is set when it concerns one registry. A previous finding that is missing from
-the current audit stays open when a current ``CHECK_INCOMPLETE`` of the same cluster covers its
-group (``"all"`` covers every group) and its registry (the incomplete check's registry is None, or
-the same host).
+roles, images, network, access, secrets, cluster, performance —, a source of facts from
+:data:`SOURCE_FEEDS` — kubernetes, arm, registry, storage — or ``"all"``) and ``"reason"``, and its
+``registry`` is set when it concerns one registry. A previous finding that is missing from the
+current audit stays open when a current ``CHECK_INCOMPLETE`` of the same cluster covers its group
+(a source covers every group it feeds; ``"all"`` covers every group) and its registry (the
+incomplete check's registry is None, or the same host).
 """
 
 from __future__ import annotations
@@ -21,6 +22,30 @@ from shared.findings import CATALOGUE, Finding, dedupe, sort_findings
 
 INCOMPLETE = "CHECK_INCOMPLETE"
 ALL_CHECKS = "all"
+
+#: Each source of facts and the catalogue groups whose findings it feeds: when a source cannot be
+#: read, every finding of those groups is unconfirmed (never resolved by the outage).
+SOURCE_FEEDS: dict[str, frozenset[str]] = {
+    # workloads, pods and their events, pull secrets, node placement: which image is pulled where,
+    # so the image, registry (probed per image), secret, pod, probe and latency findings
+    "kubernetes": frozenset({"cluster", "images", "secrets", "network", "access", "performance"}),
+    # the cluster, registries, role assignments and definitions, networks, regions
+    "arm": frozenset({"roles", "network", "performance"}),
+    # one registry's pull path (set ``registry``): its image, network, access and latency findings
+    "registry": frozenset({"images", "network", "access", "performance"}),
+    # the stored state itself: nothing can be compared
+    "storage": frozenset({ALL_CHECKS}),
+}
+
+
+def covered_groups(check: str | None) -> frozenset[str]:
+    """The catalogue groups a CHECK_INCOMPLETE's ``check`` leaves unconfirmed (comma-separated
+    groups or sources; ``"all"`` for every group)."""
+    out: set[str] = set()
+    for name in str(check or ALL_CHECKS).lower().split(","):
+        name = name.strip()
+        out |= SOURCE_FEEDS.get(name, {name})
+    return frozenset(out)
 
 
 @dataclass(frozen=True)
@@ -50,9 +75,7 @@ def _covers(incomplete: Finding, previous: Finding) -> bool:
     """Does this current CHECK_INCOMPLETE leave ``previous`` unconfirmed (so it must stay open)?"""
     if _lower(incomplete.cluster) != _lower(previous.cluster):
         return False
-    # "check" names one catalogue group, or several separated by commas (a registry that could
-    # not be probed leaves its images, network and access findings all unconfirmed).
-    checks = {c.strip() for c in str(incomplete.evidence.get("check") or ALL_CHECKS).lower().split(",")}
+    checks = covered_groups(incomplete.evidence.get("check"))
     group = CATALOGUE[previous.code].group
     if ALL_CHECKS not in checks and group not in checks:
         return False

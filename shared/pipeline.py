@@ -434,7 +434,9 @@ class Auditor:
         try:
             kubeconfig = self.arm.cluster_user_kubeconfig(cluster.id)
         except UpstreamError as exc:
-            findings.append(incomplete(cluster.id, "cluster", f"cannot get the cluster's credentials: {exc}"))
+            findings.append(
+                incomplete(cluster.id, "kubernetes", f"cannot get the cluster's credentials: {exc}")
+            )
             return None, None
         try:
             kube = self._kube_connect(cluster, kubeconfig)
@@ -446,7 +448,7 @@ class Auditor:
             if cluster.private_cluster:
                 reason += " (private cluster: give pullwatch network access to the API server, e.g. VNet integration)"
             findings.append(
-                incomplete(cluster.id, "cluster", f"cannot read the cluster's API server: {reason}")
+                incomplete(cluster.id, "kubernetes", f"cannot read the cluster's API server: {reason}")
             )
             return None, None
         return snapshot, kube
