@@ -12,6 +12,12 @@ refusals (Slack error bodies such as ``channel_is_archived``, Teams 4xx) are rep
 then posts: a crash before the outbox write loses nothing (the next run finds the same changes), a
 crash after it repeats at most the message in flight.
 
+Concurrent workers (the queue trigger runs several audits at once) share the outbox: a worker posts
+a message only under its claim (:meth:`StateStore.claim`, an ETag-conditional update), so each is
+posted once. One run's deliveries stay within a budget (a share of ``functionTimeout`` in
+``host.json``): a ``Retry-After`` beyond what is left, or a spent budget, keeps the message in the
+outbox for the next run.
+
 Webhook URLs are secrets: logs, errors and reports name channels by setting
 (``slack:PULLWATCH_SLACK_WEBHOOK_URL``), never by URL.
 """
@@ -249,7 +255,10 @@ class Notifier:
             body = response.text[:2000]
             return judge(channel.kind, response.status_code, body, response.headers.get("Retry-After"))
 
-    def _send(self, message: OutboxMessage, *, lines: int = 0, from_outbox: bool = False) -> ChannelResult:
+    def _send(
+        self, message: OutboxMessage, deadline: float, *, lines: int = 0, from_outbox: bool = False
+    ) -> ChannelResult:
+        """Post ``message`` with bounded retries, never past ``deadline`` (``time.monotonic()``)."""
         channel = Channel.parse(message.channel)
 
         def result(outcome: str, attempts: int, answer: _Answer | None) -> ChannelResult:
@@ -272,6 +281,15 @@ class Notifier:
                 message.message_id,
             )
             return result(QUEUED, 0, _Answer(False, True, None, "channel unavailable earlier in this run"))
+        if time.monotonic() >= deadline:
+            self.store.note_attempt(message, "delivery budget spent")
+            log.warning(
+                "notify: this run's delivery budget (%.0f s) is spent; message %s for %s kept in the outbox",
+                self.budget,
+                message.message_id,
+                message.channel,
+            )
+            return result(QUEUED, 0, _Answer(False, True, None, "delivery budget spent"))
         answer: _Answer | None = None
         attempts = 0
         for attempt in range(self.settings.retries + 1):
@@ -299,7 +317,20 @@ class Notifier:
                 return result(FAILED, attempts, answer)
             if attempt < self.settings.retries:
                 base = self.settings.retry_base_seconds * (2**attempt)
-                delay = min(answer.retry_after if answer.retry_after is not None else base, MAX_RETRY_AFTER)
+                wait = answer.retry_after if answer.retry_after is not None else base
+                delay = min(wait, MAX_RETRY_AFTER)
+                left = deadline - time.monotonic()
+                if wait > left:
+                    log.warning(
+                        "notify: %s asks to wait %.0f s (%s), beyond this run's delivery budget "
+                        "(%.0f s left); message %s kept in the outbox for the next run",
+                        message.channel,
+                        wait,
+                        answer.error,
+                        max(0.0, left),
+                        message.message_id,
+                    )
+                    break
                 log.info("notify: %s answered %s; retrying in %.1f s", message.channel, answer.error, delay)
                 self.sleep(delay)
         assert answer is not None
@@ -314,9 +345,11 @@ class Notifier:
         )
         return result(QUEUED, attempts, answer)
 
-    def flush_outbox(self) -> list[ChannelResult]:
-        """Send what earlier runs could not deliver, oldest first. Messages older than three days
-        are given up (recorded as failed)."""
+    def flush_outbox(self, deadline: float | None = None) -> list[ChannelResult]:
+        """Send what earlier runs could not deliver, oldest first, until ``deadline``
+        (``time.monotonic()``; default: the budget from now). Messages older than three days are
+        given up (recorded as failed)."""
+        deadline = time.monotonic() + self.budget if deadline is None else deadline
         results = []
         now = self.clock()
         for listed in self.store.outbox():
@@ -338,7 +371,7 @@ class Notifier:
                     )
                 )
                 continue
-            results.append(self._send(message, from_outbox=True))
+            results.append(self._send(message, deadline, from_outbox=True))
         return results
 
     # --- the run's digest ----------------------------------------------------------------------
@@ -396,7 +429,8 @@ class Notifier:
         and must save it only after this returns.
         """
         self._unavailable = set()
-        report = DeliveryReport(self.flush_outbox())
+        deadline = time.monotonic() + self.budget
+        report = DeliveryReport(self.flush_outbox(deadline))
         due = self.due_reminders(changes_by_target) if reminder else {}
         plan = self.plan(changes_by_target, cluster_meta, due)
         outgoing: list[tuple[OutboxMessage, int]] = []
@@ -419,5 +453,5 @@ class Notifier:
             if findings:
                 self.store.mark_reminded(target, findings, now=now)
         for message, lines in outgoing:
-            report.results.append(self._send(message, lines=lines))
+            report.results.append(self._send(message, deadline, lines=lines))
         return report

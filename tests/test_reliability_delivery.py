@@ -4,6 +4,7 @@ batch size) over one real Azurite outbox, a real loopback webhook answering in 3
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import time
 import uuid
@@ -146,3 +147,61 @@ def test_four_concurrent_workers_post_every_digest_exactly_once(azurite: Any, we
     store = StateStore.from_settings(config)
     assert store.outbox() == []
     assert len(store.sent_messages()) == WORKERS + 1
+
+
+class Sleeps(list[float]):
+    def __call__(self, seconds: float) -> None:
+        self.append(seconds)
+
+
+def test_a_retry_after_beyond_the_delivery_budget_keeps_the_message_for_the_next_run(
+    azurite: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack and Teams both answer 429 ``Retry-After: 3600``: no waiting inside this invocation
+    (functionTimeout in host.json); both digests stay in the outbox, and the log says why."""
+    limited = [(429, {"Retry-After": "3600"}, b"rate_limited")] * 8
+    slack, teams = SlowWebhook(0, list(limited)), SlowWebhook(0, list(limited))
+    try:
+        config = settings(
+            azurite,
+            slack.url,
+            f"t{uuid.uuid4().hex[:20]}",
+            PULLWATCH_TEAMS_WEBHOOK_URL=teams.url.replace("/services/T0/B0/", "/workflows/"),
+        )
+        store = StateStore.from_settings(config)
+        sleeps = Sleeps()
+        notifier = Notifier(config, store, sleep=sleeps)
+        target = cluster("aks-prod")
+        with caplog.at_level(logging.INFO, "pullwatch"):
+            report = notifier.deliver(
+                {target: compare([], broken(target))},
+                {target: ClusterMeta.from_id(target, tenant=TENANT)},
+                reminder=False,
+            )
+    finally:
+        slack.stop()
+        teams.stop()
+    assert sleeps == [], "nothing sleeps past the run's delivery budget"
+    assert [(r.outcome, r.attempts, r.status) for r in report.results] == [("queued", 1, 429)] * 2
+    assert len(store.outbox()) == 2
+    lines = [r.getMessage() for r in caplog.records if "budget" in r.getMessage()]
+    assert len(lines) == 2 and all("3600" in line and "outbox" in line for line in lines), lines
+    for line in lines:
+        assert "127.0.0.1" not in line and "/services/" not in line and "/workflows/" not in line
+
+
+def test_a_spent_budget_posts_nothing_more_in_this_run(azurite: Any) -> None:
+    hook = SlowWebhook(0.5)
+    try:
+        config = settings(azurite, hook.url, f"t{uuid.uuid4().hex[:20]}")
+        store = StateStore.from_settings(config)
+        for i in range(3):
+            store.enqueue(SLACK, {"text": f"left over {i}"})
+        notifier = Notifier(config, store, budget=0.6)
+        report = notifier.deliver({}, {}, reminder=False)
+    finally:
+        hook.stop()
+    outcomes = [r.outcome for r in report.results]
+    assert outcomes[0] == "sent" and outcomes[-1] == "queued" and len(outcomes) == 3, outcomes
+    assert sum(hook.posts.values()) == outcomes.count("sent")
+    assert len(store.outbox()) == outcomes.count("queued")
