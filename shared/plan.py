@@ -99,6 +99,7 @@ class Scope:
         return not self.clusters or rid.top.lower() in self.clusters
 
 
+MAX_MESSAGE_BYTES = 64 * 1024  # a Storage queue message's own limit
 MAX_EVENT_ID_CHARS = 512  # longer event ids are rejected when the delivery is parsed
 MAX_ITEM_CHARS = 256  # a reason or a hint value, cut to this length
 MAX_LIST_CHARS = 8_000  # reasons, event ids and hints of one request: at most this much of each
@@ -156,14 +157,22 @@ class AuditRequest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditRequest:
+        """Parse a queue message; InputError (one line naming what is wrong) for anything that is
+        not a bounded JSON object naming a managedCluster."""
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise InputError(f"audit message is larger than {MAX_MESSAGE_BYTES} bytes ({len(text)})")
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"audit message is not JSON: {exc}") from None
+        except RecursionError:
+            raise InputError("audit message is not usable JSON: nested too deeply") from None
         if not isinstance(data, dict) or not isinstance(data.get("cluster"), str):
             raise InputError("audit message needs a 'cluster' resource ID")
-        if parse_resource_id(data["cluster"]) is None:
-            raise InputError(f"audit message: {data['cluster']!r} is not a managedCluster resource ID")
+        rid = parse_resource_id(data["cluster"])
+        if rid is None or rid.kind != "microsoft.containerservice/managedclusters" or rid.rest.strip("/"):
+            shown = data["cluster"][:200]
+            raise InputError(f"audit message: {shown!r} is not a managedCluster resource ID")
 
         def strings(name: str) -> tuple[str, ...]:
             value = data.get(name) or []
