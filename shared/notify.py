@@ -124,15 +124,48 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _teams_body_error(body: str) -> str | None:
+    """The error a Teams 2xx answer carries in its body, if any. Workflows answer 202 and may put
+    ``{"error": …}`` in the body (the card was not posted); legacy connectors answered 200 with
+    the throttling text ``Microsoft Teams endpoint returned HTTP error 429`` instead of a 429, and
+    ``1`` on success (tests/data/wire/teams/NOTES.md)."""
+    text = body.strip()
+    if not text or text == "1":
+        return None
+    if "HTTP error 429" in text:
+        return "rate_limited"
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        error = data["error"]
+        code = error.get("code") if isinstance(error, dict) else None
+        return _error_word(str(code), "error in body") if code else "error in body"
+    if data is None and re.search(r"(?i)\b(error|failed)\b", text):
+        return "error in body"
+    return None
+
+
+SLACK_RETRYABLE = frozenset({"rollup_error", "rate_limited", "internal_error"})
+
+
 def judge(kind: str, status: int, body: str, retry_after: str | None = None) -> _Answer:
-    """Classify a webhook answer: accepted, worth retrying, or a permanent refusal."""
+    """Classify a webhook answer: accepted, worth retrying, or a permanent refusal. Slack accepts
+    only ``200 ok``; a Teams 2xx is accepted unless its body reports an error."""
     if kind == "slack":
         if status == 200 and body.strip() == "ok":
             return _Answer(True, False, status, None)
         error = _error_word(body, f"HTTP {status}")
+        if error in SLACK_RETRYABLE:
+            return _Answer(False, True, status, error, _retry_after(retry_after))
     else:
         if 200 <= status < 300:
-            return _Answer(True, False, status, None)
+            problem = _teams_body_error(body)
+            if problem is None:
+                return _Answer(True, False, status, None)
+            error = f"HTTP {status} {problem}"
+            return _Answer(False, problem == "rate_limited", status, error, _retry_after(retry_after))
         error = f"HTTP {status}"
         code = re.search(r'"code"\s*:\s*"([A-Za-z0-9_.-]{1,64})"', body)
         if code:

@@ -205,3 +205,65 @@ def test_a_spent_budget_posts_nothing_more_in_this_run(azurite: Any) -> None:
     assert outcomes[0] == "sent" and outcomes[-1] == "queued" and len(outcomes) == 3, outcomes
     assert sum(hook.posts.values()) == outcomes.count("sent")
     assert len(store.outbox()) == outcomes.count("queued")
+
+
+@pytest.mark.parametrize(
+    "kind, answers, outcome",
+    [
+        # Workflows answer 202 and report a card error in the body: not posted, not worth repeating
+        (
+            "teams",
+            [
+                (
+                    202,
+                    {},
+                    b'{"error":"The payload is too large. Please make sure the size is less than 28KB."}',
+                )
+            ],
+            "failed",
+        ),
+        ("teams", [(200, {}, b'{"error": {"code": "InvalidTemplate", "message": "bad"}}')], "failed"),
+        # legacy connectors answered 200 with the throttling text instead of a 429: retried
+        ("teams", [(200, {}, b"Microsoft Teams endpoint returned HTTP error 429")] * 9, "queued"),
+        ("teams", [(200, {}, b"1")], "sent"),
+        ("teams", [(202, {}, b"")], "sent"),
+        ("slack", [(200, {}, b"invalid_payload")], "failed"),
+        ("slack", [(200, {}, b"no_text")], "failed"),
+        ("slack", [(200, {}, b"rollup_error")] * 9, "queued"),
+    ],
+    ids=[
+        "teams-too-large",
+        "teams-error-object",
+        "teams-429-text",
+        "teams-1",
+        "teams-202",
+        "slack-invalid-payload",
+        "slack-no-text",
+        "slack-rollup-error",
+    ],
+)
+def test_a_2xx_with_an_error_body_is_not_counted_as_sent(
+    azurite: Any, kind: str, answers: list[tuple[int, dict[str, str], bytes]], outcome: str
+) -> None:
+    hook = SlowWebhook(0, answers)
+    try:
+        url = hook.url if kind == "slack" else hook.url.replace("/services/T0/B0/", "/workflows/")
+        config = settings(
+            azurite,
+            url if kind == "slack" else "",
+            f"t{uuid.uuid4().hex[:20]}",
+            PULLWATCH_TEAMS_WEBHOOK_URL=url if kind == "teams" else "",
+            PULLWATCH_RETRIES="1",
+        )
+        store = StateStore.from_settings(config)
+        notifier = Notifier(config, store, sleep=Sleeps())
+        target = cluster("aks-prod")
+        report = notifier.deliver(
+            {target: compare([], broken(target))},
+            {target: ClusterMeta.from_id(target, tenant=TENANT)},
+            reminder=False,
+        )
+    finally:
+        hook.stop()
+    assert [r.outcome for r in report.results] == [outcome], report.to_dict()
+    assert len(store.outbox()) == (1 if outcome == "queued" else 0)
