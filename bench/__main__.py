@@ -36,6 +36,7 @@ ROWS: list[str] = [
     "bench.cluster:cluster_20000",
     "bench.sandbox:sandbox_build",
     "bench.sandbox:sandbox_fanout_100",
+    "bench.reliability:reliability",
 ]
 
 
