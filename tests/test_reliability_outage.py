@@ -115,3 +115,55 @@ def test_each_source_covers_the_groups_it_feeds() -> None:
     ]
     stored = compare([image, secret, role], [incomplete(aks, "storage", "table unavailable")])
     assert stored.resolved == ()
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        "REGISTRY_DNS_FAILURE",
+        "REGISTRY_UNREACHABLE",
+        "REGISTRY_TLS_ERROR",
+        "REGISTRY_FIREWALL_DENIED",
+        "REGISTRY_AUTH_REJECTED",
+        "REGISTRY_RATE_LIMITED",
+        "REGISTRY_SERVER_ERROR",
+    ],
+)
+def test_a_registry_that_cannot_be_read_resolves_none_of_its_image_findings(failure: str) -> None:
+    """A registry-wide failure hides every image behind it: its image, secret and latency findings
+    are unconfirmed (kept open), another registry's are not."""
+    from shared.compare import compare
+    from shared.findings import Finding
+
+    aks = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"
+    acr, hub = "contosoacr.azurecr.io", "docker.io"
+    missing = Finding(code="IMAGE_NOT_FOUND", cluster=aks, registry=acr, image=f"{acr}/a:1", message="m")
+    secret = Finding(
+        code="PULL_SECRET_REJECTED", cluster=aks, registry=acr, workload="Deployment/a", message="m"
+    )
+    slow = Finding(code="REGISTRY_SLOW", cluster=aks, registry=acr, message="m")
+    elsewhere = Finding(code="IMAGE_NOT_FOUND", cluster=aks, registry=hub, image=f"{hub}/b:1", message="m")
+    down = Finding(
+        code=failure, cluster=aks, registry=acr, message="cannot be read", evidence={"identity": "pullwatch"}
+    )
+    changes = compare([missing, secret, slow, elsewhere], [down])
+    assert {f.code for f in changes.still_open} == {
+        "IMAGE_NOT_FOUND",
+        "PULL_SECRET_REJECTED",
+        "REGISTRY_SLOW",
+    }
+    assert [f.registry for f in changes.resolved] == [hub]
+    assert [f.code for f in changes.new] == [failure]
+
+
+def test_a_firewall_finding_from_arm_alone_hides_nothing() -> None:
+    from shared.compare import compare
+    from shared.findings import Finding
+
+    aks = "/subscriptions/s/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks"
+    acr = "contosoacr.azurecr.io"
+    missing = Finding(code="IMAGE_NOT_FOUND", cluster=aks, registry=acr, image=f"{acr}/a:1", message="m")
+    arm = Finding(
+        code="REGISTRY_FIREWALL_DENIED", cluster=aks, registry=acr, message="the cluster's IP is refused"
+    )
+    assert [f.code for f in compare([missing], [arm]).resolved] == ["IMAGE_NOT_FOUND"]
