@@ -454,3 +454,26 @@ class StateStore:
     def forget_event(self, event_id: str) -> None:
         """Undo :meth:`seen_event`: the event could not be handled, so its redelivery must run."""
         self._delete(EVENTS, hashlib.sha256(event_id.encode("utf-8")).hexdigest(), "forgetting an event id")
+
+    # --- keeping the table bounded -------------------------------------------------------------
+
+    def purge(self, *, events_before: datetime, sent_before: datetime, limit: int = 10_000) -> int:
+        """Delete event ids recorded before ``events_before`` and sent records before
+        ``sent_before`` (at most ``limit`` entities per call); the number deleted. Run nightly, it
+        keeps the de-duplication memory to Event Grid's retry window instead of every id ever."""
+        deleted = 0
+        for partition, field_name, before in ((EVENTS, "seen", events_before), (SENT, "at", sent_before)):
+            try:
+                old = self.table.query_entities(
+                    f"PartitionKey eq @pk and {field_name} lt @before",
+                    parameters={"pk": partition, "before": before},
+                    select=["PartitionKey", "RowKey"],
+                )
+                for entity in old:
+                    if deleted >= limit:
+                        return deleted
+                    self._delete(partition, str(entity["RowKey"]), "purging an old entity")
+                    deleted += 1
+            except AzureError as exc:
+                raise _storage_error(f"purging partition {partition}", exc) from None
+        return deleted

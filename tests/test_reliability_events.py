@@ -117,3 +117,27 @@ def test_an_oversized_event_id_is_rejected_alone_with_a_reason(
     assert pending is not None and pending.event_ids == (fine["id"],)
     lines = [r.getMessage() for r in caplog.records if "longer than 512" in r.getMessage()]
     assert len(lines) == 2 and all("'id'" in line and len(line) < 300 for line in lines)
+
+
+def test_event_ids_and_sent_records_older_than_their_memory_are_purged(azurite: Azurite) -> None:
+    """The de-duplication memory stays bounded: ids past Event Grid's retry window (and sent
+    records past their keep time) are deleted by the nightly purge; recent ones stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.state import StateStore
+
+    store = StateStore(azurite.connection_string, table_name=f"t{uuid.uuid4().hex[:20]}")
+    now = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
+    for i in range(30):
+        store.seen_event(f"old-{i}", timedelta(days=2), now=now - timedelta(days=3))
+    store.seen_event("recent", timedelta(days=2), now=now - timedelta(hours=1))
+    old = store.enqueue("slack:X", {"text": "old"}, now=now - timedelta(days=40))
+    store.record_sent(old, status=200, now=now - timedelta(days=40))
+    new = store.enqueue("slack:X", {"text": "new"}, now=now)
+    store.record_sent(new, status=200, now=now)
+
+    purged = store.purge(events_before=now - timedelta(days=2), sent_before=now - timedelta(days=30))
+    assert purged == 31
+    assert store.seen_event("recent", timedelta(days=2), now=now) is True  # still remembered
+    assert [m["RowKey"] for m in store.sent_messages()] == [new.message_id]
+    assert len(list(store.table.query_entities("PartitionKey eq 'event'"))) == 1
