@@ -192,6 +192,7 @@ def test_malformed_and_unknown_events_are_skipped_without_failing(
 RESOURCE_GROUP = f"/subscriptions/{SUB}/resourceGroups/rg-prod"
 
 
+@pytest.mark.reliability
 @pytest.mark.parametrize(
     "body, why",
     [
