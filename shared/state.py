@@ -7,7 +7,8 @@ Partitions (PartitionKey → RowKey):
 * ``outbox`` → message id: rendered messages not yet accepted by their webhook, each with a claim
   (``claimed_until``) taken by an ETag-conditional update so one worker at a time posts it;
 * ``sent`` → message id: messages a webhook accepted (and permanent failures, ``status=failed``);
-* ``event`` → sha256 of the event id: Event Grid event ids already handled (de-duplication).
+* ``event`` → sha256 of the event id: Event Grid event ids already handled (de-duplication), one
+  small entity per id, purged nightly once past their memory (:meth:`StateStore.purge`).
 
 Keys are made safe for Table storage (no ``/ \\ # ?`` or control characters). Large JSON values are
 split over several string properties (a property holds at most 64 KiB).
