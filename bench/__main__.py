@@ -38,6 +38,7 @@ ROWS: list[str] = [
     "bench.sandbox:sandbox_fanout_100",
     "bench.explain:explain_adversarial_64kb",
     "bench.preflight:preflight_200",
+    "bench.reliability:reliability",
 ]
 
 

@@ -6,6 +6,7 @@ The world is plain data: the sandbox parts read it, and ``change`` steps update 
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from collections.abc import Callable
@@ -33,6 +34,17 @@ CHANGES = (
     "restartWorkload",
     "deleteResourceGroup",
 )
+
+
+# A world file is read whole and turned into plain values: bounded so that a hostile file (an
+# alias bomb, a 5 MB name, nesting a thousand deep) is refused quickly with one line.
+MAX_FILE_BYTES = 1024 * 1024  # a world or event file
+MAX_DEPTH = 32  # nesting of mappings and lists
+MAX_ALIASES = 64  # YAML aliases (*name) in one file
+MAX_NODES = 200_000  # values after aliases are expanded
+MAX_SCALAR = 4096  # characters of one value
+MAX_REPLICAS = 1000  # pods of one workload (the sandbox's kubelet really pulls for each)
+MAX_POOL_NODES = 1000
 
 
 class WorldError(ValueError):
@@ -259,7 +271,14 @@ class _Doc:
     def __init__(self, text: str, source: str) -> None:
         self.source = source
         self.lines: dict[tuple[Any, ...], int] = {}
+        self._nodes = 0
+        self._open: set[int] = set()  # nodes being converted (an alias back to one is a loop)
+        if len(text) > MAX_FILE_BYTES:
+            raise WorldError(
+                f"{source}: the file is larger than {MAX_FILE_BYTES // 1024} KiB ({len(text)} characters)"
+            )
         try:
+            self._check_shape(text)
             node = yaml.compose(text, Loader=yaml.SafeLoader)
         except yaml.YAMLError as exc:
             mark = getattr(exc, "problem_mark", None)
@@ -268,11 +287,54 @@ class _Doc:
             raise WorldError(f"{source}{where}: not valid YAML: {problem}") from None
         self.value = self._convert(node, ()) if node is not None else None
 
+    def _check_shape(self, text: str) -> None:
+        """Depth and aliases, from the parser's event stream (not recursive), before composing."""
+        depth = aliases = 0
+        for event in yaml.parse(text, Loader=yaml.SafeLoader):
+            line = event.start_mark.line + 1
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    raise WorldError(f"{self.source}:{line}: nested more than {MAX_DEPTH} levels deep")
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+            elif isinstance(event, yaml.AliasEvent):
+                aliases += 1
+                if aliases > MAX_ALIASES:
+                    raise WorldError(
+                        f"{self.source}:{line}: more than {MAX_ALIASES} aliases (*{event.anchor})"
+                    )
+
     def _convert(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
-        self.lines[path] = node.start_mark.line + 1
+        line = node.start_mark.line + 1
+        self.lines[path] = line
+        self._nodes += 1
+        if self._nodes > MAX_NODES:
+            raise WorldError(f"{self.source}:{line}: more than {MAX_NODES} values once aliases are expanded")
+        if isinstance(node, yaml.ScalarNode):
+            if len(node.value) > MAX_SCALAR:
+                raise self.error(path, f"value is longer than {MAX_SCALAR} characters ({len(node.value)})")
+            return self._scalar(node)
+        if id(node) in self._open:
+            raise self.error(path, "an alias refers to a value that contains it")
+        self._open.add(id(node))
+        try:
+            return self._collection(node, path)
+        finally:
+            self._open.discard(id(node))
+
+    def _collection(self, node: yaml.Node, path: tuple[Any, ...]) -> Any:
         if isinstance(node, yaml.MappingNode):
             out: dict[Any, Any] = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    raise WorldError(
+                        f"{self.source}:{key_node.start_mark.line + 1}: "
+                        f"{_fmt(path) or 'the top level'}: a key must be a plain string, not a "
+                        f"{'list' if isinstance(key_node, yaml.SequenceNode) else 'mapping'}"
+                    )
+                if len(key_node.value) > MAX_SCALAR:
+                    raise self.error(path, f"a key is longer than {MAX_SCALAR} characters")
                 key = self._scalar(key_node)
                 if key in out:
                     raise WorldError(
@@ -282,9 +344,7 @@ class _Doc:
                 self.lines[(*path, key)] = key_node.start_mark.line + 1
                 out[key] = self._convert(value_node, (*path, key))
             return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
-        return self._scalar(node)
+        return [self._convert(item, (*path, i)) for i, item in enumerate(node.value)]
 
     @staticmethod
     def _scalar(node: yaml.Node) -> Any:
@@ -314,6 +374,7 @@ def _fmt(path: tuple[Any, ...]) -> str:
 class _Reader:
     def __init__(self, doc: _Doc) -> None:
         self.doc = doc
+        self.tags: dict[str, set[str]] = {}  # registry host -> "repo:tag" held, along the timeline
 
     def mapping(
         self,
@@ -358,9 +419,11 @@ class _Reader:
             raise self.doc.error(path, f"expected true or false, got {value!r}")
         return value
 
-    def integer(self, value: Any, path: tuple[Any, ...], minimum: int = 0) -> int:
+    def integer(self, value: Any, path: tuple[Any, ...], minimum: int = 0, maximum: int | None = None) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
             raise self.doc.error(path, f"expected an integer >= {minimum}, got {value!r}")
+        if maximum is not None and value > maximum:
+            raise self.doc.error(path, f"expected an integer of at most {maximum}, got {value!r}")
         return value
 
     def texts(self, value: Any, path: tuple[Any, ...]) -> list[str]:
@@ -378,6 +441,8 @@ _TAG = re.compile(r"^[\w][\w.-]{0,127}$")
 def load(path: str | Path) -> World:
     path = Path(path)
     try:
+        if path.stat().st_size > MAX_FILE_BYTES:
+            raise WorldError(f"{path}: the file is larger than {MAX_FILE_BYTES // 1024} KiB")
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise WorldError(f"{path}: cannot read the world file ({exc.strerror})") from None
@@ -697,7 +762,7 @@ def _apply_cluster(r: _Reader, world: World, c: Cluster, m: dict[str, Any], p: t
                     name=r.text(pm["name"], (*q, "name")),
                     os=r.text(pm.get("os", "linux"), (*q, "os"), ("linux", "windows")),
                     arch=r.text(pm.get("arch", "amd64"), (*q, "arch"), ("amd64", "arm64")),
-                    count=r.integer(pm.get("count", 1), (*q, "count"), 1),
+                    count=r.integer(pm.get("count", 1), (*q, "count"), 1, MAX_POOL_NODES),
                 )
             )
         if not pools:
@@ -766,7 +831,7 @@ def _namespace(r: _Reader, c: Cluster, name: str, spec: Any, p: tuple[Any, ...])
         seen.add((w.kind, w.name))
         w.init_images = r.texts(wm.get("initImages"), (*q, "initImages"))
         if "replicas" in wm:
-            w.replicas = r.integer(wm["replicas"], (*q, "replicas"), 0)
+            w.replicas = r.integer(wm["replicas"], (*q, "replicas"), 0, MAX_REPLICAS)
         if "serviceAccount" in wm:
             w.service_account = r.text(wm["serviceAccount"], (*q, "serviceAccount"))
         if "imagePullSecrets" in wm:
@@ -849,6 +914,7 @@ def _step(r: _Reader, world: World, p: tuple[Any, ...], spec: Any) -> Step:
         target = (base / rel).resolve()
         if not target.is_file():
             raise r.doc.error((*p, "event", "file"), f"no event file at {target}")
+        _check_event_file(r, (*p, "event", "file"), target)
         return Step("event", m, target, line)
     cm = r.mapping(value, (*p, "change"), CHANGES)
     if len(cm) != 1:
@@ -856,6 +922,24 @@ def _step(r: _Reader, world: World, p: tuple[Any, ...], spec: Any) -> Step:
     name, args = next(iter(cm.items()))
     q = (*p, "change", name)
     return Step("change", m, (name, _change_args(r, world, name, args, q)), line)
+
+
+def _check_event_file(r: _Reader, path: tuple[Any, ...], target: Path) -> None:
+    """An event file is a JSON delivery (one event or an array), bounded like a world file."""
+    if target.stat().st_size > MAX_FILE_BYTES:
+        raise r.doc.error(path, f"{target.name} is larger than {MAX_FILE_BYTES // 1024} KiB")
+    try:
+        body = json.loads(target.read_bytes())
+    except UnicodeDecodeError:
+        raise r.doc.error(path, f"{target.name} is not JSON: not UTF-8 text") from None
+    except json.JSONDecodeError as exc:
+        raise r.doc.error(path, f"{target.name} is not JSON: {exc.msg} (its line {exc.lineno})") from None
+    except RecursionError:
+        raise r.doc.error(path, f"{target.name} is not JSON: nested too deeply") from None
+    if not isinstance(body, list | dict):
+        raise r.doc.error(
+            path, f"{target.name} holds {type(body).__name__}, not an event or an array of events"
+        )
 
 
 def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, ...]) -> dict[str, Any]:
@@ -880,8 +964,18 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
         if ":" not in image:
             raise r.doc.error((*q, "image"), f"{image!r} is not repo:tag")
         out2: dict[str, Any] = {"registry": reg_name, "image": image}
+        # what the registry holds at this point of the timeline (earlier pushes and deletes applied)
+        held = r.tags.setdefault(
+            world.registry(reg_name).host,
+            {f"{repo}:{tag}" for repo, tags in world.registry(reg_name).repositories.items() for tag in tags},
+        )
         if name == "pushImage":
             out2["platforms"] = _platforms(r, m.get("platforms"), (*q, "platforms"))
+            held.add(image)
+        elif image not in held:
+            raise r.doc.error((*q, "image"), f"registry {reg_name} holds no image {image!r} at this step")
+        else:
+            held.discard(image)
         return out2
     if name == "setRegistry":
         m = r.mapping(args, q, ("name", *_REG_ACR_KEYS, *_REG_OTHER_KEYS), required=("name",))
@@ -923,7 +1017,15 @@ def _change_args(r: _Reader, world: World, name: str, args: Any, q: tuple[Any, .
     cname = r.text(m["cluster"], (*q, "cluster"))
     if cname not in world.clusters:
         raise r.doc.error((*q, "cluster"), f"no cluster named {cname!r}")
-    return {k: r.text(v, (*q, k)) for k, v in m.items()}
+    out3 = {k: r.text(v, (*q, k)) for k, v in m.items()}
+    namespace = world.clusters[cname].namespaces.get(out3["namespace"])
+    if namespace is None:
+        raise r.doc.error((*q, "namespace"), f"cluster {cname} has no namespace {out3['namespace']!r}")
+    if not any(w.name == out3["name"] for w in namespace.workloads):
+        raise r.doc.error(
+            (*q, "name"), f"namespace {out3['namespace']} of {cname} has no workload {out3['name']!r}"
+        )
+    return out3
 
 
 def _in_group(thing: Registry | Cluster, args: dict[str, Any]) -> bool:

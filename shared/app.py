@@ -14,6 +14,7 @@ import os
 import threading
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -42,6 +43,7 @@ log = logging.getLogger("pullwatch.app")
 
 AUDITOR_WINDOW_SECONDS = 300.0  # how long a warm Auditor (and its ARM/registry caches) is reused
 EVENT_MEMORY_SECONDS = 2 * 24 * 3600  # Event Grid retries for 24 h: remember ids for two days
+SENT_MEMORY_DAYS = 30  # how long records of sent messages are kept
 ESTATE = "/subscriptions"  # the target of findings about the whole estate (discovery)
 
 
@@ -209,11 +211,26 @@ class App:
                 failed.append(request.cluster)
                 log.error("nightly audit: could not enqueue %s: %s", request.cluster, exc)
         log.info("nightly audit: %d clusters enqueued", count)
+        self._purge_old_state()
         if failed:  # fail the invocation so the host logs it; the others are enqueued already
             raise UpstreamError(
                 f"nightly audit: {len(failed)} of {len(cluster_ids)} clusters could not be enqueued"
             )
         return count
+
+    def _purge_old_state(self) -> None:
+        """Keep the state table bounded: event ids past their memory, old sent records."""
+        now = datetime.now(UTC)
+        try:
+            purged = self.store.purge(
+                events_before=now - timedelta(seconds=EVENT_MEMORY_SECONDS),
+                sent_before=now - timedelta(days=SENT_MEMORY_DAYS),
+            )
+        except PullwatchError as exc:  # the audits are enqueued; the purge waits for tomorrow
+            log.warning("nightly audit: old state could not be purged: %s", exc)
+            return
+        if purged:
+            log.info("nightly audit: %d old event ids and sent records purged", purged)
 
     def _remember_discovery(self, problems: Sequence[Finding]) -> None:
         """Clusters that could not be discovered cannot be audited: one CHECK_INCOMPLETE for the

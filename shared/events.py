@@ -40,6 +40,9 @@ KNOWN_TYPES = frozenset(
 #: Every Azure system event type: those pullwatch does not read are ignored without a warning.
 SYSTEM_TYPES = frozenset(name.value for name in SystemEventNames)
 
+MAX_EVENT_ID = 512  # Event Grid ids are GUIDs or short strings; longer ones are rejected
+MAX_RESOURCE_TEXT = 4096  # a topic/source or subject: a resource ID (ARM IDs are far shorter)
+
 _SHORT_ACR = {t: f"Microsoft.ContainerRegistry.{t}" for t in ACR_EVENTS}  # 2018-2021 docs' short names
 
 
@@ -111,6 +114,8 @@ def parse_delivery(body: Any) -> Delivery:
             continue
         except ValueError as exc:
             event_id = item.get("id") if isinstance(item, dict) and isinstance(item.get("id"), str) else None
+            if event_id and len(event_id) > MAX_EVENT_ID:
+                event_id = event_id[:64] + "…"  # named in the log line, never stored
             rejected.append(Rejected(index, event_id, str(exc)))
             continue
         if event.type == VALIDATION_EVENT:
@@ -148,6 +153,8 @@ def parse_event(item: Any) -> AzureEvent:
     assert event_id is not None and event_type is not None
     if not event_id.strip():
         raise ValueError("field 'id' is empty")
+    if len(event_id) > MAX_EVENT_ID:
+        raise ValueError(f"field 'id' is longer than {MAX_EVENT_ID} characters ({len(event_id)})")
     event_type = _SHORT_ACR.get(event_type, event_type)
     if event_type not in KNOWN_TYPES:
         if event_type in SYSTEM_TYPES:
@@ -167,6 +174,9 @@ def parse_event(item: Any) -> AzureEvent:
             source, subject = _envelope({k: v for k, v in item.items() if k != names[2]}, cloud)
         except Exception:
             raise ValueError("the envelope does not parse") from None
+    for name, value in (("source", source), ("subject", subject)):
+        if value and len(value) > MAX_RESOURCE_TEXT:
+            raise ValueError(f"field {name!r} is longer than {MAX_RESOURCE_TEXT} characters ({len(value)})")
     return AzureEvent(
         id=event_id,
         type=event_type,

@@ -151,19 +151,26 @@ class AuditQueue:
         now = now or datetime.now(UTC)
         row = _row(request.cluster)
         for _ in range(5):
-            entity = {
-                "PartitionKey": PENDING,
-                "RowKey": row,
-                "request": request.to_json(),
-                "due": now + timedelta(seconds=debounce),
-            }
+            # Read first: in a burst the mark exists, and most events only merge into it.
             try:
-                self.table.create_entity(entity)
-            except ResourceExistsError:
-                pass
+                current = self.table.get_entity(PENDING, row)
+            except ResourceNotFoundError:
+                current = None
             except AzureError as exc:
-                raise _storage_error("scheduling an audit", exc) from None
-            else:
+                raise _storage_error("reading a pending audit", exc) from None
+            if current is None:
+                entity = {
+                    "PartitionKey": PENDING,
+                    "RowKey": row,
+                    "request": request.to_json(),
+                    "due": now + timedelta(seconds=debounce),
+                }
+                try:
+                    self.table.create_entity(entity)
+                except ResourceExistsError:
+                    continue
+                except AzureError as exc:
+                    raise _storage_error("scheduling an audit", exc) from None
                 try:
                     return self.send(request, debounce)
                 except UpstreamError:
@@ -173,10 +180,6 @@ class AuditQueue:
                     except AzureError:
                         log.warning("a pending audit mark could not be removed; it is replaced once stale")
                     raise
-            try:
-                current = self.table.get_entity(PENDING, row)
-            except ResourceNotFoundError:
-                continue
             due = current.get("due")
             if (
                 isinstance(due, datetime)
@@ -194,6 +197,8 @@ class AuditQueue:
                     pass
                 continue
             merged = AuditRequest.from_json(str(current["request"])).merged(request)
+            if merged.to_json() == str(current["request"]):
+                return 0  # nothing new (a storm past the request's bounds): no write
             current["request"] = merged.to_json()
             try:
                 self.table.update_entity(

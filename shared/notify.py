@@ -12,12 +12,19 @@ refusals (Slack error bodies such as ``channel_is_archived``, Teams 4xx) are rep
 then posts: a crash before the outbox write loses nothing (the next run finds the same changes), a
 crash after it repeats at most the message in flight.
 
+Concurrent workers (the queue trigger runs several audits at once) share the outbox: a worker posts
+a message only under its claim (:meth:`StateStore.claim`, an ETag-conditional update), so each is
+posted once. One run's deliveries stay within a budget (a share of ``functionTimeout`` in
+``host.json``): a ``Retry-After`` beyond what is left, or a spent budget, keeps the message in the
+outbox for the next run.
+
 Webhook URLs are secrets: logs, errors and reports name channels by setting
 (``slack:PULLWATCH_SLACK_WEBHOOK_URL``), never by URL.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -25,6 +32,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.client import RemoteDisconnected
+from pathlib import Path
 from typing import Any
 
 import requests
@@ -42,6 +50,9 @@ log = logging.getLogger("pullwatch.notify")
 SENT, QUEUED, FAILED = "sent", "queued", "failed"
 MAX_RETRY_AFTER = 60.0
 OUTBOX_MAX_AGE = timedelta(days=3)
+HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
+DEFAULT_FUNCTION_TIMEOUT = 300.0  # the Consumption plan's default when host.json sets none
+DELIVERY_SHARE = 0.25  # of functionTimeout, for one run's deliveries (the audit takes the rest)
 _ERROR_WORD = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
@@ -113,15 +124,48 @@ def _retry_after(value: str | None) -> float | None:
         return None
 
 
+def _teams_body_error(body: str) -> str | None:
+    """The error a Teams 2xx answer carries in its body, if any. Workflows answer 202 and may put
+    ``{"error": …}`` in the body (the card was not posted); legacy connectors answered 200 with
+    the throttling text ``Microsoft Teams endpoint returned HTTP error 429`` instead of a 429, and
+    ``1`` on success (tests/data/wire/teams/NOTES.md)."""
+    text = body.strip()
+    if not text or text == "1":
+        return None
+    if "HTTP error 429" in text:
+        return "rate_limited"
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError):
+        data = None
+    if isinstance(data, dict) and data.get("error"):
+        error = data["error"]
+        code = error.get("code") if isinstance(error, dict) else None
+        return _error_word(str(code), "error in body") if code else "error in body"
+    if data is None and re.search(r"(?i)\b(error|failed)\b", text):
+        return "error in body"
+    return None
+
+
+SLACK_RETRYABLE = frozenset({"rollup_error", "rate_limited", "internal_error"})
+
+
 def judge(kind: str, status: int, body: str, retry_after: str | None = None) -> _Answer:
-    """Classify a webhook answer: accepted, worth retrying, or a permanent refusal."""
+    """Classify a webhook answer: accepted, worth retrying, or a permanent refusal. Slack accepts
+    only ``200 ok``; a Teams 2xx is accepted unless its body reports an error."""
     if kind == "slack":
         if status == 200 and body.strip() == "ok":
             return _Answer(True, False, status, None)
         error = _error_word(body, f"HTTP {status}")
+        if error in SLACK_RETRYABLE:
+            return _Answer(False, True, status, error, _retry_after(retry_after))
     else:
         if 200 <= status < 300:
-            return _Answer(True, False, status, None)
+            problem = _teams_body_error(body)
+            if problem is None:
+                return _Answer(True, False, status, None)
+            error = f"HTTP {status} {problem}"
+            return _Answer(False, problem == "rate_limited", status, error, _retry_after(retry_after))
         error = f"HTTP {status}"
         code = re.search(r'"code"\s*:\s*"([A-Za-z0-9_.-]{1,64})"', body)
         if code:
@@ -153,6 +197,17 @@ def _connection_reason(exc: BaseException) -> str:
         if isinstance(item, BaseException):
             todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
     return "connection failed"
+
+
+def function_timeout(path: Path = HOST_JSON) -> float:
+    """``functionTimeout`` of ``host.json`` in seconds (``hh:mm:ss``); the plan default if unset."""
+    try:
+        value = json.loads(path.read_text()).get("functionTimeout")
+        hours, minutes, seconds = (float(part) for part in str(value).split(":"))
+    except (OSError, ValueError, AttributeError):
+        return DEFAULT_FUNCTION_TIMEOUT
+    total = hours * 3600 + minutes * 60 + seconds
+    return total if total > 0 else DEFAULT_FUNCTION_TIMEOUT
 
 
 class _RedactRequestPaths(logging.Filter):
@@ -189,6 +244,7 @@ class Notifier:
         sleep: Callable[[float], None] = time.sleep,
         router: Router | None = None,
         clock: Callable[[], datetime] | None = None,
+        budget: float | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -198,6 +254,11 @@ class Notifier:
         self.clock = clock or (lambda: datetime.now(UTC))
         self._secrets = settings.secret_values()
         self._unavailable: set[str] = set()
+        # One run's deliveries stay within this many seconds, inside the host's functionTimeout.
+        self.budget = budget if budget is not None else function_timeout() * DELIVERY_SHARE
+        # A message is claimed for as long as a run may spend on it (the budget, then one request's
+        # connect and read timeouts): a worker that died loses its claims after that.
+        self.claim_seconds = self.budget + 2 * settings.http_timeout + 5
 
     def close(self) -> None:
         """Close the HTTP session (its pooled connections)."""
@@ -228,7 +289,10 @@ class Notifier:
             body = response.text[:2000]
             return judge(channel.kind, response.status_code, body, response.headers.get("Retry-After"))
 
-    def _send(self, message: OutboxMessage, *, lines: int = 0, from_outbox: bool = False) -> ChannelResult:
+    def _send(
+        self, message: OutboxMessage, deadline: float, *, lines: int = 0, from_outbox: bool = False
+    ) -> ChannelResult:
+        """Post ``message`` with bounded retries, never past ``deadline`` (``time.monotonic()``)."""
         channel = Channel.parse(message.channel)
 
         def result(outcome: str, attempts: int, answer: _Answer | None) -> ChannelResult:
@@ -251,6 +315,15 @@ class Notifier:
                 message.message_id,
             )
             return result(QUEUED, 0, _Answer(False, True, None, "channel unavailable earlier in this run"))
+        if time.monotonic() >= deadline:
+            self.store.note_attempt(message, "delivery budget spent")
+            log.warning(
+                "notify: this run's delivery budget (%.0f s) is spent; message %s for %s kept in the outbox",
+                self.budget,
+                message.message_id,
+                message.channel,
+            )
+            return result(QUEUED, 0, _Answer(False, True, None, "delivery budget spent"))
         answer: _Answer | None = None
         attempts = 0
         for attempt in range(self.settings.retries + 1):
@@ -278,7 +351,20 @@ class Notifier:
                 return result(FAILED, attempts, answer)
             if attempt < self.settings.retries:
                 base = self.settings.retry_base_seconds * (2**attempt)
-                delay = min(answer.retry_after if answer.retry_after is not None else base, MAX_RETRY_AFTER)
+                wait = answer.retry_after if answer.retry_after is not None else base
+                delay = min(wait, MAX_RETRY_AFTER)
+                left = deadline - time.monotonic()
+                if wait > left:
+                    log.warning(
+                        "notify: %s asks to wait %.0f s (%s), beyond this run's delivery budget "
+                        "(%.0f s left); message %s kept in the outbox for the next run",
+                        message.channel,
+                        wait,
+                        answer.error,
+                        max(0.0, left),
+                        message.message_id,
+                    )
+                    break
                 log.info("notify: %s answered %s; retrying in %.1f s", message.channel, answer.error, delay)
                 self.sleep(delay)
         assert answer is not None
@@ -293,12 +379,18 @@ class Notifier:
         )
         return result(QUEUED, attempts, answer)
 
-    def flush_outbox(self) -> list[ChannelResult]:
-        """Send what earlier runs could not deliver, oldest first. Messages older than three days
-        are given up (recorded as failed)."""
+    def flush_outbox(self, deadline: float | None = None) -> list[ChannelResult]:
+        """Send what earlier runs could not deliver, oldest first, until ``deadline``
+        (``time.monotonic()``; default: the budget from now). Messages older than three days are
+        given up (recorded as failed)."""
+        deadline = time.monotonic() + self.budget if deadline is None else deadline
         results = []
         now = self.clock()
-        for message in self.store.outbox():
+        for listed in self.store.outbox():
+            message = self.store.claim(listed, self.claim_seconds, now=now)
+            if message is None:
+                log.debug("notify: message %s is another worker's to send", listed.message_id)
+                continue
             if now - message.created > OUTBOX_MAX_AGE:
                 self.store.record_failed(message, status=None, error="expired in the outbox")
                 log.error(
@@ -313,7 +405,7 @@ class Notifier:
                     )
                 )
                 continue
-            results.append(self._send(message, from_outbox=True))
+            results.append(self._send(message, deadline, from_outbox=True))
         return results
 
     # --- the run's digest ----------------------------------------------------------------------
@@ -371,7 +463,8 @@ class Notifier:
         and must save it only after this returns.
         """
         self._unavailable = set()
-        report = DeliveryReport(self.flush_outbox())
+        deadline = time.monotonic() + self.budget
+        report = DeliveryReport(self.flush_outbox(deadline))
         due = self.due_reminders(changes_by_target) if reminder else {}
         plan = self.plan(changes_by_target, cluster_meta, due)
         outgoing: list[tuple[OutboxMessage, int]] = []
@@ -382,7 +475,10 @@ class Notifier:
             if digest.empty:
                 continue
             payload = render(channel.kind, digest, self._secrets)
-            outgoing.append((self.store.enqueue(channel.name, payload, now=self.clock()), digest.total))
+            message = self.store.enqueue(
+                channel.name, payload, now=self.clock(), claim_seconds=self.claim_seconds
+            )
+            outgoing.append((message, digest.total))
         now = self.clock()
         if save_state:
             for target, changes in changes_by_target.items():
@@ -391,5 +487,5 @@ class Notifier:
             if findings:
                 self.store.mark_reminded(target, findings, now=now)
         for message, lines in outgoing:
-            report.results.append(self._send(message, lines=lines))
+            report.results.append(self._send(message, deadline, lines=lines))
         return report

@@ -102,6 +102,26 @@ class Scope:
         return not self.clusters or rid.top.lower() in self.clusters
 
 
+MAX_MESSAGE_BYTES = 64 * 1024  # a Storage queue message's own limit
+MAX_EVENT_ID_CHARS = 512  # longer event ids are rejected when the delivery is parsed
+MAX_ITEM_CHARS = 256  # a reason or a hint value, cut to this length
+MAX_LIST_CHARS = 8_000  # reasons, event ids and hints of one request: at most this much of each
+
+
+def _bounded(items: Sequence[str], item_chars: int) -> tuple[str, ...]:
+    """The first items that fit in :data:`MAX_LIST_CHARS` (each cut to ``item_chars``): the reasons
+    and event ids of a storm are samples for whoever reads the logs; the audit is the same."""
+    kept: list[str] = []
+    used = 0
+    for item in items:
+        item = item[:item_chars]
+        used += len(item) + 4
+        if used > MAX_LIST_CHARS:
+            break
+        kept.append(item)
+    return tuple(kept)
+
+
 @dataclass(frozen=True)
 class AuditRequest:
     """One queue message: audit one cluster (checks: "all" or catalogue groups), with the reasons."""
@@ -111,6 +131,20 @@ class AuditRequest:
     event_ids: tuple[str, ...] = ()
     hints: tuple[Mapping[str, str], ...] = ()
     nightly: bool = False
+
+    def __post_init__(self) -> None:
+        # Bounded, however many events merge into it: the request is one Table property (at most
+        # 32 K characters) while it waits out the debounce window, and one queue message (64 KiB).
+        object.__setattr__(self, "reasons", _bounded(self.reasons, MAX_ITEM_CHARS))
+        object.__setattr__(self, "event_ids", _bounded(self.event_ids, MAX_EVENT_ID_CHARS))
+        hints = tuple({k[:MAX_ITEM_CHARS]: v[:MAX_ITEM_CHARS] for k, v in h.items()} for h in self.hints)
+        kept, used = [], 0
+        for hint in hints:
+            used += len(json.dumps(hint))
+            if used > MAX_LIST_CHARS:
+                break
+            kept.append(hint)
+        object.__setattr__(self, "hints", tuple(kept))
 
     def to_json(self) -> str:
         return json.dumps(
@@ -126,14 +160,22 @@ class AuditRequest:
 
     @classmethod
     def from_json(cls, text: str | bytes) -> AuditRequest:
+        """Parse a queue message; InputError (one line naming what is wrong) for anything that is
+        not a bounded JSON object naming a managedCluster."""
+        if len(text) > MAX_MESSAGE_BYTES:
+            raise InputError(f"audit message is larger than {MAX_MESSAGE_BYTES} bytes ({len(text)})")
         try:
             data = json.loads(text)
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise InputError(f"audit message is not JSON: {exc}") from None
+        except RecursionError:
+            raise InputError("audit message is not usable JSON: nested too deeply") from None
         if not isinstance(data, dict) or not isinstance(data.get("cluster"), str):
             raise InputError("audit message needs a 'cluster' resource ID")
-        if parse_resource_id(data["cluster"]) is None:
-            raise InputError(f"audit message: {data['cluster']!r} is not a managedCluster resource ID")
+        rid = parse_resource_id(data["cluster"])
+        if rid is None or rid.kind != "microsoft.containerservice/managedclusters" or rid.rest.strip("/"):
+            shown = data["cluster"][:200]
+            raise InputError(f"audit message: {shown!r} is not a managedCluster resource ID")
 
         def strings(name: str) -> tuple[str, ...]:
             value = data.get(name) or []

@@ -4,9 +4,11 @@ Partitions (PartitionKey → RowKey):
 
 * ``open~<target>`` → sha256 of ``Finding.key_text``: one entity per open finding of a target
   (a cluster resource ID), with when it was first seen and last reminded;
-* ``outbox`` → message id: rendered messages not yet accepted by their webhook;
+* ``outbox`` → message id: rendered messages not yet accepted by their webhook, each with a claim
+  (``claimed_until``) taken by an ETag-conditional update so one worker at a time posts it;
 * ``sent`` → message id: messages a webhook accepted (and permanent failures, ``status=failed``);
-* ``event`` → sha256 of the event id: Event Grid event ids already handled (de-duplication).
+* ``event`` → sha256 of the event id: Event Grid event ids already handled (de-duplication), one
+  small entity per id, purged nightly once past their memory (:meth:`StateStore.purge`).
 
 Keys are made safe for Table storage (no ``/ \\ # ?`` or control characters). Large JSON values are
 split over several string properties (a property holds at most 64 KiB).
@@ -19,16 +21,18 @@ import json
 import logging
 import uuid
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote
 
+from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import (
     AzureError,
     HttpResponseError,
     ResourceExistsError,
+    ResourceModifiedError,
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
@@ -92,7 +96,10 @@ class OpenFinding:
 
 @dataclass(frozen=True)
 class OutboxMessage:
-    """A rendered message waiting for its webhook. ``channel`` is ``kind:SETTING_NAME``."""
+    """A rendered message waiting for its webhook. ``channel`` is ``kind:SETTING_NAME``.
+
+    ``claimed_until`` is when the claim of the worker posting it ends (None: unclaimed); ``etag`` is
+    the outbox entity's version as this worker last saw it (conditional updates use it)."""
 
     message_id: str
     channel: str
@@ -100,6 +107,8 @@ class OutboxMessage:
     created: datetime
     attempts: int = 0
     last_error: str | None = None
+    claimed_until: datetime | None = field(default=None, compare=False)
+    etag: str | None = field(default=None, compare=False)
 
     @property
     def kind(self) -> str:
@@ -279,17 +288,27 @@ class StateStore:
     # --- outbox and sent messages --------------------------------------------------------------
 
     def enqueue(
-        self, channel: str, payload: Mapping[str, Any], *, now: datetime | None = None
+        self,
+        channel: str,
+        payload: Mapping[str, Any],
+        *,
+        now: datetime | None = None,
+        claim_seconds: float = 0,
     ) -> OutboxMessage:
-        """Store a message before it is sent (so a crash never drops it)."""
+        """Store a message before it is sent (so a crash never drops it). With ``claim_seconds`` it
+        is stored claimed by the caller: no other worker's outbox flush posts it meanwhile."""
         now = now or _now()
         # Time-ordered ids keep the outbox in creation order.
         message_id = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:12]}"
-        message = OutboxMessage(message_id, channel, dict(payload), now)
-        self._save_outbox(message)
-        return message
+        claimed = now + timedelta(seconds=claim_seconds) if claim_seconds > 0 else None
+        message = OutboxMessage(message_id, channel, dict(payload), now, claimed_until=claimed)
+        try:
+            metadata = self.table.create_entity(self._outbox_entity(message))
+        except AzureError as exc:
+            raise _storage_error("saving an outbox message", exc) from None
+        return replace(message, etag=metadata.get("etag"))
 
-    def _save_outbox(self, message: OutboxMessage) -> None:
+    def _outbox_entity(self, message: OutboxMessage) -> dict[str, Any]:
         entity: dict[str, Any] = {
             "PartitionKey": OUTBOX,
             "RowKey": message.message_id,
@@ -297,13 +316,15 @@ class StateStore:
             "created": message.created,
             "attempts": message.attempts,
             "last_error": message.last_error or "",
+            "claimed_until": message.claimed_until or "",
         }
         _put_text(entity, "payload", json.dumps(message.payload, ensure_ascii=False))
-        self._upsert(entity, "saving an outbox message")
+        return entity
 
     def outbox(self) -> list[OutboxMessage]:
         out = []
         for entity in self._query(OUTBOX):
+            metadata = getattr(entity, "metadata", None) or {}
             out.append(
                 OutboxMessage(
                     message_id=str(entity["RowKey"]),
@@ -312,15 +333,59 @@ class StateStore:
                     created=_as_datetime(entity.get("created")) or _now(),
                     attempts=int(entity.get("attempts") or 0),
                     last_error=entity.get("last_error") or None,
+                    claimed_until=_as_datetime(entity.get("claimed_until")),
+                    etag=metadata.get("etag"),
                 )
             )
         return sorted(out, key=lambda m: m.message_id)
 
+    def claim(
+        self, message: OutboxMessage, seconds: float, *, now: datetime | None = None
+    ) -> OutboxMessage | None:
+        """Take ``message`` for ``seconds`` so that no other worker posts it meanwhile.
+
+        An ETag-conditional update of its outbox entity: exactly one of the workers that read the
+        same version wins. None when another worker holds a live claim, won the race, or the message
+        was delivered already. A claim that ran out (its worker died) is taken over."""
+        now = now or _now()
+        if message.etag is None or (message.claimed_until is not None and message.claimed_until > now):
+            return None
+        until = now + timedelta(seconds=seconds)
+        entity = {"PartitionKey": OUTBOX, "RowKey": message.message_id, "claimed_until": until}
+        try:
+            metadata = self.table.update_entity(
+                entity,
+                mode=UpdateMode.MERGE,
+                etag=message.etag,
+                match_condition=MatchConditions.IfNotModified,
+            )
+        except (ResourceModifiedError, ResourceNotFoundError):
+            return None
+        except AzureError as exc:
+            raise _storage_error("claiming an outbox message", exc) from None
+        return replace(message, claimed_until=until, etag=metadata.get("etag"))
+
     def note_attempt(self, message: OutboxMessage, error: str) -> OutboxMessage:
-        updated = OutboxMessage(
-            message.message_id, message.channel, message.payload, message.created, message.attempts + 1, error
-        )
-        self._save_outbox(updated)
+        """A failed attempt: count it and release the claim, so the next run (any worker) retries.
+        Conditional on the claim still being this worker's: a message another worker took over is
+        left alone (and never written back after it was delivered)."""
+        updated = replace(message, attempts=message.attempts + 1, last_error=error, claimed_until=None)
+        entity = self._outbox_entity(updated)
+        try:
+            if message.etag is None:
+                self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
+            else:
+                metadata = self.table.update_entity(
+                    entity,
+                    mode=UpdateMode.REPLACE,
+                    etag=message.etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                updated = replace(updated, etag=metadata.get("etag"))
+        except (ResourceModifiedError, ResourceNotFoundError):
+            log.warning("outbox message %s was taken over by another worker", message.message_id)
+        except AzureError as exc:
+            raise _storage_error("saving an outbox message", exc) from None
         return updated
 
     def record_sent(self, message: OutboxMessage, *, status: int, now: datetime | None = None) -> None:
@@ -390,3 +455,26 @@ class StateStore:
     def forget_event(self, event_id: str) -> None:
         """Undo :meth:`seen_event`: the event could not be handled, so its redelivery must run."""
         self._delete(EVENTS, hashlib.sha256(event_id.encode("utf-8")).hexdigest(), "forgetting an event id")
+
+    # --- keeping the table bounded -------------------------------------------------------------
+
+    def purge(self, *, events_before: datetime, sent_before: datetime, limit: int = 10_000) -> int:
+        """Delete event ids recorded before ``events_before`` and sent records before
+        ``sent_before`` (at most ``limit`` entities per call); the number deleted. Run nightly, it
+        keeps the de-duplication memory to Event Grid's retry window instead of every id ever."""
+        deleted = 0
+        for partition, field_name, before in ((EVENTS, "seen", events_before), (SENT, "at", sent_before)):
+            try:
+                old = self.table.query_entities(
+                    f"PartitionKey eq @pk and {field_name} lt @before",
+                    parameters={"pk": partition, "before": before},
+                    select=["PartitionKey", "RowKey"],
+                )
+                for entity in old:
+                    if deleted >= limit:
+                        return deleted
+                    self._delete(partition, str(entity["RowKey"]), "purging an old entity")
+                    deleted += 1
+            except AzureError as exc:
+                raise _storage_error(f"purging partition {partition}", exc) from None
+        return deleted

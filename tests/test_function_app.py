@@ -208,8 +208,39 @@ def test_malformed_and_unknown_events_are_skipped_without_failing(
     assert app.queue.depth() == 0
 
 
-def test_unreadable_queue_message_is_dropped_not_retried(functions: dict[str, Callable[..., Any]]) -> None:
-    functions["audit_worker"](QueueMessage(id="q1", body=b"{not json", dequeue_count=1))  # returns, no raise
+RESOURCE_GROUP = f"/subscriptions/{SUB}/resourceGroups/rg-prod"
+
+
+@pytest.mark.reliability
+@pytest.mark.parametrize(
+    "body, why",
+    [
+        (b"{not json", "not JSON"),
+        (json.dumps({"cluster": RESOURCE_GROUP}).encode(), "not a managedCluster"),
+        (json.dumps({"cluster": f"{REGISTRY}"}).encode(), "not a managedCluster"),
+        (b"[" * 100_000 + b"]" * 100_000, "larger than"),
+        (b'{"cluster": ' + b"[" * 5_000 + b"]" * 5_000 + b"}", "nested too deeply"),
+        (json.dumps({"cluster": CLUSTER, "reasons": ["x" * 70_000]}).encode(), "larger than"),
+    ],
+    ids=["not-json", "resource-group", "registry", "huge-array", "deep-json", "oversized"],
+)
+def test_unreadable_queue_message_is_dropped_not_retried(
+    functions: dict[str, Callable[..., Any]],
+    app: App,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    body: bytes,
+    why: str,
+) -> None:
+    """Acknowledged (the function returns, so the host deletes it), never audited, one clear line."""
+    audits: list[Any] = []
+    monkeypatch.setattr(app, "audit_and_notify", lambda *a, **k: audits.append(a) or {})
+    with caplog.at_level(logging.INFO, "pullwatch"):
+        functions["audit_worker"](QueueMessage(id="q1", body=body, dequeue_count=1))  # returns, no raise
+    assert audits == []
+    lines = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(lines) == 1 and "q1 dropped" in lines[0].getMessage() and why in lines[0].getMessage()
+    assert len(lines[0].getMessage()) < 400
 
 
 def test_audit_worker_stores_check_incomplete_when_azure_cannot_be_read(

@@ -59,7 +59,7 @@ def coverage(facts: ClusterFacts) -> list[Finding]:
     if facts.cluster_unreadable:
         out.append(incomplete(facts.cluster_id, "all", facts.cluster_unreadable))
     if facts.snapshot_unreadable:
-        out.append(incomplete(facts.cluster_id, "cluster", facts.snapshot_unreadable))
+        out.append(incomplete(facts.cluster_id, "kubernetes", facts.snapshot_unreadable))
     if facts.acrs_unlisted:
         for host in sorted(facts.hosts):
             if is_acr_host(host) and host not in facts.acrs:

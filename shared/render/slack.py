@@ -29,8 +29,15 @@ RESOLVED_MARK = ":white_check_mark:"
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn control characters (``& < >``) as entities."""
+    """Slack mrkdwn control characters (``& < >``) as entities: applied to every value that came
+    from outside where it enters text (so ``<!channel>`` or ``<https://x|y>`` stay literal)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _link(url: str, text: str) -> str:
+    """A mrkdwn link to one of pullwatch's own URLs; ``| < >`` and spaces in it percent-encoded."""
+    target = url.replace("|", "%7C").replace("<", "%3C").replace(">", "%3E").replace(" ", "%20")
+    return f"<{target.replace('&', '&amp;')}|{escape(text)}>"
 
 
 def _cut(text: str, limit: int) -> str:
@@ -69,21 +76,25 @@ def _section(text: str) -> dict[str, Any]:
 
 def _cluster_heading(block: ClusterBlock) -> str:
     meta = block.meta
-    name = f"*<{meta.portal_url}|{escape(meta.name)}>*" if meta.portal_url else f"*{escape(meta.name)}*"
+    name = f"*{_link(meta.portal_url, meta.name)}*" if meta.portal_url else f"*{escape(meta.name)}*"
     where = []
     if meta.subscription:
-        where.append(f"subscription `{meta.subscription}`")
+        where.append(f"subscription `{escape(meta.subscription)}`")
     if meta.resource_group:
         where.append(f"resource group `{escape(meta.resource_group)}`")
     return name + (f" — {', '.join(where)}" if where else "")
 
 
 def _fallback(digest: Digest) -> str:
-    text = digest.title
+    # Slack parses the fallback text as mrkdwn too (mentions and links included).
+    text = escape(digest.title)
     shown = 0
     for block in digest.clusters:
         for line in block.lines:
-            entry = f"\n• {KIND_TITLES[line.kind]}: {block.meta.name}: {line.title} — {line.subject}"
+            entry = (
+                f"\n• {KIND_TITLES[line.kind]}: {escape(block.meta.name)}: "
+                f"{escape(line.title)} — {escape(line.subject)}"
+            )
             remaining = digest.total - shown
             if len(text) + len(entry) > MAX_FALLBACK - 40:
                 return text + f"\n… and {remaining} more"

@@ -9,6 +9,7 @@ summarised as "and N more".
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -46,16 +47,26 @@ def _text(text: str, **props: Any) -> dict[str, Any]:
     return {"type": "TextBlock", "text": _cut(text), "wrap": True, **props}
 
 
+_LIST_MARK = re.compile(r"(?m)^(\s*)([-+*]|\d+\.)(?=\s)")
+
+
 def _md(text: str) -> str:
-    """Adaptive Card TextBlocks render a Markdown subset: keep finding text literal."""
+    """Adaptive Card TextBlocks render a Markdown subset (emphasis, links, lists): every value that
+    came from outside goes through this where it enters text, so it stays literal."""
     for ch in ("\\", "*", "_", "[", "]", "`"):
         text = text.replace(ch, "\\" + ch)
-    return text
+    return _LIST_MARK.sub(lambda m: m.group(1) + "\\" + m.group(2), text)
+
+
+def _link(url: str, text: str) -> str:
+    """A Markdown link to one of pullwatch's own URLs (``( )`` and spaces percent-encoded)."""
+    target = url.replace("(", "%28").replace(")", "%29").replace(" ", "%20")
+    return f"[{_md(text)}]({target})"
 
 
 def _cluster_heading(block: ClusterBlock) -> dict[str, Any]:
     meta = block.meta
-    name = f"[{_md(meta.name)}]({meta.portal_url})" if meta.portal_url else _md(meta.name)
+    name = _link(meta.portal_url, meta.name) if meta.portal_url else _md(meta.name)
     items = [_text(f"**{name}**", size="Medium")]
     where = []
     if meta.subscription:
@@ -89,7 +100,7 @@ def _line(line: Line) -> dict[str, Any]:
         for block in line.fix_blocks:  # one TextBlock per line: Markdown joins soft line breaks
             rows = block.splitlines()
             items.extend(
-                _text(row, fontType="Monospace", spacing="Small" if i == 0 else "None")
+                _text(_md(row), fontType="Monospace", spacing="Small" if i == 0 else "None")
                 for i, row in enumerate(rows)
             )
         if line.affects:

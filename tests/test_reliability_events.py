@@ -1,0 +1,144 @@
+"""Event storms through the Functions host stand-in (one ``event_handler`` invocation per event, as
+the host splits a delivery) on a real Azurite: bounded state, oversized input rejected per event."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from sandbox.azurite import Azurite
+from sandbox.host import FunctionsHost
+from shared.app import App
+from shared.plan import KnownCluster
+
+pytestmark = [pytest.mark.sandbox, pytest.mark.reliability]
+
+ROOT = Path(__file__).resolve().parent.parent
+WIRE = ROOT / "tests" / "data" / "wire" / "eventgrid"
+SUB = "22222222-2222-2222-2222-222222222222"
+REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
+CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
+STORM = 600  # × 512-character ids: far over one Table property; `make bench` runs 5,000 GUID ids
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def host(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionsHost]:
+    suffix = uuid.uuid4().hex[:10]
+    dead = _closed_port()
+    env = {
+        "AzureWebJobsStorage": azurite.connection_string,
+        "PULLWATCH_AUDIT_QUEUE": f"audit-{suffix}",
+        "PULLWATCH_STATE_TABLE": f"state{suffix}",
+        "PULLWATCH_DEBOUNCE_SECONDS": "3600",  # the storm takes longer than a short window
+        "PULLWATCH_SUBSCRIPTIONS": SUB,
+        # Nothing here may leave this machine: Azure endpoints point at a closed local port.
+        "IDENTITY_ENDPOINT": f"http://127.0.0.1:{dead}/msi/token",
+        "IDENTITY_HEADER": "test",
+        "PULLWATCH_ARM_ENDPOINT": f"https://127.0.0.1:{dead}",
+        "PULLWATCH_GRAPH_ENDPOINT": f"https://127.0.0.1:{dead}",
+        "PULLWATCH_HTTP_TIMEOUT_SECONDS": "2",
+        "PULLWATCH_RETRIES": "0",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    functions = FunctionsHost(azurite.connection_string, env["PULLWATCH_AUDIT_QUEUE"])
+    functions.module.process_app.get().inventory.save(
+        KnownCluster(
+            id=CLUSTER,
+            registries=frozenset({"contosoacr.azurecr.io"}),
+            registry_ids=frozenset({REGISTRY.lower()}),
+            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
+        )
+    )
+    try:
+        yield functions
+    finally:
+        functions.close()
+        functions.module.process_app.close()
+
+
+def role_delete(event_id: str) -> dict[str, Any]:
+    """A real Resource Manager role-assignment delete (docs sample), under the watched registry."""
+    sample = json.loads(
+        (WIRE / "resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json").read_text()
+    )[1]
+    uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
+    sample.update(id=event_id, subject=uri, topic=f"/subscriptions/{SUB}")
+    sample["data"].update(resourceUri=uri, operationName="Microsoft.Authorization/roleAssignments/delete")
+    return sample
+
+
+def app_of(host: FunctionsHost) -> App:
+    """The App the loaded function_app module built from the app settings (its composition root)."""
+    app: App = host.module.process_app.get()
+    return app
+
+
+def storm_id() -> str:
+    """The longest event id accepted (512 characters)."""
+    return (str(uuid.uuid4()) + "-" * 512)[:512]
+
+
+def test_an_event_storm_and_its_redelivery_fail_no_invocation(host: FunctionsHost) -> None:
+    delivery = [role_delete(storm_id()) for _ in range(STORM)]
+    first = host.deliver_event_grid(delivery)
+    assert (first["invoked"], first["failed"]) == (STORM, 0), host.failures[:3]
+    assert app_of(host).queue.depth() == 1, "one debounced audit for the one affected cluster"
+
+    again = host.deliver_event_grid(delivery)  # Event Grid retries the whole delivery
+    assert (again["invoked"], again["failed"]) == (STORM, 0), host.failures[:3]
+    assert app_of(host).queue.depth() == 1, "a redelivery starts no new audit"
+    pending = app_of(host).queue.clear_pending(CLUSTER)
+    assert pending is not None and pending.event_ids and len(pending.to_json()) < 32_000
+
+
+def test_an_oversized_event_id_is_rejected_alone_with_a_reason(
+    host: FunctionsHost, caplog: pytest.LogCaptureFixture
+) -> None:
+    huge, fine = role_delete("x" * 100_000), role_delete(str(uuid.uuid4()))
+    with caplog.at_level(logging.WARNING, "pullwatch"):
+        for _ in range(2):  # and on every redelivery
+            out = host.deliver_event_grid([huge, fine])
+            assert out["failed"] == 0, host.failures[:3]
+    assert app_of(host).queue.depth() == 1
+    pending = app_of(host).queue.clear_pending(CLUSTER)
+    assert pending is not None and pending.event_ids == (fine["id"],)
+    lines = [r.getMessage() for r in caplog.records if "longer than 512" in r.getMessage()]
+    assert len(lines) == 2 and all("'id'" in line and len(line) < 300 for line in lines)
+
+
+def test_event_ids_and_sent_records_older_than_their_memory_are_purged(azurite: Azurite) -> None:
+    """The de-duplication memory stays bounded: ids past Event Grid's retry window (and sent
+    records past their keep time) are deleted by the nightly purge; recent ones stay."""
+    from datetime import UTC, datetime, timedelta
+
+    from shared.state import StateStore
+
+    store = StateStore(azurite.connection_string, table_name=f"t{uuid.uuid4().hex[:20]}")
+    now = datetime(2026, 12, 4, 2, 0, tzinfo=UTC)
+    for i in range(30):
+        store.seen_event(f"old-{i}", timedelta(days=2), now=now - timedelta(days=3))
+    store.seen_event("recent", timedelta(days=2), now=now - timedelta(hours=1))
+    old = store.enqueue("slack:X", {"text": "old"}, now=now - timedelta(days=40))
+    store.record_sent(old, status=200, now=now - timedelta(days=40))
+    new = store.enqueue("slack:X", {"text": "new"}, now=now)
+    store.record_sent(new, status=200, now=now)
+
+    purged = store.purge(events_before=now - timedelta(days=2), sent_before=now - timedelta(days=30))
+    assert purged == 31
+    assert store.seen_event("recent", timedelta(days=2), now=now) is True  # still remembered
+    assert [m["RowKey"] for m in store.sent_messages()] == [new.message_id]
+    assert len(list(store.table.query_entities("PartitionKey eq 'event'"))) == 1
