@@ -99,7 +99,7 @@ def test_what_could_not_be_read_is_incomplete_never_a_pass() -> None:
     )
     found = coverage(facts)
     assert [(f.evidence["check"], f.registry) for f in found] == [
-        ("cluster", None),
+        ("kubernetes", None),
         ("roles", "contosoacr.azurecr.io"),
     ]
 
@@ -177,7 +177,7 @@ def test_an_auditor_over_fake_seams_collects_checks_and_correlates() -> None:
     seen_before = KnownCluster(**{**seen_before.__dict__, "images": frozenset({str(REF)})})
     result = auditor.audit_clusters([CLUSTER.id], AuditOptions(), {CLUSTER.id.lower(): seen_before})
     codes = sorted((f.code, f.evidence.get("check")) for f in result.findings)
-    assert codes == [("CHECK_INCOMPLETE", "cluster"), ("ROLE_MISSING", None)]
+    assert codes == [("CHECK_INCOMPLETE", "kubernetes"), ("ROLE_MISSING", None)]
     assert all(f.id.startswith(f.code + ":") for f in result.findings)
     # the API server was unreachable: the images the last audit saw are still checked, once
     assert registry.checked == [str(REF)]
