@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from shared.actions import CONTENT_READ, PULL_ACTION, action_matches
+from shared.conditions import repository_condition
 from shared.model import PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.rbac import (
     ACR_PULL,
@@ -15,7 +16,6 @@ from shared.rbac import (
     REPOSITORY_READER,
     assignments_for,
     pull_access,
-    repository_condition,
     role_grants_action,
     role_grants_data_action,
     scope_covers,
