@@ -4,8 +4,9 @@ Two real ``docker-registry`` processes with token auth hold the same 500 images 
 10 tags, each tag an OCI index for linux/amd64 + linux/arm64), served from a separate process:
 
 - **ACR chain**: behind a TLS login server that answers ``/oauth2/*`` like ACR
-  (tests/registry_fixture.py). pullwatch walks the ACR chain (Entra exchange, batched repository
-  tokens by POST, one HEAD per image). The login server is a Python proxy, so it bounds both sides.
+  (tests/registry_fixture.py's logic, served by the asyncio front of bench/acr_front.py, which
+  costs a fraction of the thread-per-connection proxy). pullwatch walks the ACR chain (Entra
+  exchange, batched repository tokens by POST, one HEAD per image).
 - **direct**: the registry serves TLS itself; its token realm is a small token service. pullwatch
   uses the Docker token flow (anonymous GET, batched scopes) with ``PULLWATCH_ALLOW_ADDRESSES``
   admitting loopback.
@@ -48,6 +49,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from registry_fixture import AcrFront, RegistryProcess, TokenIssuer, push_image  # noqa: E402
 
+from bench.acr_front import FastAcrFront  # noqa: E402
 from sandbox.httpserver import Request, Response, Server  # noqa: E402
 from sandbox.latency import Relays  # noqa: E402
 from sandbox.pki import Pki  # noqa: E402
@@ -128,11 +130,6 @@ def _relay(conn: Connection) -> None:
                 break
             conn.send(True)
 
-    def count(self, which: str, method: str, path: str) -> int:
-        answer = self.ask("count", which, method, path)
-        assert isinstance(answer, int)
-        return answer
-
 
 def _serve(conn: Connection, workdir: str, token_relay_port: int) -> None:
     """The server side, in its own process (its own GIL), as a registry is in real life."""
@@ -174,9 +171,8 @@ def _serve(conn: Connection, workdir: str, token_relay_port: int) -> None:
             list(
                 pool.map(lambda r: push_image(direct, r, [f"1.0.{t}" for t in range(TAGS)], platforms), repos)
             )
-        front = AcrFront(
-            pki, ACR, acr_registry, issuer, entra_tokens={ENTRA: "arm"}, public_repos=set(repos)
-        ).start()
+        logic = AcrFront(pki, ACR, acr_registry, issuer, entra_tokens={ENTRA: "arm"}, public_repos=set(repos))
+        front = FastAcrFront(logic, pki.issue([ACR])).start()
         conn.send(
             (
                 front.port,
