@@ -65,6 +65,7 @@ ROWS: list[str] = [
     "bench.coldstart:cold_start",
     "bench.sandbox:sandbox_build",
     "bench.sandbox:sandbox_fanout_100",
+    "bench.sandbox:sandbox_fanout_250",
 ]
 
 
