@@ -4,14 +4,26 @@ Two real ``docker-registry`` processes with token auth hold the same 500 images 
 10 tags, each tag an OCI index for linux/amd64 + linux/arm64), served from a separate process:
 
 - **ACR chain**: behind a TLS login server that answers ``/oauth2/*`` like ACR
-  (tests/registry_fixture.py). pullwatch walks the ACR chain (Entra exchange, batched repository
-  tokens by POST, one HEAD per image). The login server is a Python proxy, so it bounds both sides.
+  (tests/registry_fixture.py's logic, served by the asyncio front of bench/acr_front.py, which
+  costs a fraction of the thread-per-connection proxy). pullwatch walks the ACR chain (Entra
+  exchange, batched repository tokens by POST, one HEAD per image).
 - **direct**: the registry serves TLS itself; its token realm is a small token service. pullwatch
   uses the Docker token flow (anonymous GET, batched scopes) with ``PULLWATCH_ALLOW_ADDRESSES``
   admitting loopback.
 
+Each setup is measured at 0 ms (loopback), 30 ms and 80 ms round-trip time: at 30 and 80 ms every
+connection crosses a latency relay (``sandbox/latency.py``, in a process of its own) in front of the
+login server, the registry and the token service, which delays every byte by half the RTT each way
+and charges each new connection its TCP handshake.
+
 The baseline is a bash loop of ``skopeo inspect --raw --tls-verify=false`` over the same list
-against the same server, measured in the same run.
+against the same server, measured in the same run; at 30 and 80 ms on a sample of
+:data:`SKOPEO_SAMPLE` images, scaled to 500 (each skopeo call is independent: a new process, new
+connections, a new token), as the row's notes say.
+
+The **limit** is the physical limit of the work pullwatch's run needed: its round trips (every
+request, plus two per new connection for the TCP and TLS 1.3 handshakes, counted by the relays)
+times the RTT, divided by the concurrency (:data:`CONCURRENCY` connections per registry).
 """
 
 from __future__ import annotations
@@ -37,7 +49,9 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from registry_fixture import AcrFront, RegistryProcess, TokenIssuer, push_image  # noqa: E402
 
+from bench.acr_front import FastAcrFront  # noqa: E402
 from sandbox.httpserver import Request, Response, Server  # noqa: E402
+from sandbox.latency import Relays  # noqa: E402
 from sandbox.pki import Pki  # noqa: E402
 from shared.clients.registry import TOKEN_BATCH_GET, TOKEN_BATCH_POST, ImageTarget, RegistryClient  # noqa: E402
 from shared.config import Settings  # noqa: E402
@@ -48,8 +62,13 @@ DIRECT_SERVICE = "registry.bench.test"
 TENANT = "00000000-0000-0000-0000-0000000000aa"
 ENTRA = "bench-entra-token-" + "x" * 32
 REPOS, TAGS = 50, 10  # 500 unique images
-TARGET_RATIO = 10.0
-RUNS = 3  # pullwatch is cheap to repeat; its median is reported (skopeo runs once)
+TARGET_RATIO = 20.0
+LIMIT_FACTOR = 1.5  # goal at 30 and 80 ms: within 1.5x of the physical limit
+RTTS = (0.0, 0.030, 0.080)
+CONCURRENCY = 8
+RUNS = 3  # on loopback pullwatch is cheap to repeat; its median is reported (skopeo runs once)
+SKOPEO_SAMPLE = 40  # skopeo images measured at 30 and 80 ms (scaled to 500)
+RELAYED = ("token", "direct", "acr")  # what the latency relays stand in front of
 
 
 @dataclass
@@ -59,6 +78,9 @@ class Bench:
     ca_bundle: str
     names: list[str]  # "repo:tag"
     conn: Connection  # to the server process
+    relays: Connection  # to the latency relay process
+    relay_ports: dict[str, int]  # "acr" / "direct" / "token" -> the relay's port
+    rtt: float = 0.0
 
     def ask(self, *message: object) -> object:
         self.conn.send(message)
@@ -69,8 +91,47 @@ class Bench:
         assert isinstance(answer, int)
         return answer
 
+    def set_rtt(self, rtt: float) -> None:
+        self.relays.send(("rtt", rtt))
+        self.relays.recv()
+        self.rtt = rtt
 
-def _serve(conn: Connection, workdir: str) -> None:
+    def connections(self) -> int:
+        """New connections made through the relays so far."""
+        self.relays.send(("connections",))
+        answer = self.relays.recv()
+        assert isinstance(answer, int)
+        return answer
+
+    def port(self, mode: str) -> int:
+        """Where a client reaches ``mode``'s registry: its relay when there is latency."""
+        if self.rtt:
+            return self.relay_ports[mode]
+        return self.acr_port if mode == "acr" else self.direct_port
+
+
+def _relay(conn: Connection) -> None:
+    """The latency relays, in their own process (their own GIL): targets and RTT set by messages."""
+    targets: dict[str, tuple[str, int]] = {}
+    with Relays() as relays:
+        opened = {name: relays.open(lambda name=name: targets.get(name), 0.0) for name in RELAYED}
+        conn.send({name: relay.port for name, relay in opened.items()})
+        while True:
+            message = conn.recv()
+            if message[0] == "targets":
+                targets.update({name: ("127.0.0.1", port) for name, port in message[1].items()})
+            elif message[0] == "rtt":
+                for relay in opened.values():
+                    relay.rtt = message[1]
+            elif message[0] == "connections":
+                conn.send(sum(relay.connections for relay in opened.values()))
+                continue
+            else:
+                break
+            conn.send(True)
+
+
+def _serve(conn: Connection, workdir: str, token_relay_port: int) -> None:
     """The server side, in its own process (its own GIL), as a registry is in real life."""
     root = Path(workdir)
     pki = Pki(root)
@@ -91,7 +152,7 @@ def _serve(conn: Connection, workdir: str) -> None:
     ).start()
     direct = RegistryProcess(
         root / "direct",
-        realm=f"https://127.0.0.1:{tokens.port}/token",
+        realm=f"https://127.0.0.1:{token_relay_port}/token",  # the relay in front of ``tokens``
         service=DIRECT_SERVICE,
         issuer=issuer,
         tls=pki.issue([DIRECT_SERVICE]),
@@ -110,13 +171,13 @@ def _serve(conn: Connection, workdir: str) -> None:
             list(
                 pool.map(lambda r: push_image(direct, r, [f"1.0.{t}" for t in range(TAGS)], platforms), repos)
             )
-        front = AcrFront(
-            pki, ACR, acr_registry, issuer, entra_tokens={ENTRA: "arm"}, public_repos=set(repos)
-        ).start()
+        logic = AcrFront(pki, ACR, acr_registry, issuer, entra_tokens={ENTRA: "arm"}, public_repos=set(repos))
+        front = FastAcrFront(logic, pki.issue([ACR])).start()
         conn.send(
             (
                 front.port,
                 direct.port,
+                tokens.port,
                 str(pki.ca_bundle),
                 [f"{r}:1.0.{t}" for r in repos for t in range(TAGS)],
             )
@@ -143,21 +204,34 @@ def _serve(conn: Connection, workdir: str) -> None:
 
 @contextmanager
 def _registries() -> Iterator[Bench]:
+    spawn = multiprocessing.get_context("spawn")
     with tempfile.TemporaryDirectory(prefix="pullwatch-bench-") as tmp:
+        to_relays, relays_end = multiprocessing.Pipe()
+        relays = spawn.Process(target=_relay, args=(relays_end,), daemon=True)
+        relays.start()
         ours, theirs = multiprocessing.Pipe()
-        process = multiprocessing.get_context("spawn").Process(target=_serve, args=(theirs, tmp), daemon=True)
-        process.start()
+        process = None
         try:
+            if not to_relays.poll(60):
+                raise RuntimeError("the latency relays did not start")
+            relay_ports = to_relays.recv()
+            process = spawn.Process(target=_serve, args=(theirs, tmp, relay_ports["token"]), daemon=True)
+            process.start()
             if not ours.poll(180):
                 raise RuntimeError("the bench registries did not start")
-            acr_port, direct_port, ca_bundle, names = ours.recv()
-            yield Bench(acr_port, direct_port, ca_bundle, names, ours)
+            acr_port, direct_port, token_port, ca_bundle, names = ours.recv()
+            to_relays.send(("targets", {"acr": acr_port, "direct": direct_port, "token": token_port}))
+            to_relays.recv()
+            yield Bench(acr_port, direct_port, ca_bundle, names, ours, to_relays, relay_ports)
         finally:
-            ours.send(("stop",))
-            process.join(timeout=30)
-            if process.is_alive():
-                process.terminate()
-                process.join(timeout=10)
+            for conn, proc in ((ours, process), (to_relays, relays)):
+                if proc is None:
+                    continue
+                conn.send(("stop",))
+                proc.join(timeout=30)
+                if proc.is_alive():
+                    proc.terminate()
+                    proc.join(timeout=10)
 
 
 def _skopeo_loop(images: list[str]) -> float:
@@ -167,15 +241,16 @@ def _skopeo_loop(images: list[str]) -> float:
     return time.monotonic() - start
 
 
-def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list[str]]:
+def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, float, list[str]]:
+    """One run of a fresh client: (seconds, the physical limit of its round trips, notes)."""
     bench.ask("reset")
     if mode == "acr":
         settings = Settings(
-            hosts={ACR: ("127.0.0.1", bench.acr_port)},
+            hosts={ACR: ("127.0.0.1", bench.port("acr"))},
             ca_bundle=bench.ca_bundle,
             tenant_id=TENANT,
             http_timeout=10.0,
-            registry_concurrency=8,
+            registry_concurrency=CONCURRENCY,
         )
         images = [f"{ACR}/{n}" for n in bench.names]
         host = ACR
@@ -183,10 +258,10 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list
         settings = Settings(
             ca_bundle=bench.ca_bundle,
             http_timeout=10.0,
-            registry_concurrency=8,
+            registry_concurrency=CONCURRENCY,
             allow_addresses=(ipaddress.ip_network("127.0.0.0/8"),),
         )
-        host = f"127.0.0.1:{bench.direct_port}"
+        host = f"127.0.0.1:{bench.port('direct')}"
         images = [f"{host}/{n}" for n in bench.names]
     client = RegistryClient(settings, entra_token=lambda _scope: ENTRA)
     try:
@@ -194,9 +269,11 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list
             ImageTarget(parse_reference(i), registry_tenant=TENANT, want_platforms=want_platforms)
             for i in images
         ]
+        connections_before = bench.connections()
         start = time.monotonic()
         results = client.check_images(targets)
         ours = time.monotonic() - start
+        connections = bench.connections() - connections_before
         counts = client.request_counts()
     finally:
         client.close()
@@ -219,54 +296,72 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list
         f"one HEAD per unique image: {'yes' if heads == len(results) else 'NO'}; "
         f"token requests <= {batches} batches: {'yes' if tokens <= batches else 'NO'}",
     ]
+    requests = sum(counts.values())
+    round_trips = requests + 2 * connections
+    limit = round_trips * bench.rtt / CONCURRENCY
+    if bench.rtt:
+        notes.append(
+            f"limit = ({requests} requests + 2 x {connections} new connections) x {bench.rtt * 1000:.0f} ms "
+            f"/ {CONCURRENCY} = {limit:.2f}s; pullwatch {ours / limit:.2f}x the limit"
+        )
     if failures:
         notes.append(f"first failure: {failures[0].failure} {failures[0].detail}")
-    return ours, notes
+    return ours, limit, notes
 
 
-def _median_of(runs: int, bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list[str]]:
+def _median_of(runs: int, bench: Bench, mode: str, want_platforms: bool) -> tuple[float, float, list[str]]:
     """pullwatch's time as the median of ``runs`` fresh clients (a new client: no cached tokens)."""
-    measured = [_measure(bench, mode, want_platforms) for _ in range(runs)]
-    times = sorted(t for t, _ in measured)
-    median = times[len(times) // 2]
-    notes = measured[-1][1] + [
-        f"pullwatch runs (fresh client each): {', '.join(f'{t:.2f}s' for t, _ in measured)}"
-    ]
-    return median, notes
+    measured = sorted((_measure(bench, mode, want_platforms) for _ in range(runs)), key=lambda m: m[0])
+    median = measured[len(measured) // 2]
+    notes = median[2]
+    if runs > 1:
+        notes = [*notes, f"pullwatch runs (fresh client each): {', '.join(f'{m[0]:.2f}s' for m in measured)}"]
+    return median[0], median[1], notes
+
+
+def _skopeo(bench: Bench, mode: str) -> tuple[float, str]:
+    """The skopeo loop's time for all 500 images (measured on a sample when there is latency)."""
+    port = bench.port(mode)
+    images = [f"127.0.0.1:{port}/{n}" for n in bench.names]
+    what = "bash loop of `skopeo inspect --raw`, same server, same run"
+    if not bench.rtt:
+        return _skopeo_loop(images), f"{what}, the same 500 images"
+    step = len(images) // SKOPEO_SAMPLE
+    sample = images[::step][:SKOPEO_SAMPLE]
+    seconds = _skopeo_loop(sample)
+    return seconds * len(images) / len(sample), (
+        f"{what}: {len(sample)} of the 500 images measured ({seconds:.1f}s, "
+        f"{seconds / len(sample) * 1000:.0f} ms each), scaled to 500"
+    )
 
 
 def registry_500() -> list[Row]:
     """500 unique images on one registry, existence (one HEAD each) and with platforms (+ one GET
-    per distinct index), against one skopeo loop over the same list, for each setup."""
+    per distinct index), against one skopeo loop over the same list, for each setup and RTT."""
     rows = []
     with _registries() as bench:
-        for mode, label in (
-            ("direct", "direct TLS registry, Docker token flow"),
-            ("acr", "ACR chain via Python login-server proxy"),
-        ):
-            existence, existence_notes = _median_of(RUNS, bench, mode, want_platforms=False)
-            port = bench.direct_port if mode == "direct" else bench.acr_port
-            baseline = _skopeo_loop([f"127.0.0.1:{port}/{n}" for n in bench.names])
-            platforms, platforms_notes = _median_of(RUNS, bench, mode, want_platforms=True)
-            what = "bash loop of `skopeo inspect --raw`, same 500 images, same server, same run"
-            rows.append(
-                Row(
-                    f"500 images, existence ({label})",
-                    existence,
-                    baseline,
-                    what,
-                    TARGET_RATIO,
-                    existence_notes,
-                )
-            )
-            rows.append(
-                Row(
-                    f"500 images, + platforms ({label})",
-                    platforms,
-                    baseline,
-                    what,
-                    TARGET_RATIO,
-                    platforms_notes,
-                )
-            )
+        for rtt in RTTS:
+            bench.set_rtt(rtt)
+            where = f"{rtt * 1000:.0f} ms RTT"
+            for mode, label in (("direct", "Docker token"), ("acr", "ACR chain")):
+                runs = RUNS if not rtt else 1
+                existence, existence_limit, existence_notes = _median_of(runs, bench, mode, False)
+                baseline, what = _skopeo(bench, mode)
+                platforms, platforms_limit, platforms_notes = _median_of(runs, bench, mode, True)
+                for kind, ours, limit, notes in (
+                    ("existence", existence, existence_limit, existence_notes),
+                    ("+ platforms", platforms, platforms_limit, platforms_notes),
+                ):
+                    rows.append(
+                        Row(
+                            f"500 images, {kind}, {label}, {where}",
+                            ours,
+                            baseline,
+                            what,
+                            TARGET_RATIO,
+                            notes,
+                            limit_s=limit if rtt else None,
+                            limit_factor=LIMIT_FACTOR if rtt else None,
+                        )
+                    )
     return rows

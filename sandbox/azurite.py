@@ -33,6 +33,9 @@ def azurite_binary() -> Path:
     return path
 
 
+_ACCESS = re.compile(r'"(?:GET|PUT|POST|DELETE|HEAD|PATCH|MERGE|OPTIONS) (\S+) HTTP/[\d.]+" \d{3}')
+
+
 class Azurite:
     def __init__(self) -> None:
         self.workdir = Path(tempfile.mkdtemp(prefix="pullwatch-azurite-"))
@@ -41,8 +44,7 @@ class Azurite:
 
     def start(self, timeout: float = 30.0) -> Azurite:
         cmd = [
-            str(azurite_binary()),
-            "--silent",
+            str(azurite_binary()),  # not --silent: the access log counts storage transactions
             "--inMemoryPersistence",
             "--skipApiVersionCheck",
             "--disableTelemetry",
@@ -80,6 +82,20 @@ class Azurite:
             time.sleep(0.1)
         self.stop()
         raise AzuriteError(f"Azurite did not start within {timeout:.0f} s")
+
+    def transactions(self) -> dict[str, int]:
+        """Storage transactions served so far, from Azurite's access log: ``queue`` (message
+        operations: send, receive, delete) and ``other`` (table entities and batches, queue, table
+        and blob management)."""
+        counts = {"queue": 0, "other": 0}
+        try:
+            text = (self.workdir / "azurite.out").read_text(errors="replace")
+        except OSError:
+            return counts
+        for match in _ACCESS.finditer(text):
+            path = match.group(1)
+            counts["queue" if "/messages" in path else "other"] += 1
+        return counts
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}/{ACCOUNT}"

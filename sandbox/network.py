@@ -15,6 +15,12 @@ only for the cluster named in ``from``:
 - ``server_error``: HTTPS answering 503 (``/v2/…``) or 500 (``/oauth2/…``, token realms).
 - ``firewall``: HTTPS answering ACR's 403 ``DENIED`` body on every path, naming the client's IP.
 
+A ``latency`` rule (``{host, rtt, from}``) puts the host ``rtt`` away — from every viewpoint or only
+from the cluster named in ``from``: the name resolves to a relay (``sandbox/latency.py``) in front of
+whatever the host would otherwise reach (its front or a fault endpoint), which delays every byte by
+half the RTT each way and charges each new connection its TCP handshake (one RTT). A ``dns`` or
+``refused`` host stays as it is (there is no path to delay).
+
 Requests from a cluster's nodes carry ``X-Sandbox-Viewpoint: <cluster>``; the egress IP the
 registries see is ``client_ip(viewpoint)``.
 """
@@ -32,6 +38,7 @@ from urllib.parse import urlsplit
 import urllib3
 
 from sandbox.httpserver import Request, Response, Server
+from sandbox.latency import Relay, Relays
 from sandbox.pki import Pki
 from sandbox.world import DOCKERHUB_ALIASES, Fault, World
 
@@ -142,6 +149,9 @@ class Network:
         self._lock = threading.Lock()
         self._started = False
         self._pools: dict[tuple[str, tuple[str, int]], urllib3.HTTPSConnectionPool] = {}
+        self._relays: Relays | None = None
+        self._relay_for: dict[tuple[str, str | None], Relay] = {}
+        self._relay_lock = threading.Lock()
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -160,6 +170,11 @@ class Network:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.close()
+        with self._relay_lock:
+            relays, self._relays = self._relays, None
+            self._relay_for.clear()
+        if relays is not None:
+            relays.stop()
         self._started = False
 
     def __enter__(self) -> Network:
@@ -183,11 +198,51 @@ class Network:
         """The address ``host`` reaches from ``viewpoint`` (None: the name does not resolve)."""
         host = host.lower().rstrip(".")
         viewpoint = None if viewpoint in (None, "app") else viewpoint
+        address = self._resolve_near(host, viewpoint)
+        rtt = self.rtt(host, viewpoint)
+        if address is None or rtt is None:
+            return address
+        endpoint = self._fault_for(host, viewpoint)
+        if endpoint is not None and endpoint.fault.fault == "refused":
+            return address
+        return self._relay(host, viewpoint, rtt).address
+
+    def rtt(self, host: str, viewpoint: str | None = None) -> float | None:
+        """The round-trip time to ``host`` from ``viewpoint`` in seconds (None: no latency rule)."""
+        host = host.lower().rstrip(".")
+        if host != DOCKERHUB_AUTH_HOST:
+            host = canonical_host(host)
+        viewpoint = None if viewpoint in (None, "app") else viewpoint
+        rules = [r for r in self.world.latency if r.host == host and r.from_cluster in (None, viewpoint)]
+        rules.sort(key=lambda r: r.from_cluster is not None)  # this cluster's rule wins
+        return rules[-1].rtt if rules else None
+
+    def relay_connections(self, host: str, viewpoint: str | None = None) -> int:
+        """New connections made to ``host`` from ``viewpoint`` through its latency relay."""
+        viewpoint = None if viewpoint in (None, "app") else viewpoint
+        with self._relay_lock:
+            relay = self._relay_for.get((host.lower().rstrip("."), viewpoint))
+        return relay.connections if relay is not None else 0
+
+    def _resolve_near(self, host: str, viewpoint: str | None) -> tuple[str, int] | None:
+        """Where ``host`` is, latency aside: a fault endpoint or the registered front."""
         endpoint = self._fault_for(host, viewpoint)
         if endpoint is not None:
             return endpoint.address
         with self._lock:
             return self._addresses.get(host)
+
+    def _relay(self, host: str, viewpoint: str | None, rtt: float) -> Relay:
+        # Not self._lock: the relay thread takes it to resolve targets while open() waits for it.
+        with self._relay_lock:
+            relay = self._relay_for.get((host, viewpoint))
+            if relay is None:
+                if self._relays is None:
+                    self._relays = Relays().start()
+                relay = self._relays.open(lambda: self._resolve_near(host, viewpoint), rtt)
+                self._relay_for[(host, viewpoint)] = relay
+            relay.rtt = rtt
+            return relay
 
     def hosts_setting(self, viewpoint: str | None = None) -> dict[str, str | None]:
         """``PULLWATCH_HOSTS`` for that viewpoint: every known host -> "127.0.0.1:port" or None.

@@ -246,6 +246,11 @@ class NightlyRun:
     findings_by_cluster: dict[str, list[str]] = field(default_factory=dict)  # cluster name -> codes
     failures: list[str] = field(default_factory=list)
     teardown_seconds: float = 0.0
+    storage: dict[str, int] = field(default_factory=dict)  # Azurite transactions during the nightly
+
+    @property
+    def storage_transactions(self) -> int:
+        return sum(self.storage.values())
 
     @property
     def arm(self) -> int:
@@ -268,7 +273,8 @@ class NightlyRun:
             f"S={self.subscriptions} R={self.registries} C={self.clusters}: build {self.build_seconds:.1f}s, "
             f"nightly {self.nightly_seconds:.1f}s, audited {self.audited}, messages {self.queue_messages}, "
             f"ARM {self.arm}, Graph {self.graph}, Entra {self.requests['entra']}, "
-            f"Kubernetes {self.kubernetes}, registry {self.registry}, open findings {self.open_findings}, "
+            f"Kubernetes {self.kubernetes}, registry {self.registry}, storage {self.storage_transactions}, "
+            f"open findings {self.open_findings}, "
             f"failures {len(self.failures)}"
         )
 
@@ -281,11 +287,16 @@ def run_nightly(world: World) -> NightlyRun:
         box.build()
         host = box.functions
         # Count what the timer enqueues: fire it alone, read the queue depth, then drain.
+        storage_before = box.azurite.transactions()
         start = time.monotonic()
         host.fire_timer()
         queued = host.queue.get_queue_properties().approximate_message_count or 0
         host.drain(timeout=600.0)
         nightly = time.monotonic() - start
+        time.sleep(0.2)  # Azurite writes its access log line after the answer
+        storage_after = box.azurite.transactions()
+        # the queue-depth read above is the bench's, not the product's
+        storage = {k: storage_after[k] - storage_before[k] - (k == "other") for k in storage_after}
         requests = box.log.snapshot()
         app = host.module.process_app.get()
         audited = {c.id.lower() for c in app.inventory.all()}
@@ -310,6 +321,7 @@ def run_nightly(world: World) -> NightlyRun:
             open_findings=len(findings),
             findings_by_cluster={k: sorted(v) for k, v in sorted(by_cluster.items())},
             failures=list(host.failures),
+            storage=storage,
         )
     finally:
         start = time.monotonic()

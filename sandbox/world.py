@@ -179,6 +179,13 @@ class Fault:
 
 
 @dataclass
+class Latency:
+    host: str
+    rtt: float  # seconds
+    from_cluster: str | None = None
+
+
+@dataclass
 class Step:
     kind: str  # audit | change | event | wait
     raw: dict[str, Any]  # the entry as written
@@ -199,6 +206,7 @@ class World:
     custom_roles: dict[str, dict[str, list[str]]] = field(default_factory=dict)
     role_assignments: list[RoleAssignment] = field(default_factory=list)
     faults: list[Fault] = field(default_factory=list)
+    latency: list[Latency] = field(default_factory=list)
     webhooks: dict[str, dict[str, Any]] = field(
         default_factory=lambda: {"slack": {"fail": []}, "teams": {"fail": []}}
     )
@@ -468,6 +476,7 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             "customRoles",
             "roleAssignments",
             "faults",
+            "latency",
             "webhooks",
             "timeline",
             "expect",
@@ -532,6 +541,8 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             fault.host = "docker.io"
         world.faults.append(fault)
 
+    world.latency = _latency(r, world, top.get("latency"))
+
     if "webhooks" in top:
         hooks = r.mapping(top["webhooks"], ("webhooks",), ("slack", "teams"))
         world.webhooks = {}
@@ -570,6 +581,33 @@ def parse(text: str, source: str = "world", path: Path | None = None) -> World:
             m = r.mapping(spec, ("expect", "findings", i), from_fields, required=("code",))
             world.expect.append({k: (None if v is None else str(v)) for k, v in m.items()})
     return world
+
+
+_RTT = re.compile(r"^(\d+(?:\.\d+)?)\s*(ms|s)$")
+
+
+def _latency(r: _Reader, world: World, value: Any) -> list[Latency]:
+    """``latency: [{host: H, rtt: 30ms, from: CLUSTER}]``: the round-trip time to a host."""
+    rules = []
+    for i, spec in enumerate(r.seq(value, ("latency",))):
+        p = ("latency", i)
+        m = r.mapping(spec, p, ("host", "rtt", "from"), required=("host", "rtt"))
+        host = r.text(m["host"], (*p, "host")).lower()
+        match = _RTT.match(str(m["rtt"]).strip())
+        if match is None or isinstance(m["rtt"], bool):
+            raise r.doc.error(
+                (*p, "rtt"), f"expected a round-trip time such as 30ms or 0.08s, got {m['rtt']!r}"
+            )
+        rtt = float(match.group(1)) / (1000 if match.group(2) == "ms" else 1)
+        if rtt > 10:
+            raise r.doc.error((*p, "rtt"), f"a round-trip time of at most 10s, got {m['rtt']!r}")
+        rule = Latency("docker.io" if host in DOCKERHUB_ALIASES else host, rtt)
+        if "from" in m:
+            rule.from_cluster = r.text(m["from"], (*p, "from"))
+            if rule.from_cluster not in world.clusters:
+                raise r.doc.error((*p, "from"), f"no cluster named {rule.from_cluster!r}")
+        rules.append(rule)
+    return rules
 
 
 _REG_ACR_KEYS = (

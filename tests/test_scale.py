@@ -24,6 +24,7 @@ from __future__ import annotations
 import pytest
 
 from sandbox.scale import NightlyRun, fanout_yaml, run_nightly, scale_world
+from sandbox.world import World
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.slow]
 
@@ -73,3 +74,75 @@ def test_arm_and_graph_requests_grow_with_s_plus_r_plus_c_not_their_product() ->
     # R·C or S·C would quadruple, S·R·C would grow 8x.
     ratio = (large.arm + large.graph) / (small.arm + small.graph)
     assert ratio <= 2.15, f"ARM + Graph grew {ratio:.2f}x when S, R and C doubled"
+
+
+# -- The fleet formulas of docs/SCALE.md, checked on measured sandbox runs ----------------------
+
+ARM_PAGE = 20  # the ARM stand-in's page size (sandbox/arm.py PAGE_SIZE); Azure's pages are larger
+KUBE_LISTS = 17  # Kubernetes requests per small cluster: one page of each list pullwatch reads
+
+
+def _pages(items: int, page: int = ARM_PAGE) -> int:
+    return max(1, -(-items // page))
+
+
+def arm_reads(world: World) -> int:
+    """docs/SCALE.md's ARM formula: per subscription the subscription, one list each of managed
+    clusters, registries, role assignments and role definitions (in pages); per registry its
+    replications; per cluster the cluster, listClusterUserCredential and its egress public IP."""
+    registry_sub = {r.key: r.subscription for r in world.registries.values()}
+    total = 0
+    for sub in world.subscriptions:
+        clusters = sum(1 for c in world.clusters.values() if c.subscription == sub)
+        registries = sum(1 for r in world.registries.values() if r.subscription == sub)
+        assignments = 0
+        for a in world.role_assignments:
+            kind, _, name = a.scope.partition(":")
+            in_sub = registry_sub.get(name) if kind == "registry" else (name or world.subscriptions[0])
+            assignments += in_sub == sub
+        total += 1 + _pages(clusters) + _pages(registries) + _pages(assignments) + 1
+    return total + len(world.registries) + 3 * len(world.clusters)
+
+
+def storage_bounds(clusters: int) -> tuple[int, int]:
+    """docs/SCALE.md's Storage formula: per cluster one message sent, received and deleted (the
+    receive may be batched) and six table transactions (inventory, findings state), plus a few."""
+    return 2 * clusters + 6 * clusters, 3 * clusters + 6 * clusters + 12
+
+
+@pytest.fixture(scope="module")
+def fleet_runs() -> list[tuple[World, NightlyRun]]:
+    runs = []
+    for clusters, registries, subscriptions in ((10, 2, 1), (20, 4, 2)):
+        world = scale_world(fanout_yaml(clusters, registries, subscriptions, broken_every=0))
+        runs.append((world, run_nightly(world)))
+    return runs
+
+
+def test_arm_reads_are_the_per_subscription_registry_and_cluster_formula(
+    fleet_runs: list[tuple[World, NightlyRun]],
+) -> None:
+    for world, run in fleet_runs:
+        _check_fanout(run)
+        assert run.arm == arm_reads(world), (run.summary(), arm_reads(world))
+        assert run.graph == run.clusters, "one transitiveMemberOf per cluster's kubelet identity"
+
+
+def test_kubernetes_requests_are_a_constant_per_cluster(fleet_runs: list[tuple[World, NightlyRun]]) -> None:
+    for _, run in fleet_runs:
+        assert set(run.requests["kubernetes"].values()) == {KUBE_LISTS}, run.requests["kubernetes"]
+        assert len(run.requests["kubernetes"]) == run.clusters
+
+
+def test_registry_requests_grow_with_registries_not_clusters(
+    fleet_runs: list[tuple[World, NightlyRun]],
+) -> None:
+    per_registry = [set(run.requests["registry"].values()) for _, run in fleet_runs]
+    assert all(len(values) == 1 for values in per_registry), per_registry
+    assert per_registry[0] == per_registry[1], "twice the clusters, the same requests per registry"
+
+
+def test_storage_transactions_are_linear_in_clusters(fleet_runs: list[tuple[World, NightlyRun]]) -> None:
+    for _, run in fleet_runs:
+        low, high = storage_bounds(run.clusters)
+        assert low <= run.storage_transactions <= high, (run.clusters, run.storage)
