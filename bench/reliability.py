@@ -124,6 +124,12 @@ def event_storm_5000(events: int = 5000) -> Row:
             f"audits enqueued {audits} (target 1)",
             f"redelivery {again_s:.1f} s: failed {again['failed']} (target 0), new audits {new_audits} (target 0)",
         ],
+        goals=[
+            (
+                "0 failed, 1 audit; redelivery 0 failed, 0 new audits",
+                first["failed"] == 0 and audits == 1 and again["failed"] == 0 and new_audits == 0,
+            )
+        ],
     )
 
 
@@ -216,6 +222,12 @@ def concurrent_delivery_4() -> Row:
         notes=[
             f"{len(counts)} digests (target {workers + 1}), posts per digest min {counts[0] if counts else 0} "
             f"max {counts[-1] if counts else 0} (target exactly 1)"
+        ],
+        goals=[
+            (
+                "every digest posted exactly once",
+                len(counts) == workers + 1 and bool(counts) and counts[0] == counts[-1] == 1,
+            )
         ],
     )
 
