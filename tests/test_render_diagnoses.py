@@ -117,9 +117,11 @@ def test_an_abac_condition_is_its_own_code_block_and_the_blocks_run_as_written()
     slack = "\n".join(b["text"]["text"] for b in slack_payload(digest)["blocks"] if b["type"] == "section")
     assert slack.count("```") == 4 and "'\"'\"'" not in slack
     teams = [
-        item["text"]
+        run["text"]
         for item in teams_payload(digest)["attachments"][0]["content"]["body"][-1]["items"]
-        if item.get("fontType") == "Monospace"
+        if item["type"] == "RichTextBlock"
+        for run in item["inlines"]
+        if run.get("fontType") == "Monospace"
     ]
     assert teams[:3] == ABAC_FIX.split("\n\n")[0].splitlines()[:3]
     script = "az() { printf '%s\\n' \"$@\"; }\n" + "\n".join(teams)

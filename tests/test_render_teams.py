@@ -52,7 +52,7 @@ def texts(payload: dict[str, Any]) -> str:
 
     def walk(node: Any) -> None:
         if isinstance(node, dict):
-            if node.get("type") == "TextBlock":
+            if node.get("type") in ("TextBlock", "TextRun"):
                 out.append(node["text"])
             for value in node.values():
                 walk(value)

@@ -51,6 +51,15 @@ def text(value: str, **props: Any) -> dict[str, Any]:
     return {"type": "TextBlock", "text": value, "wrap": True, **props}
 
 
+def literal(value: str, **props: Any) -> dict[str, Any]:
+    """A command line: a monospace TextRun, which Adaptive Cards render without Markdown."""
+    return {
+        "type": "RichTextBlock",
+        "inlines": [{"type": "TextRun", "text": value, "fontType": "Monospace"}],
+        **props,
+    }
+
+
 def lines_shown(payload: dict[str, Any]) -> int:
     return sum(1 for e in body(payload) if e["type"] == "Container" and e.get("separator"))
 
@@ -66,7 +75,7 @@ def test_a_new_line_is_head_subject_body_and_remediation() -> None:
             ),
             text("shop/Deployment/web", isSubtle=True, spacing="None"),
             text("Cause manifest\\_unknown: tag 9 is not in web", spacing="Small"),
-            text("az acr import x", fontType="Monospace", spacing="Small"),
+            literal("az acr import x", spacing="Small"),
         ],
     }
 
@@ -89,10 +98,10 @@ def test_markdown_in_finding_text_stays_literal() -> None:
 def test_texts_are_cut_at_1500_and_messages_at_600_characters() -> None:
     exact = digest(("a", [line(message="m" * 600, remediation="r" * MAX_TEXT)]))
     items = body(teams_payload(exact))[4]["items"]
-    assert items[2]["text"] == "m" * 600 and items[3]["text"] == "r" * MAX_TEXT
+    assert items[2]["text"] == "m" * 600 and items[3]["inlines"][0]["text"] == "r" * MAX_TEXT
     over = digest(("a", [line(message="m" * 601, remediation="r" * (MAX_TEXT + 1))]))
     items = body(teams_payload(over))[4]["items"]
-    assert items[2]["text"] == "m" * 599 + "…" and items[3]["text"] == "r" * (MAX_TEXT - 1) + "…"
+    assert items[2]["text"] == "m" * 599 + "…" and items[3]["inlines"][0]["text"] == "r" * (MAX_TEXT - 1) + "…"
 
 
 def test_title_counts_and_cluster_headings() -> None:

@@ -122,9 +122,12 @@ def test_each_direction_is_delayed_by_half_the_round_trip() -> None:
                 assert client.recv(16) == b"back"
                 second = time.monotonic() - start
     listener.close()
-    assert arrived >= 1.5 * RTT
-    assert first >= 2 * RTT
-    assert second >= RTT
+    # The clock starts once the listener has the connection, a few ms after the relay began
+    # counting its handshake delay: allow that much scheduling slack, no more.
+    slack = 0.01
+    assert arrived >= 1.5 * RTT - slack
+    assert first >= 2 * RTT - slack
+    assert second >= RTT - slack
     assert relay.connections == 1
 
 

@@ -47,6 +47,13 @@ def _text(text: str, **props: Any) -> dict[str, Any]:
     return {"type": "TextBlock", "text": _cut(text), "wrap": True, **props}
 
 
+def _literal(text: str, **props: Any) -> dict[str, Any]:
+    """A monospace line shown exactly as written: a RichTextBlock's TextRun renders no Markdown
+    (Adaptive Cards 1.2+), so a command copies as it runs and nothing in it becomes a link."""
+    run = {"type": "TextRun", "text": _cut(text), "fontType": "Monospace"}
+    return {"type": "RichTextBlock", "inlines": [run], **props}
+
+
 _LIST_MARK = re.compile(r"(?m)^(\s*)([-+*]|\d+\.)(?=\s)")
 
 
@@ -97,12 +104,9 @@ def _line(line: Line) -> dict[str, Any]:
         if line.cause:
             body = f"Cause {_md(line.cause)}: {body}"
         items.append(_text(_cut(body, 600), spacing="Small"))
-        for block in line.fix_blocks:  # one TextBlock per line: Markdown joins soft line breaks
+        for block in line.fix_blocks:  # one block per line: a TextRun keeps no line breaks
             rows = block.splitlines()
-            items.extend(
-                _text(_md(row), fontType="Monospace", spacing="Small" if i == 0 else "None")
-                for i, row in enumerate(rows)
-            )
+            items.extend(_literal(row, spacing="Small" if i == 0 else "None") for i, row in enumerate(rows))
         if line.affects:
             items.append(_text(_md(line.affects), isSubtle=True, spacing="Small"))
     elif line.cleared_note:
