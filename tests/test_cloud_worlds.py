@@ -1,17 +1,18 @@
 """Worlds run in every Azure cloud.
 
 The sovereign world (sandbox/worlds/government-cloud.yaml) and a representative set of the other
-worlds (the demo, ABAC, a missing role, a registry firewall) run in each cloud they are not written
-for: the estate's login servers take the cloud's ACR suffix, the ARM, Graph and ACR-exchange
-stand-ins accept only that cloud's token audiences, and the product runs with ``PULLWATCH_CLOUD``
-set to it. Each run meets the world's ``expect`` with the host names moved to that cloud, finds
-what the world finds in Azure public cloud (apart from host names), and nothing the product found
-or sent names another cloud's ACR. Run with the wrong
-``PULLWATCH_CLOUD``, a world fails: the stand-ins would catch an endpoint or audience that does not
-follow the cloud.
+worlds (the demo, ABAC, a missing role, a registry firewall, another tenant's ACR) run in each
+cloud they are not written for: the estate's login servers take the cloud's ACR suffix, the ARM,
+Graph and ACR-exchange stand-ins accept only that cloud's token audiences, and the product runs
+with ``PULLWATCH_CLOUD`` set to it. Each run meets the world's ``expect`` with the host names moved
+to that cloud, finds what the world finds in Azure public cloud (apart from host names), and
+nothing the product found or sent names another cloud's ACR. Run with the wrong
+``PULLWATCH_CLOUD``, a world fails: the stand-ins would catch an endpoint or audience that does
+not follow the cloud.
 
-A world names its ACRs' login servers in one cloud (``contosoacr.azurecr.io``); :func:`world_in_cloud`
-moves the world's text to another (docs/spec/world.md, "One world in every cloud").
+A world names its ACRs' login servers in one cloud (``contosoacr.azurecr.io``);
+:func:`world_in_cloud` moves the world's text to another (docs/spec/world.md, "One world in every
+cloud").
 """
 
 from __future__ import annotations
@@ -34,7 +35,13 @@ ACR_SUFFIX = re.compile(r"\.azurecr\.(?:io|us|cn)\b")
 CLOUD_KEY = re.compile(r"^cloud:.*$", re.MULTILINE)
 
 #: Worlds written for Azure public cloud that also run in the others (AzureCloud: test_worlds.py).
-CLOUD_AGNOSTIC_WORLDS = ("demo", "role-not-honored-abac", "role-missing", "registry-firewall-denied")
+CLOUD_AGNOSTIC_WORLDS = (
+    "demo",
+    "role-not-honored-abac",
+    "role-missing",
+    "registry-firewall-denied",
+    "registry-other-tenant",  # the Entra token goes only to the cloud's ACRs of a trusted tenant
+)
 OTHER_CLOUDS = ("AzureUSGovernment", "AzureChinaCloud")
 
 pytestmark = pytest.mark.sandbox
