@@ -5,9 +5,11 @@ PY := .venv/bin/python
 PIP := .venv/bin/pip
 STAMP := .make
 APT_PACKAGES := docker-registry skopeo
+# Only `make previews` (the README pictures) needs these.
+PREVIEW_APT_PACKAGES := chromium fonts-lato fonts-noto-color-emoji
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
-.PHONY: setup test demo bench lint typecheck unit clean mutation
+.PHONY: setup test demo bench lint typecheck unit clean mutation previews
 
 setup: $(STAMP)/venv $(STAMP)/apt $(STAMP)/npm $(STAMP)/tools
 
@@ -20,15 +22,23 @@ $(STAMP)/venv: requirements.txt requirements-dev.txt pyproject.toml
 	@$(PIP) install -q --disable-pip-version-check --no-deps -e . 2>&1 | { grep -v '^WARNING: Location' || true; }
 	@touch $@
 
+# $(call apt_install,PACKAGES,LABEL): apt-get install whichever of PACKAGES are missing.
+define apt_install
+@mkdir -p $(STAMP)
+@missing=""; for p in $(1); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+if [ -n "$$missing" ]; then \
+  echo "$(2): apt-get install$$missing"; \
+  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
+  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
+fi
+@touch $@
+endef
+
 $(STAMP)/apt:
-	@mkdir -p $(STAMP)
-	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "setup: apt-get install$$missing"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
-	fi
-	@touch $@
+	$(call apt_install,$(APT_PACKAGES),setup)
+
+$(STAMP)/apt-previews:
+	$(call apt_install,$(PREVIEW_APT_PACKAGES),previews)
 
 # checkov scans infra/ in make test; it pins libraries that clash with the app's Azure SDKs, so it
 # lives in its own venv.
@@ -62,6 +72,11 @@ demo: setup
 
 bench: setup
 	@$(PY) -m bench
+
+# The README pictures (docs/img/*.png) from a real demo run, screenshotted by headless Chromium;
+# not part of `make test` (see docs/README.md).
+previews: setup $(STAMP)/apt-previews
+	@$(PY) docs/previews.py
 
 # Mutation score of the core modules against their own unit tests (mutmut); not part of `make test`.
 mutation: setup

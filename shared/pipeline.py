@@ -387,6 +387,7 @@ class Auditor:
             probe_findings=tuple(probe_findings),
             probe_unavailable=probe_unavailable,
             pod_grace_seconds=self.settings.pod_grace_seconds,
+            cloud=self.settings.cloud,
         )
 
     def _snapshot(self, cluster: ClusterInfo, read_secrets: bool) -> tuple[Snapshot | None, Any, str | None]:

@@ -18,6 +18,7 @@ from shared.checks.secrets import (
     secret_findings,
     trial_key,
 )
+from shared.cloud import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT, Cloud
 from shared.snapshot_builder import parse_docker_config, snapshot_from_objects
 
 NOW = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
@@ -316,6 +317,16 @@ def test_dockerhub_anonymous_pulls_is_one_finding_per_cluster() -> None:
     assert (f.registry, f.workload, f.namespace) == ("docker.io", None, None)
     assert f.evidence["workloads"] == ["a/Deployment/w1", "b/Deployment/w2", "c/Deployment/w4"]
     assert f.evidence["workload_count"] == 3
+
+
+@pytest.mark.parametrize("cloud", [AZURE_PUBLIC, AZURE_US_GOVERNMENT, AZURE_CHINA], ids=lambda c: c.name)
+def test_dockerhub_anonymous_pulls_fix_names_an_acr_of_the_cloud(cloud: Cloud) -> None:
+    objects = {"deployments": [deployment("a", "w1", ["nginx:1.27"])]}
+    [found] = secret_findings(snapshot(objects), cloud=cloud)
+    fix = found.remediation or ""
+    assert f"<your-acr>{cloud.acr_suffix}/<repository>" in fix
+    others = {c.acr_suffix for c in (AZURE_PUBLIC, AZURE_US_GOVERNMENT, AZURE_CHINA)} - {cloud.acr_suffix}
+    assert not any(suffix in fix for suffix in others), fix
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ Three runs go through the sandbox command (``python -m sandbox run``) as a subpr
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import subprocess
@@ -24,7 +25,9 @@ from typing import Any
 import psutil  # type: ignore[import-untyped]
 import pytest
 import yaml
+from rich.console import Console
 
+from sandbox.report import print_report
 from sandbox.runner import run_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -143,8 +146,28 @@ def check_healthy(report: dict[str, Any]) -> None:
     assert report["notifications"] == []
 
 
+def check_demo_shows_the_readme_excerpt(report: dict[str, Any]) -> None:
+    """The README's excerpt of `make demo` is this run's report in a 100-column terminal, trimmed:
+    its lines in order, cuts marked "…", the progress lines (which carry timings) aside."""
+    console = Console(file=io.StringIO(), width=100, force_terminal=True, color_system=None, record=True)
+    print_report(report, console=console)
+    output = [line.rstrip() for line in console.export_text().splitlines()]
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = re.search(r"## What `make demo` shows.*?```text\n(.*?)```", readme, re.DOTALL)
+    assert section, "README.md has no text block under 'What `make demo` shows'"
+    at = 0
+    for line in section.group(1).splitlines():
+        if line.strip() in ("", "…") or line.startswith("· "):
+            continue
+        assert line in output[at:], (
+            f"README's demo excerpt line is not in the run's output (in order): {line!r}"
+        )
+        at = output.index(line, at) + 1
+
+
 #: Checks beyond ``expect`` for some worlds.
 EXTRA_CHECKS = {
+    "demo": check_demo_shows_the_readme_excerpt,
     "timeline-acrpull-removed": check_timeline_acrpull_removed,
     "healthy": check_healthy,
 }

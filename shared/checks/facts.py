@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from shared.checks.images import ImageUsage
 from shared.checks.secrets import CredentialTrials
 from shared.clients.registry import ImageResult
+from shared.cloud import AZURE_PUBLIC, Cloud
 from shared.correlate import CrashFacts
 from shared.findings import Finding
 from shared.model import ClusterInfo, PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
@@ -68,3 +69,4 @@ class ClusterFacts:
 
     # settings the checks read
     pod_grace_seconds: float = 0.0
+    cloud: Cloud = AZURE_PUBLIC  # the Azure cloud pullwatch runs in (PULLWATCH_CLOUD)

@@ -200,6 +200,7 @@ def secrets(facts: ClusterFacts) -> list[Finding]:
         kubelet_registries=same_tenant,
         anonymous=anonymous,
         credential_trials=facts.credential_trials,
+        cloud=facts.cloud,
     )
 
 

@@ -33,6 +33,7 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shared.cloud import AZURE_PUBLIC, Cloud
 from shared.findings import Finding
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES, ImageRef, ReferenceError, parse_reference
 from shared.workloads import PULL_SECRET_TYPES, SecretFacts, Snapshot, WorkloadFacts
@@ -249,6 +250,7 @@ def secret_findings(
     kubelet_registries: Collection[str] = (),
     anonymous: Mapping[tuple[str, str], bool] | None = None,
     credential_trials: CredentialTrials | None = None,
+    cloud: Cloud = AZURE_PUBLIC,
 ) -> list[Finding]:
     """Findings about the workloads' pull secrets.
 
@@ -257,6 +259,7 @@ def secret_findings(
     checks learned, ``(registry, repository) -> True`` (anonymous pull works) / ``False`` (refused);
     absent means unknown. ``credential_trials`` (read-secrets on) enables PULL_SECRET_REJECTED: what
     the registry said to each entry of :func:`credential_candidates`, tried before the checks run.
+    ``cloud``: the Azure cloud pullwatch runs in (the ACR its fixes suggest is one of that cloud).
     """
     kubelet = {h.lower() for h in kubelet_registries}
     anon = anonymous or {}
@@ -463,7 +466,7 @@ def secret_findings(
                 remediation=(
                     "az acr cache create -r <your-acr> -n dockerhub-library --source-repo "
                     "docker.io/library/<repository> --target-repo <repository>  (then pull "
-                    "<your-acr>.azurecr.io/<repository>), or add Docker Hub credentials: "
+                    f"<your-acr>{cloud.acr_suffix}/<repository>), or add Docker Hub credentials: "
                     + _create_command("<namespace>", "dockerhub-pull", DOCKER_HUB)
                 ),
             )
