@@ -38,8 +38,9 @@ from shared.clients.registry.model import (
     ms_since,
     registry_errors,
 )
-from shared.clients.registry.transport import MAX_TOKEN_BYTES, Transport, exception_code, exception_text
+from shared.clients.registry.transport import MAX_TOKEN_BYTES, Transport, exception_code
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
@@ -280,7 +281,7 @@ class Authenticator:
                 limit=MAX_TOKEN_BYTES,
             )
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
+            text = self.scrub(reason_of(exc))
             return Auth(
                 "entra",
                 steps=(entra_step, Step("exchange", False, ms_since(start), detail=text)),
@@ -375,7 +376,7 @@ class Authenticator:
                     "GET", auth.realm, params=params, headers=headers, scope=auth.scope, limit=MAX_TOKEN_BYTES
                 )
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
+            text = self.scrub(reason_of(exc))
             return Step("token", False, ms_since(start), error_code=exception_code(exc), detail=text)
         token = None
         body: Any = None

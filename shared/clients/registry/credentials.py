@@ -24,7 +24,8 @@ from shared.clients.registry.model import (
     registry_errors,
 )
 from shared.clients.registry.probe import Prober
-from shared.clients.registry.transport import MAX_TAG_PAGE_BYTES, Transport, exception_code, exception_text
+from shared.clients.registry.transport import MAX_TAG_PAGE_BYTES, Transport, exception_code
+from shared.errors import reason_of
 from shared.reference import parse_reference
 
 
@@ -83,7 +84,7 @@ def try_credentials(
             limit=MAX_TAG_PAGE_BYTES,
         )
     except requests.exceptions.RequestException as exc:
-        text = scrub(exception_text(exc))
+        text = scrub(reason_of(exc))
         return ProbeOutcome(
             False,
             exception_code(exc),

@@ -34,9 +34,9 @@ from shared.clients.registry.transport import (
     MAX_TAG_PAGE_BYTES,
     Transport,
     exception_code,
-    exception_text,
 )
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.reference import ImageRef
 
 _NEXT_LINK = re.compile(r'<([^<>]{1,2048})>\s*;[^,]{0,200}?\brel="?next"?', re.IGNORECASE)
@@ -101,7 +101,7 @@ class ManifestReader:
         try:
             response = self.transport.send("HEAD", url, headers=headers, scope=auth.scope)
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
+            text = self.scrub(reason_of(exc))
             step = Step("manifest", False, ms_since(start), detail=text)
             return ImageResult(
                 ref,
@@ -282,7 +282,7 @@ class ManifestReader:
                 if cfg.get("os") and cfg.get("architecture"):
                     found.append(f"{cfg['os']}/{cfg['architecture']}")
         except (requests.exceptions.RequestException, ValueError, AttributeError) as exc:
-            return None, Step("platforms", False, ms_since(start), detail=self.scrub(exception_text(exc)))
+            return None, Step("platforms", False, ms_since(start), detail=self.scrub(reason_of(exc)))
         platforms = tuple(dict.fromkeys(found))
         with self._lock:
             self._platforms[key] = platforms
@@ -338,7 +338,7 @@ class ManifestReader:
                     break
                 url = following
         except (requests.exceptions.RequestException, ValueError, AttributeError) as exc:
-            return (), None, Step("tags", False, ms_since(start), detail=self.scrub(exception_text(exc)))
+            return (), None, Step("tags", False, ms_since(start), detail=self.scrub(reason_of(exc)))
         suggestions: tuple[str, ...] = ()
         if ref.tag and not ref.digest:
             suggestions = tuple(difflib.get_close_matches(ref.tag, tags, n=3, cutoff=0.4))

@@ -26,8 +26,9 @@ from shared.clients.registry.model import (
     ms_since,
     registry_errors,
 )
-from shared.clients.registry.transport import Transport, exception_code, exception_text
+from shared.clients.registry.transport import Transport, exception_code
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.netguard import AddressRefused, NameNotResolved, NetGuard
 
 
@@ -92,7 +93,7 @@ class Prober:
         try:
             sock = socket.create_connection((endpoint.address, endpoint.connect_port), timeout=timeout)
         except OSError as exc:
-            text = exception_text(exc)
+            text = reason_of(exc)
             steps.append(Step("tcp", False, ms_since(start), detail=text))
             return RegistryProbe(tuple(steps), UNREACHABLE, f"cannot connect to {host}: {text}", None)
         steps.append(Step("tcp", True, ms_since(start)))
@@ -102,11 +103,11 @@ class Prober:
             with self.guard.ssl_context().wrap_socket(sock, server_hostname=name) as tls:
                 version = tls.version()
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            text = exception_text(exc)
+            text = reason_of(exc)
             steps.append(Step("tls", False, ms_since(start), detail=self.scrub(text)))
             return RegistryProbe(tuple(steps), TLS, f"TLS with {host} failed: {text}", None)
         except OSError as exc:
-            text = exception_text(exc)
+            text = reason_of(exc)
             steps.append(Step("tls", False, ms_since(start), detail=text))
             return RegistryProbe(
                 tuple(steps), UNREACHABLE, f"{host} did not complete the TLS handshake: {text}", None
@@ -118,7 +119,7 @@ class Prober:
         try:
             response = self.transport.send("GET", f"https://{host}/v2/")
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
+            text = self.scrub(reason_of(exc))
             steps.append(Step("challenge", False, ms_since(start), detail=text))
             return RegistryProbe(
                 tuple(steps), exception_code(exc), f"GET /v2/ on {host} failed: {text}", None
