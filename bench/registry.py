@@ -39,6 +39,7 @@ from registry_fixture import AcrFront, RegistryProcess, TokenIssuer, push_image 
 
 from sandbox.httpserver import Request, Response, Server  # noqa: E402
 from sandbox.pki import Pki  # noqa: E402
+from shared.checks.registry_steps import image_verdict  # noqa: E402
 from shared.clients.registry import TOKEN_BATCH_GET, TOKEN_BATCH_POST, ImageTarget, RegistryClient  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.reference import parse_reference  # noqa: E402
@@ -200,7 +201,7 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list
         counts = client.request_counts()
     finally:
         client.close()
-    failures = [r for r in results if r.failure]
+    failures = [(r, v) for r in results if (v := image_verdict(r)) is not None]
     manifest_steps = sum(1 for r in results for s in r.steps if s.name == "manifest")
     registry_requests = counts.get("127.0.0.1" if mode == "direct" else ACR, 0)
     if mode == "acr":
@@ -220,7 +221,7 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, list
         f"token requests <= {batches} batches: {'yes' if tokens <= batches else 'NO'}",
     ]
     if failures:
-        notes.append(f"first failure: {failures[0].failure} {failures[0].detail}")
+        notes.append(f"first failure: {failures[0][1].code} {failures[0][1].detail}")
     return ours, notes
 
 

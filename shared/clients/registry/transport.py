@@ -15,7 +15,15 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from shared.clients.registry.credential_rule import CredentialScope
-from shared.clients.registry.model import DNS, INCOMPLETE, TLS, UNREACHABLE
+from shared.clients.registry.model import (
+    ADDRESS_REFUSED,
+    CONNECT_FAILED,
+    DEADLINE_PASSED,
+    NAME_UNRESOLVED,
+    NOT_SENT,
+    TLS_FAILED,
+    TOO_LARGE,
+)
 from shared.clients.retry import BoundedRetry, attempts
 from shared.config import Settings
 from shared.errors import SafeMessage
@@ -50,22 +58,26 @@ class DeadlineExceeded(SafeMessage, requests.exceptions.Timeout):
     """One registry request (connect, TLS, reads, retries, redirects) took longer than its deadline."""
 
 
-def exception_code(exc: BaseException) -> str:
-    """The finding code of a request that raised ``exc`` (DNS, TLS, unreachable or incomplete)."""
+def exception_kind(exc: BaseException) -> str:
+    """What stopped a request that raised ``exc`` (one of :data:`~shared.clients.registry.model.STEP_KINDS`)."""
     if isinstance(exc, NameNotResolved):
-        return DNS
-    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge):
-        return INCOMPLETE
+        return NAME_UNRESOLVED
+    if isinstance(exc, AddressRefused):
+        return ADDRESS_REFUSED
+    if isinstance(exc, PlainHttpRefused | RedirectRefused):
+        return NOT_SENT
+    if isinstance(exc, ResponseTooLarge):
+        return TOO_LARGE
     if isinstance(exc, DeadlineExceeded):
-        return UNREACHABLE
+        return DEADLINE_PASSED
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
-        return TLS
+        return TLS_FAILED
     text = str(exc)
     if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text:
-        return DNS
+        return NAME_UNRESOLVED
     if "SSL" in text or ("CERTIFICATE" in text.upper() and "VERIFY" in text.upper()):
-        return TLS
-    return UNREACHABLE
+        return TLS_FAILED
+    return CONNECT_FAILED
 
 
 class Transport:
