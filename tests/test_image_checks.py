@@ -243,3 +243,21 @@ def test_a_missing_platform_says_whether_pods_fail_to_pull_or_crash() -> None:
     found = {f.workload: f.message for f in image_findings(CLUSTER, usages, index(single, an_index), POOLS)}
     assert found["Deployment/api"].endswith("pull it, then crash with exec format error.")
     assert found["Deployment/web"].endswith("fail to pull (no matching manifest for the platform).")
+
+
+def test_an_identity_that_could_not_be_tried_names_no_step_in_the_message() -> None:
+    detail = "registry tenant is unknown (PULLWATCH_TRUSTED_TENANTS): Entra token withheld"
+    r = failed(
+        "partneracr.azurecr.io/vendor/scanner:5.0",
+        Step("auth", False, 0.0, detail=detail, kind="not_attempted"),
+        detail=detail,
+    )
+    [f] = image_findings(
+        CLUSTER,
+        [usage("shop", "Deployment/scanner", "partneracr.azurecr.io/vendor/scanner:5.0")],
+        index(r),
+        POOLS,
+    )
+    assert f.code == "CHECK_INCOMPLETE"
+    assert f.message.startswith(f"partneracr.azurecr.io could not be checked: {detail}.")
+    assert f.evidence["step"] == "auth"

@@ -403,7 +403,8 @@ def _registry_failure(
 ) -> Finding:
     code, detail = verdict.code, verdict.detail
     step = result.failed_step
-    at = f" at step {step.name}" if step else ""
+    # "auth" is no request: the registry client says why it could not try (no credential, an untrusted tenant)
+    at = f" at step {step.name}" if step and step.name != "auth" else ""
     message = (
         f"{_REGISTRY_MESSAGES[code].format(registry=registry)}{at}: {detail}. "
         f"{len(images)} image(s) used by {len(workloads)} workload(s) are affected."
