@@ -53,6 +53,7 @@ from bench.acr_front import FastAcrFront  # noqa: E402
 from sandbox.httpserver import Request, Response, Server  # noqa: E402
 from sandbox.latency import Relays  # noqa: E402
 from sandbox.pki import Pki  # noqa: E402
+from shared.checks.registry_steps import image_verdict  # noqa: E402
 from shared.clients.registry import TOKEN_BATCH_GET, TOKEN_BATCH_POST, ImageTarget, RegistryClient  # noqa: E402
 from shared.config import Settings  # noqa: E402
 from shared.reference import parse_reference  # noqa: E402
@@ -277,7 +278,7 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, floa
         counts = client.request_counts()
     finally:
         client.close()
-    failures = [r for r in results if r.failure]
+    failures = [(r, v) for r in results if (v := image_verdict(r)) is not None]
     manifest_steps = sum(1 for r in results for s in r.steps if s.name == "manifest")
     registry_requests = counts.get("127.0.0.1" if mode == "direct" else ACR, 0)
     if mode == "acr":
@@ -305,7 +306,7 @@ def _measure(bench: Bench, mode: str, want_platforms: bool) -> tuple[float, floa
             f"/ {CONCURRENCY} = {limit:.2f}s; pullwatch {ours / limit:.2f}x the limit"
         )
     if failures:
-        notes.append(f"first failure: {failures[0].failure} {failures[0].detail}")
+        notes.append(f"first failure: {failures[0][1].code} {failures[0][1].detail}")
     return ours, limit, notes
 
 

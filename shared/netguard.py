@@ -49,6 +49,7 @@ from urllib3.connectionpool import HTTPSConnectionPool
 from urllib3.util.retry import Retry
 
 from shared.config import Settings
+from shared.errors import SafeMessage
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -63,15 +64,15 @@ METADATA_ADDRESSES: frozenset[IPAddress] = frozenset(
 _CGNAT = ipaddress.ip_network("100.64.0.0/10")
 
 
-class NameNotResolved(requests.exceptions.ConnectionError):
+class NameNotResolved(SafeMessage, requests.exceptions.ConnectionError):
     """The host name does not resolve (or is mapped to null in PULLWATCH_HOSTS)."""
 
 
-class AddressRefused(requests.exceptions.ConnectionError):
+class AddressRefused(SafeMessage, requests.exceptions.ConnectionError):
     """The host resolves to an address pullwatch must not connect to."""
 
 
-class PlainHttpRefused(requests.exceptions.ConnectionError):
+class PlainHttpRefused(SafeMessage, requests.exceptions.ConnectionError):
     """A plain-HTTP URL: registries are only spoken to over TLS."""
 
 

@@ -31,7 +31,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.client import RemoteDisconnected
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +38,7 @@ import requests
 
 from shared.compare import Changes
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.findings import Finding, Severity
 from shared.render import ClusterMeta, build_digest, render
 from shared.render.teams import encode_body
@@ -179,26 +179,6 @@ def judge(kind: str, status: int, body: str, retry_after: str | None = None) -> 
     return _Answer(False, False, status, error)
 
 
-def _connection_reason(exc: BaseException) -> str:
-    """A URL-free reason for a connection failure, found in the exception's chain of causes."""
-    seen: set[int] = set()
-    todo: list[object] = [exc]
-    while todo:
-        item = todo.pop()
-        if id(item) in seen:
-            continue
-        seen.add(id(item))
-        if isinstance(
-            item, ConnectionResetError | BrokenPipeError | ConnectionAbortedError | RemoteDisconnected
-        ):
-            return "connection reset"  # the peer dropped the connection
-        if isinstance(item, ConnectionRefusedError):
-            return "connection refused"
-        if isinstance(item, BaseException):
-            todo += [*item.args, item.__cause__, item.__context__, getattr(item, "reason", None)]
-    return "connection failed"
-
-
 def function_timeout(path: Path = HOST_JSON) -> float:
     """``functionTimeout`` of ``host.json`` in seconds (``hh:mm:ss``); the plan default if unset."""
     try:
@@ -282,7 +262,7 @@ class Notifier:
         except requests.Timeout:
             return _Answer(False, True, None, "timeout")
         except requests.ConnectionError as exc:  # never show str(exc): it holds the URL
-            return _Answer(False, True, None, _connection_reason(exc))
+            return _Answer(False, True, None, reason_of(exc, default="connection failed"))
         except requests.RequestException as exc:
             return _Answer(False, False, None, f"request failed ({type(exc).__name__})")
         with response:

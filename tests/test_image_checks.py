@@ -24,14 +24,14 @@ def ok(image: str, platforms: tuple[str, ...] | None = ("linux/amd64",), **kw: o
         parse_reference(image),
         "pullwatch",
         (*BASE, Step("manifest", True, 5.0, 200)),
-        None,
         platforms=platforms,
         **kw,
     )  # type: ignore[arg-type]
 
 
-def failed(image: str, code: str, step: Step, scope: str, **kw: object) -> ImageResult:
-    return ImageResult(parse_reference(image), "pullwatch", (*BASE[:1], step), code, scope=scope, **kw)  # type: ignore[arg-type]
+def failed(image: str, step: Step, **kw: object) -> ImageResult:
+    """What the registry client reports: the steps walked, the last one failed."""
+    return ImageResult(parse_reference(image), "pullwatch", (*BASE[:1], step), **kw)  # type: ignore[arg-type]
 
 
 def usage(ns: str, workload: str, image: str, pools: tuple[str, ...] = ()) -> ImageUsage:
@@ -47,14 +47,12 @@ def codes(findings: list[Finding]) -> list[str]:
 
 
 def test_registry_wide_failure_is_one_finding_per_registry() -> None:
-    step = Step("dns", False, 3.0, detail="gone.azurecr.io does not resolve")
+    step = Step("dns", False, 3.0, detail="gone.azurecr.io does not resolve", kind="name_unresolved")
     results = index(
         *(
             failed(
                 f"gone.azurecr.io/app{i}:1",
-                "REGISTRY_DNS_FAILURE",
                 step,
-                "registry",
                 detail="gone.azurecr.io does not resolve",
             )
             for i in range(5)
@@ -74,9 +72,7 @@ def test_registry_wide_failure_is_one_finding_per_registry() -> None:
 def test_not_found_is_per_workload_and_image_with_suggestions() -> None:
     miss = failed(
         "contosoacr.azurecr.io/web:1.4.4",
-        "IMAGE_NOT_FOUND",
         Step("manifest", False, 4.0, 404, "MANIFEST_UNKNOWN"),
-        "image",
         suggestions=("1.4.3", "1.4.2"),
         repository_exists=True,
     )
@@ -128,14 +124,12 @@ def test_no_pool_restriction_means_every_pool_including_windows() -> None:
 
 
 def test_pullwatch_identity_refused_is_incomplete_not_a_pull_failure() -> None:
-    step = Step("manifest", False, 3.0, 403, "DENIED", "access denied")
+    step = Step("manifest", False, 3.0, 403, "DENIED", "access denied", authenticated=True)
     rs = [
         ImageResult(
             parse_reference(f"fabrikamacr.azurecr.io/team-a/app{i}:1"),
             "pullwatch",
             (*BASE, step),
-            "REGISTRY_AUTH_REJECTED",
-            scope="image",
             detail="access denied",
             auth="entra",
         )
@@ -166,9 +160,7 @@ def test_firewall_remediation_uses_the_denied_ip() -> None:
     detail = "client with IP '203.0.113.9' is not allowed access. Refer https://aka.ms/acr/firewall to grant access."
     r = failed(
         "contosoacr.azurecr.io/web:1",
-        "REGISTRY_FIREWALL_DENIED",
-        Step("exchange", False, 9.0, 403, "DENIED", detail),
-        "registry",
+        Step("exchange", False, 9.0, 403, "DENIED", detail, errors=(("DENIED", detail),), authenticated=True),
         detail=detail,
     )
     [f] = image_findings(
@@ -182,9 +174,7 @@ def test_firewall_remediation_uses_the_denied_ip() -> None:
 def test_incomplete_is_reported_never_a_pass() -> None:
     r = failed(
         "contosoacr.azurecr.io/web:1",
-        "CHECK_INCOMPLETE",
-        Step("entra", False, 1.0),
-        "registry",
+        Step("auth", False, 0.0, kind="not_attempted"),
         detail="registry tenant is unknown (PULLWATCH_TRUSTED_TENANTS): Entra token withheld",
     )
     [f] = image_findings(
@@ -198,9 +188,7 @@ def test_secret_identity_rejected_becomes_pull_secret_rejected() -> None:
     r = ImageResult(
         parse_reference("docker.example.org/web:1"),
         "secret:shop/regcred",
-        (*BASE, Step("manifest", False, 2.0, 401, "UNAUTHORIZED")),
-        "REGISTRY_AUTH_REJECTED",
-        scope="image",
+        (*BASE, Step("manifest", False, 2.0, 401, "UNAUTHORIZED", authenticated=True)),
         detail="authentication required",
     )
     u = ImageUsage(
@@ -255,3 +243,21 @@ def test_a_missing_platform_says_whether_pods_fail_to_pull_or_crash() -> None:
     found = {f.workload: f.message for f in image_findings(CLUSTER, usages, index(single, an_index), POOLS)}
     assert found["Deployment/api"].endswith("pull it, then crash with exec format error.")
     assert found["Deployment/web"].endswith("fail to pull (no matching manifest for the platform).")
+
+
+def test_an_identity_that_could_not_be_tried_names_no_step_in_the_message() -> None:
+    detail = "registry tenant is unknown (PULLWATCH_TRUSTED_TENANTS): Entra token withheld"
+    r = failed(
+        "partneracr.azurecr.io/vendor/scanner:5.0",
+        Step("auth", False, 0.0, detail=detail, kind="not_attempted"),
+        detail=detail,
+    )
+    [f] = image_findings(
+        CLUSTER,
+        [usage("shop", "Deployment/scanner", "partneracr.azurecr.io/vendor/scanner:5.0")],
+        index(r),
+        POOLS,
+    )
+    assert f.code == "CHECK_INCOMPLETE"
+    assert f.message.startswith(f"partneracr.azurecr.io could not be checked: {detail}.")
+    assert f.evidence["step"] == "auth"

@@ -31,22 +31,19 @@ def _findings(result: ImageResult) -> list[object]:
     return list(image_findings(CLUSTER, [usage], {(str(usage.ref), "pullwatch"): result}, []))
 
 
-def _result(failure: str, scope: str, detail: str) -> ImageResult:
+def _result(step: Step) -> ImageResult:
     usage = _usage()
-    return ImageResult(
-        ref=usage.ref,
-        identity="pullwatch",
-        steps=(Step("manifest", failure is None, 1.0, detail=detail),),
-        failure=failure,
-        scope=scope,
-        detail=detail,
-    )
+    return ImageResult(ref=usage.ref, identity="pullwatch", steps=(step,), detail=step.detail)
+
+
+NOT_FOUND = Step("manifest", False, 1.0, 404, "MANIFEST_UNKNOWN", "manifest unknown")
+WITHHELD = Step("auth", False, 0.0, detail="Entra token withheld", kind="not_attempted")
 
 
 def test_an_open_image_finding_is_not_resolved_when_its_registry_could_not_be_checked() -> None:
-    previous = _findings(_result("IMAGE_NOT_FOUND", "image", "manifest unknown"))
+    previous = _findings(_result(NOT_FOUND))
     assert [f.code for f in previous] == ["IMAGE_NOT_FOUND"]  # type: ignore[attr-defined]
-    current = _findings(_result("CHECK_INCOMPLETE", "registry", "Entra token withheld"))
+    current = _findings(_result(WITHHELD))
     assert [f.code for f in current] == ["CHECK_INCOMPLETE"]  # type: ignore[attr-defined]
     changes = compare(previous, current)  # type: ignore[arg-type]
     assert not changes.resolved, "IMAGE_NOT_FOUND announced as resolved though nothing was checked"

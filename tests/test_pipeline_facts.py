@@ -49,7 +49,6 @@ GONE = ImageResult(
     REF,
     "pullwatch",
     (Step("manifest", False, 3.0, status=404, error_code="MANIFEST_UNKNOWN"),),
-    "IMAGE_NOT_FOUND",
 )
 
 
@@ -153,9 +152,7 @@ class FakeRegistry:
 
     def check_images(self, targets: Any) -> list[ImageResult]:
         self.checked.extend(str(t.ref) for t in targets)
-        return [
-            ImageResult(t.ref, t.identity, (Step("manifest", True, 2.0, status=200),), None) for t in targets
-        ]
+        return [ImageResult(t.ref, t.identity, (Step("manifest", True, 2.0, status=200),)) for t in targets]
 
     def request_counts(self) -> dict[str, int]:
         return {}

@@ -25,6 +25,7 @@ from registry_fixture import (
 
 from sandbox.httpserver import Response
 from sandbox.pki import Pki
+from shared.checks.registry_steps import Verdict, credential_rejected, image_verdict
 from shared.clients.registry import (
     ImageResult,
     ImageTarget,
@@ -36,6 +37,19 @@ from shared.clients.registry import (
 )
 from shared.config import ConfigError, Settings
 from shared.reference import parse_reference
+
+
+def verdict_of(result: ImageResult) -> Verdict:
+    verdict = image_verdict(result)
+    assert verdict is not None, "the image was found"
+    return verdict
+
+
+def code_of(result: ImageResult) -> str | None:
+    """The finding code the checks give this result (None: the image is there)."""
+    verdict = image_verdict(result)
+    return verdict.code if verdict else None
+
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.xdist_group("registry")]
 
@@ -219,7 +233,7 @@ def test_full_chain_index_and_single_platform(world: World) -> None:
         counts = client.request_counts()
     assert len(results) == 2  # duplicates checked once
     web, api = results[f"{ACR}/web:1.4.2"], results[f"{ACR}/api:2.0"]
-    assert web.failure is None and web.identity == "pullwatch" and web.auth == "entra"
+    assert code_of(web) is None and web.identity == "pullwatch" and web.auth == "entra"
     assert web.platforms == ("linux/amd64", "linux/arm64")
     assert api.platforms == ("linux/amd64",)
     assert [s.name for s in web.steps][:7] == ["dns", "tcp", "tls", "challenge", "entra", "exchange", "token"]
@@ -238,7 +252,7 @@ def test_token_batches_and_reuse(world: World) -> None:
     images = [f"{ACR}/batch/r{i:02d}:v1" for i in range(60)]
     with world.client() as client:
         results = client.check_images([target(i, want_platforms=False) for i in images])
-        assert all(r.failure is None for r in results), [r.detail for r in results if r.failure]
+        assert all(code_of(r) is None for r in results), [r.detail for r in results if code_of(r)]
         assert world.front.count("POST", "/oauth2/token") == 2  # 60 repositories, 50 per request
         assert world.front.count("HEAD", "/v2/batch/") == 60
         assert world.front.count("GET", "/v2/batch/") == 0  # existence only: no GET
@@ -251,7 +265,7 @@ def test_token_batches_and_reuse(world: World) -> None:
 def test_missing_tag_suggests_closest(world: World) -> None:
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.4")
-    assert result.failure == "IMAGE_NOT_FOUND" and result.scope == "image"
+    assert code_of(result) == "IMAGE_NOT_FOUND" and verdict_of(result).scope == "image"
     assert result.suggestions[:2] == ("1.4.3", "1.4.2"), result.steps[-2:]
     assert result.repository_exists is True
     assert result.failed_step and result.failed_step.status == 404
@@ -261,7 +275,7 @@ def test_missing_tag_suggests_closest(world: World) -> None:
 def test_missing_repository(world: World) -> None:
     with world.client() as client:
         result = check_one(client, f"{ACR}/nothing/here:1")
-    assert result.failure == "IMAGE_NOT_FOUND"
+    assert code_of(result) == "IMAGE_NOT_FOUND"
     assert result.repository_exists is False and result.suggestions == ()
     assert result.failed_step and result.failed_step.error_code == "NAME_UNKNOWN"
 
@@ -274,17 +288,17 @@ def test_arm_audience_disabled(world: World) -> None:
             ok = check_one(client, f"{ACR}/web:1.4.2", authentication_as_arm=False)
     finally:
         world.front.arm_audience_enabled = True
-    assert rejected.failure == "REGISTRY_AUTH_REJECTED" and rejected.failed_step
+    assert code_of(rejected) == "REGISTRY_AUTH_REJECTED" and rejected.failed_step
     assert rejected.failed_step.name == "exchange" and rejected.failed_step.status == 401
-    assert "authentication-as-ARM" in (rejected.detail or "")
-    assert ok.failure is None
+    assert "authentication-as-ARM" in (verdict_of(rejected).detail or "")
+    assert code_of(ok) is None
 
 
 def test_untrusted_or_unknown_tenant_gets_no_entra_token(world: World) -> None:
     with world.client() as client:
         other = check_one(client, f"{ACR}/web:1.4.2", registry_tenant="11111111-2222-3333-4444-555555555555")
         unknown = check_one(client, f"{ACR}/web:1.5.0", registry_tenant=None)
-    assert other.failure == unknown.failure == "CHECK_INCOMPLETE"
+    assert code_of(other) == code_of(unknown) == "CHECK_INCOMPLETE"
     assert "tenant" in (other.detail or "")
     assert world.front.count("POST", "/oauth2/exchange") == 0
 
@@ -292,7 +306,7 @@ def test_untrusted_or_unknown_tenant_gets_no_entra_token(world: World) -> None:
 def test_no_entra_credential_is_incomplete_not_pass(world: World) -> None:
     with RegistryClient(world.settings()) as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure == "CHECK_INCOMPLETE" and "no Entra credential" in (result.detail or "")
+    assert code_of(result) == "CHECK_INCOMPLETE" and "no Entra credential" in (result.detail or "")
 
 
 def test_pull_secret_identity_and_try_credentials(world: World) -> None:
@@ -301,9 +315,9 @@ def test_pull_secret_identity_and_try_credentials(world: World) -> None:
         result = check_one(client, f"{ACR}/web:1.4.2", credential=cred)
         good = client.try_credentials(ACR, "puller", PASSWORD, "web")
         bad = client.try_credentials(ACR, "puller", "wrong-password", "web")
-    assert result.failure is None and result.identity == "secret:shop/acr-pull" and result.auth == "basic"
-    assert good.ok and good.code is None
-    assert not bad.ok and bad.rejected and bad.code == "PULL_SECRET_REJECTED"
+    assert code_of(result) is None and result.identity == "secret:shop/acr-pull" and result.auth == "basic"
+    assert good.ok and not credential_rejected(good.failed_step)
+    assert not bad.ok and credential_rejected(bad.failed_step)
     assert_no_secret(json.dumps([s.to_dict() for s in bad.steps]) + (bad.detail or ""))
 
 
@@ -317,9 +331,13 @@ def test_anonymous_docker_token_flow(world: World) -> None:
         )
         # ACR without an Entra callable is incomplete, never a pass:
         acr = check_one(client, f"{ACR}/public/tool:1")
-    assert public.failure is None and public.auth == "anonymous" and public.platforms == ("linux/amd64",)
-    assert private.failure == "CHECK_INCOMPLETE" and private.auth_required and private.scope == "image"
-    assert acr.failure == "CHECK_INCOMPLETE"
+    assert code_of(public) is None and public.auth == "anonymous" and public.platforms == ("linux/amd64",)
+    assert (
+        code_of(private) == "CHECK_INCOMPLETE"
+        and verdict_of(private).auth_required
+        and verdict_of(private).scope == "image"
+    )
+    assert code_of(acr) == "CHECK_INCOMPLETE"
     token_calls = [s for s in world.plain.seen if s.path == "/oauth2/token"]
     assert len(token_calls) == 1 and len(token_calls[0].query["scope"]) == 2  # one GET, both scopes
     assert all("Authorization" not in s.headers for s in token_calls)
@@ -330,8 +348,8 @@ def test_docker_token_flow_with_pull_secret(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "docker.example.org/web:1.4.2", credential=cred)
         rejected = client.try_credentials("docker.example.org", "puller", "nope", "web")
-    assert result.failure is None and result.auth == "basic" and result.identity == "secret:shop/docker"
-    assert rejected.rejected and rejected.code == "PULL_SECRET_REJECTED"
+    assert code_of(result) is None and result.auth == "basic" and result.identity == "secret:shop/docker"
+    assert not rejected.ok and credential_rejected(rejected.failed_step)
 
 
 def test_docker_hub_credentials_go_to_auth_docker_io_only(world: World) -> None:
@@ -345,7 +363,7 @@ def test_docker_hub_credentials_go_to_auth_docker_io_only(world: World) -> None:
     assert token_request.query["scope"] == ["repository:library/nginx:pull"]
     assert world.hub.count("HEAD", "/v2/library/nginx/manifests/1.27") == 1
     # the recorder's token is not one the registry accepts: an authenticated refusal
-    assert result.failure == "REGISTRY_AUTH_REJECTED" and result.identity == "secret:shop/hub"
+    assert code_of(result) == "REGISTRY_AUTH_REJECTED" and result.identity == "secret:shop/hub"
     assert_no_secret(json.dumps(result.evidence()))
 
 
@@ -375,16 +393,19 @@ def test_dns_failure(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "gone.azurecr.io/web:1")
         bad_port = check_one(client, "registry.example.com:99999/web:1")
-    assert bad_port.failure == "CHECK_INCOMPLETE" and "port" in (bad_port.detail or "")
-    assert result.failure == "REGISTRY_DNS_FAILURE" and result.scope == "registry"
+    assert code_of(bad_port) == "CHECK_INCOMPLETE" and "port" in (bad_port.detail or "")
+    assert code_of(result) == "REGISTRY_DNS_FAILURE" and verdict_of(result).scope == "registry"
     assert [s.name for s in result.steps] == ["dns"]
+    assert result.steps[0].kind == "name_unresolved" and result.steps[0].status is None
+    assert bad_port.steps[0].kind == "not_attempted"
 
 
 def test_connection_refused(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "closed.azurecr.io/web:1")
-    assert result.failure == "REGISTRY_UNREACHABLE"
+    assert code_of(result) == "REGISTRY_UNREACHABLE"
     assert result.failed_step and result.failed_step.name == "tcp"
+    assert result.failed_step.kind == "connect_failed"
     assert "refused" in (result.failed_step.detail or "")
 
 
@@ -392,7 +413,7 @@ def test_listener_that_never_answers_times_out(world: World) -> None:
     start = time.monotonic()
     with world.client(http_timeout=0.5) as client:
         result = check_one(client, "hanging.azurecr.io/web:1")
-    assert result.failure == "REGISTRY_UNREACHABLE"
+    assert code_of(result) == "REGISTRY_UNREACHABLE"
     assert result.failed_step and result.failed_step.name == "tls"
     assert "timed out" in (result.failed_step.detail or "")
     assert time.monotonic() - start < 5
@@ -401,8 +422,9 @@ def test_listener_that_never_answers_times_out(world: World) -> None:
 def test_unknown_ca(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "rogue.azurecr.io/web:1")
-    assert result.failure == "REGISTRY_TLS_ERROR"
+    assert code_of(result) == "REGISTRY_TLS_ERROR"
     assert result.failed_step and result.failed_step.name == "tls"
+    assert result.failed_step.kind == "tls_failed"
     assert "certificate" in (result.failed_step.detail or "")
     assert world.rogue.count() == 0  # no HTTP request went over the unverified connection
 
@@ -412,7 +434,7 @@ def test_rate_limited_with_retry_after(world: World) -> None:
     start = time.monotonic()
     with world.client() as client:
         passed = check_one(client, f"{ACR}/web:1.4.2", want_platforms=False)
-    assert passed.failure is None and time.monotonic() - start >= 1.0  # Retry-After honoured
+    assert code_of(passed) is None and time.monotonic() - start >= 1.0  # Retry-After honoured
     world.front.fault(
         None,
         r"/manifests/",
@@ -422,7 +444,7 @@ def test_rate_limited_with_retry_after(world: World) -> None:
     )
     with world.client() as client:
         limited = check_one(client, f"{ACR}/web:1.4.3", want_platforms=False)
-    assert limited.failure == "REGISTRY_RATE_LIMITED" and limited.scope == "registry"
+    assert code_of(limited) == "REGISTRY_RATE_LIMITED" and verdict_of(limited).scope == "registry"
     assert limited.failed_step and limited.failed_step.status == 429
     assert world.front.count("HEAD", "/v2/web/manifests/1.4.3") == 3  # first try + 2 retries
     assert world.front.count("GET", "/v2/web/manifests/") == 0  # no quota-counted GET to read the body
@@ -434,7 +456,7 @@ def test_quota_counted_manifest_get_throttled(world: World) -> None:
     world.front.fault("GET", r"/manifests/", Response(429, body, {"Retry-After": "3600"}))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure == "REGISTRY_RATE_LIMITED" and result.scope == "registry"
+    assert code_of(result) == "REGISTRY_RATE_LIMITED" and verdict_of(result).scope == "registry"
     assert result.steps[-1].status == 429 and result.steps[-1].error_code == "TOOMANYREQUESTS"
     assert world.front.count("GET", "/v2/web/manifests/") == 1
 
@@ -450,7 +472,7 @@ def test_retry_after_beyond_the_budget_gives_up_at_once(world: World) -> None:
     start = time.monotonic()
     with world.client() as client:
         limited = check_one(client, f"{ACR}/web:1.4.2")
-    assert limited.failure == "REGISTRY_RATE_LIMITED" and time.monotonic() - start < 5
+    assert code_of(limited) == "REGISTRY_RATE_LIMITED" and time.monotonic() - start < 5
     assert world.front.count("HEAD", "/v2/web/manifests/") == 1
 
 
@@ -458,7 +480,7 @@ def test_server_errors_after_bounded_retries(world: World) -> None:
     world.front.fault(None, r"/manifests/", Response(500, "boom"))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure == "REGISTRY_SERVER_ERROR"
+    assert code_of(result) == "REGISTRY_SERVER_ERROR"
     assert world.front.count("HEAD", "/v2/web/manifests/") == 3
 
 
@@ -475,16 +497,19 @@ def test_firewall_denied(world: World) -> None:
     world.front.fault("POST", r"^/oauth2/exchange$", Response(403, body))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure == "REGISTRY_FIREWALL_DENIED" and result.scope == "registry"
+    assert code_of(result) == "REGISTRY_FIREWALL_DENIED" and verdict_of(result).scope == "registry"
     assert result.failed_step and result.failed_step.name == "exchange" and result.failed_step.status == 403
-    assert result.failed_step.error_code == "DENIED"
+    assert result.failed_step.error_code == "DENIED" and result.failed_step.authenticated
+    assert (
+        "not allowed access" in result.failed_step.errors[0][1]
+    )  # the registry's words, kept for the checks
 
 
 def test_huge_answers_are_not_read(world: World) -> None:
     world.front.fault("GET", r"/manifests/", Response(200, b"{" + b" " * (5 * 1024 * 1024) + b"}"))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure is None and result.platforms is None  # exists; platforms unknown, not guessed
+    assert code_of(result) is None and result.platforms is None  # exists; platforms unknown, not guessed
     assert result.steps[-1].name == "platforms" and "larger than" in (result.steps[-1].detail or "")
 
 
@@ -501,7 +526,7 @@ def test_slow_registry_flagged(world: World) -> None:
     world.front.fault("HEAD", r"/manifests/", slow)
     with world.client(slow_ms=200.0) as client:
         result = check_one(client, f"{ACR}/web:1.4.2", want_platforms=False)
-    assert result.failure is None and result.slow and (result.latency_ms or 0) >= 300
+    assert code_of(result) is None and result.slow and (result.latency_ms or 0) >= 300
 
 
 # --- adversarial ---------------------------------------------------------------------------------
@@ -511,7 +536,7 @@ def test_metadata_address_refused(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "169.254.169.254/latest/meta-data:1")
         assert client.request_counts() == {}
-    assert result.failure == "CHECK_INCOMPLETE" and result.failed_step
+    assert code_of(result) == "CHECK_INCOMPLETE" and result.failed_step
     assert result.failed_step.name == "dns" and "metadata" in (result.detail or "")
 
 
@@ -521,7 +546,7 @@ def test_localhost_refused(world: World) -> None:
         by_name = check_one(client, f"localhost:{port}/web:1")
         by_ip = check_one(client, f"127.0.0.1:{port}/web:1")
         by_ipv6 = check_one(client, f"[::1]:{port}/web:1")
-    assert by_name.failure == by_ip.failure == by_ipv6.failure == "CHECK_INCOMPLETE"
+    assert code_of(by_name) == code_of(by_ip) == code_of(by_ipv6) == "CHECK_INCOMPLETE"
     assert "loopback" in (by_ipv6.detail or "")
     assert "loopback" in (by_name.detail or "")
     assert world.recorder.seen == []
@@ -536,14 +561,14 @@ def test_foreign_realm_receives_no_credentials(world: World) -> None:
         assert "Authorization" not in seen.headers and "authorization" not in seen.headers
         assert_no_secret(seen.text())
     # the recorder's token is no good at the registry: the check says credentials are needed
-    assert result.failure != None  # noqa: E711
+    assert code_of(result) != None  # noqa: E711
     assert_no_secret(json.dumps(result.evidence()))
 
 
 def test_acr_realm_elsewhere_gets_no_entra_token(world: World) -> None:
     with world.client() as client:
         result = check_one(client, "elsewhere.azurecr.io/web:1.4.2")
-    assert result.failure == "CHECK_INCOMPLETE" and "withheld" in (result.detail or "")
+    assert code_of(result) == "CHECK_INCOMPLETE" and "withheld" in (result.detail or "")
     assert world.recorder.seen == []
     assert world.acr_elsewhere.count("POST") == 0
 
@@ -557,7 +582,7 @@ def test_redirect_to_other_host_drops_credentials(world: World) -> None:
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2", want_platforms=False)
     assert [s.method for s in world.recorder.seen] == ["HEAD"], (
-        result.failure,
+        code_of(result),
         result.detail,
         result.steps[-1],
     )
@@ -570,7 +595,7 @@ def test_pull_secret_for_other_host_not_sent(world: World) -> None:
     cred = RegistryCredential("other.example.org", "puller", PASSWORD, "secret:shop/other")
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2", credential=cred)
-    assert result.failure == "CHECK_INCOMPLETE"
+    assert code_of(result) == "CHECK_INCOMPLETE"
     for seen in world.front.seen:
         assert_no_secret(seen.text())
 
@@ -712,7 +737,7 @@ def test_a_tag_page_on_another_host_is_reported_not_followed(world: World) -> No
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.4")
     assert world.recorder.seen == []
-    assert result.failure == "IMAGE_NOT_FOUND" and result.suggestions[:2] == ("1.4.3", "1.4.2")
+    assert code_of(result) == "IMAGE_NOT_FOUND" and result.suggestions[:2] == ("1.4.3", "1.4.2")
     tags = result.steps[-1]
     assert tags.name == "tags" and tags.ok
     assert "collector.example.net" in (tags.detail or "") and "not followed" in (tags.detail or "")
@@ -760,7 +785,7 @@ def test_a_registry_trickling_its_headers_costs_one_request_deadline(world: Worl
     with _drip_client(world, trickle) as client:
         result = check_one(client, f"{DRIP}/web:1")
     elapsed = time.monotonic() - started
-    assert result.failure == "REGISTRY_UNREACHABLE" and result.failed_step
+    assert code_of(result) == "REGISTRY_UNREACHABLE" and result.failed_step
     assert result.failed_step.name == "challenge"
     assert "deadline" in (result.failed_step.detail or "") and "1.5 s" in (result.detail or "")
     assert elapsed < 1.5 + 1.5, elapsed  # the deadline, plus the probe's own dns/tcp/tls steps
@@ -788,7 +813,7 @@ def test_a_registry_trickling_a_manifest_body_costs_one_request_deadline(
     with _drip_client(world, trickle) as client:
         result = check_one(client, f"{DRIP}/web:1")
     elapsed = time.monotonic() - started
-    assert result.failure is None and result.digest == digest and result.platforms is None
+    assert code_of(result) is None and result.digest == digest and result.platforms is None
     platforms = result.steps[-1]
     assert platforms.name == "platforms" and not platforms.ok and "deadline" in (platforms.detail or "")
     assert elapsed < 1.5 + 1.5, elapsed
@@ -805,7 +830,7 @@ def test_retries_of_a_trickling_server_error_stay_inside_the_deadline(world: Wor
     with _drip_client(world, trickle, retries=3) as client:
         result = check_one(client, f"{DRIP}/web:1")
     elapsed = time.monotonic() - started
-    assert result.failure in ("REGISTRY_UNREACHABLE", "REGISTRY_SERVER_ERROR")
+    assert code_of(result) in ("REGISTRY_UNREACHABLE", "REGISTRY_SERVER_ERROR")
     assert elapsed < 1.5 + 1.5, elapsed
 
 
@@ -814,7 +839,7 @@ def test_an_oversized_token_answer_is_refused(world: World) -> None:
     world.front.fault("POST", r"^/oauth2/token$", Response(200, {"access_token": "t" * 300_000}))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.failure == "CHECK_INCOMPLETE" and result.failed_step
+    assert code_of(result) == "CHECK_INCOMPLETE" and result.failed_step
     assert result.failed_step.name == "token" and "larger than" in (result.failed_step.detail or "")
 
 
@@ -823,7 +848,7 @@ def test_an_oversized_tag_page_is_refused_and_the_missing_tag_still_reported(wor
     world.front.fault("GET", r"/tags/list", Response(200, {"name": "web", "tags": ["t" * 64] * 20_000}))
     with world.client() as client:
         result = check_one(client, f"{ACR}/web:1.4.4")
-    assert result.failure == "IMAGE_NOT_FOUND" and result.suggestions == ()
+    assert code_of(result) == "IMAGE_NOT_FOUND" and result.suggestions == ()
     tags = result.steps[-1]
     assert tags.name == "tags" and not tags.ok and "larger than" in (tags.detail or "")
 
@@ -835,7 +860,7 @@ def test_a_huge_error_body_is_cut_not_read(world: World) -> None:
     with world.client(retries=0) as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
     platforms = result.steps[-1]
-    assert result.failure is None and result.platforms is None
+    assert code_of(result) is None and result.platforms is None
     assert platforms.name == "platforms" and platforms.status == 500
 
 
@@ -857,5 +882,5 @@ def test_a_login_server_of_another_cloud_gets_no_entra_token(world: World) -> No
     before = world.front.count("POST", "/oauth2/exchange")
     with world.client(cloud=AZURE_US_GOVERNMENT) as client:
         result = check_one(client, f"{ACR}/web:1.4.2")
-    assert result.auth != "entra" and result.failure is not None
+    assert result.auth != "entra" and code_of(result) is not None
     assert world.front.count("POST", "/oauth2/exchange") == before

@@ -101,7 +101,9 @@ def test_texts_are_cut_at_1500_and_messages_at_600_characters() -> None:
     assert items[2]["text"] == "m" * 600 and items[3]["inlines"][0]["text"] == "r" * MAX_TEXT
     over = digest(("a", [line(message="m" * 601, remediation="r" * (MAX_TEXT + 1))]))
     items = body(teams_payload(over))[4]["items"]
-    assert items[2]["text"] == "m" * 599 + "…" and items[3]["inlines"][0]["text"] == "r" * (MAX_TEXT - 1) + "…"
+    assert (
+        items[2]["text"] == "m" * 599 + "…" and items[3]["inlines"][0]["text"] == "r" * (MAX_TEXT - 1) + "…"
+    )
 
 
 def test_title_counts_and_cluster_headings() -> None:

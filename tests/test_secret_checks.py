@@ -18,6 +18,7 @@ from shared.checks.secrets import (
     secret_findings,
     trial_key,
 )
+from shared.clients.registry import Step
 from shared.cloud import AZURE_CHINA, AZURE_PUBLIC, AZURE_US_GOVERNMENT, Cloud
 from shared.snapshot_builder import parse_docker_config, snapshot_from_objects
 
@@ -331,10 +332,16 @@ def test_dockerhub_anonymous_pulls_fix_names_an_acr_of_the_cloud(cloud: Cloud) -
 
 @dataclass(frozen=True)
 class Outcome:
+    """A credential trial as the registry client reports it: accepted, or the step that failed."""
+
     ok: bool
-    code: str | None
+    failed_step: Step | None = None
     detail: str | None = None
-    rejected: bool = False
+
+
+REFUSED_TOKEN = Step(
+    "token", False, 5.0, 401, "UNAUTHORIZED", "UNAUTHORIZED bad credentials", authenticated=True
+)
 
 
 def test_rejected_credentials_are_tried_once_per_secret_and_repository() -> None:
@@ -352,9 +359,9 @@ def test_rejected_credentials_are_tried_once_per_secret_and_repository() -> None
     candidates = credential_candidates(snap)
     assert sorted(ref.repository for _, _, ref in candidates) == ["tools/agent", "tools/other"]
     trials = {
-        trial_key(s, key, ref): Outcome(True, None)
+        trial_key(s, key, ref): Outcome(True)
         if ref.repository == "tools/other"
-        else Outcome(False, "PULL_SECRET_REJECTED", "401 from the token endpoint", rejected=True)
+        else Outcome(False, REFUSED_TOKEN, "401 from the token endpoint")
         for s, key, ref in candidates
     }
     found = secret_findings(snap, credential_trials=trials)

@@ -14,7 +14,8 @@ Public interface::
         -> list[Finding]                                          # REGISTRY_NOT_IN_CLUSTER_REGION
     remediation_for(code, registry, repository=None, ...) -> str | None
 
-Rules: a failure of the whole registry (DNS, unreachable, TLS, firewall, auth at token time, rate
+What each result means (its code, whether it is about the image or the registry) is
+:func:`shared.checks.registry_steps.image_verdict`. Rules: a failure of the whole registry (DNS, unreachable, TLS, firewall, auth at token time, rate
 limit, 5xx, or a check that could not run for the registry) gives ONE finding per (cluster,
 registry), naming how many images and workloads it hides; image problems (not found, a 401 for
 one repository) give one finding per (workload, image), never per pod; ``IMAGE_PLATFORM_MISSING``
@@ -30,9 +31,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
+from shared.checks.registry_steps import Verdict, image_verdict
 from shared.clients.registry import PULLWATCH_IDENTITY, ImageResult, is_acr_host
 from shared.findings import Finding
 from shared.reference import DOCKER_HUB, ImageRef, ReferenceError, parse_reference
@@ -195,7 +197,7 @@ def image_findings(
     cluster_id: str, usages: Sequence[ImageUsage], results: Mapping[Any, ImageResult], pools: Sequence[Pool]
 ) -> list[Finding]:
     out: list[Finding] = []
-    registry_wide: dict[str, tuple[ImageResult, set[str], set[tuple[str, str]]]] = {}
+    registry_wide: dict[str, tuple[ImageResult, Verdict, set[str], set[tuple[str, str]]]] = {}
     slow: dict[str, list[ImageResult]] = {}
     seen_image: set[tuple[str, str, str, str]] = set()
     for usage in usages:
@@ -206,30 +208,30 @@ def image_findings(
         image = str(ref)
         if result.slow:
             slow.setdefault(ref.registry, []).append(result)
-        if result.failure is None:
+        verdict = image_verdict(result)
+        if verdict is None:
             out.extend(_platform_findings(cluster_id, usage, result, pools, seen_image))
             continue
-        if result.failure == "REGISTRY_AUTH_REJECTED" and result.identity == PULLWATCH_IDENTITY:
+        if verdict.code == "REGISTRY_AUTH_REJECTED" and result.identity == PULLWATCH_IDENTITY:
             # pullwatch's own identity was refused: that says nothing about the kubelet's pulls
-            result = replace(
-                result,
-                failure="CHECK_INCOMPLETE",
-                scope="registry",
-                detail=f"pullwatch's own identity was refused by {ref.registry} ({result.detail}); "
+            verdict = Verdict(
+                "CHECK_INCOMPLETE",
+                "registry",
+                f"pullwatch's own identity was refused by {ref.registry} ({verdict.detail}); "
                 "its images could not be checked",
             )
-        if result.scope == "registry" and result.failure in REGISTRY_WIDE:
-            entry = registry_wide.setdefault(ref.registry, (result, set(), set()))
-            entry[1].add(image)
-            entry[2].add((usage.namespace, usage.workload))
+        if verdict.scope == "registry" and verdict.code in REGISTRY_WIDE:
+            entry = registry_wide.setdefault(ref.registry, (result, verdict, set(), set()))
+            entry[2].add(image)
+            entry[3].add((usage.namespace, usage.workload))
             continue
-        key = (result.failure or "CHECK_INCOMPLETE", usage.namespace, usage.workload, image)
+        key = (verdict.code, usage.namespace, usage.workload, image)
         if key in seen_image:
             continue
         seen_image.add(key)
-        out.append(_image_failure(cluster_id, usage, result))
-    for registry, (result, images, workloads) in sorted(registry_wide.items()):
-        out.append(_registry_failure(cluster_id, registry, result, images, workloads))
+        out.append(_image_failure(cluster_id, usage, result, verdict))
+    for registry, (result, verdict, images, workloads) in sorted(registry_wide.items()):
+        out.append(_registry_failure(cluster_id, registry, result, verdict, images, workloads))
     for registry, slow_results in sorted(slow.items()):
         worst = max(slow_results, key=lambda r: r.latency_ms or 0.0)
         out.append(
@@ -320,11 +322,11 @@ def _what_pods_meet(result: ImageResult) -> str:
     return "its pods scheduled there fail to pull (no matching manifest for the platform)."
 
 
-def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> Finding:
+def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult, verdict: Verdict) -> Finding:
     ref = usage.ref
     image = str(ref)
-    code = result.failure or "CHECK_INCOMPLETE"
-    evidence = result.evidence()
+    code, detail = verdict.code, verdict.detail
+    evidence = result.evidence() | ({"detail": detail} if detail else {})
     if code == "IMAGE_NOT_FOUND":
         if result.repository_exists is False:
             what = f"repository {ref.repository} does not exist in {ref.registry}"
@@ -336,7 +338,7 @@ def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> F
         code = "PULL_SECRET_REJECTED"
         message = (
             f"{ref.registry} refuses the credentials of pull secret {result.identity[7:]} for "
-            f"{ref.repository} ({result.detail})."
+            f"{ref.repository} ({detail})."
         )
         return Finding(
             code=code,
@@ -354,18 +356,18 @@ def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> F
     elif code == "REGISTRY_AUTH_REJECTED":
         message = (
             f"{ref.registry} refused pull access to {ref.repository} for {result.identity} "
-            f"({result.detail}); {usage.workload} in {usage.namespace} cannot pull {image}."
+            f"({detail}); {usage.workload} in {usage.namespace} cannot pull {image}."
         )
     elif code == "CHECK_INCOMPLETE":
-        message = f"Could not check {image} for {usage.workload} in {usage.namespace}: {result.detail}."
+        message = f"Could not check {image} for {usage.workload} in {usage.namespace}: {detail}."
         evidence = {
             **evidence,
             "check": "images",
-            "reason": result.detail,
-            "auth_required": result.auth_required,
+            "reason": detail,
+            "auth_required": verdict.auth_required,
         }
     else:
-        message = f"{image} used by {usage.workload} in {usage.namespace}: {result.detail}."
+        message = f"{image} used by {usage.workload} in {usage.namespace}: {detail}."
     return Finding(
         code=code,
         cluster=cluster_id,
@@ -375,7 +377,7 @@ def _image_failure(cluster_id: str, usage: ImageUsage, result: ImageResult) -> F
         workload=usage.workload,
         message=message,
         evidence=evidence,
-        remediation=remediation_for(code, ref.registry, ref.repository, tag=ref.tag, detail=result.detail),
+        remediation=remediation_for(code, ref.registry, ref.repository, tag=ref.tag, detail=detail),
     )
 
 
@@ -392,23 +394,30 @@ _REGISTRY_MESSAGES = {
 
 
 def _registry_failure(
-    cluster_id: str, registry: str, result: ImageResult, images: set[str], workloads: set[tuple[str, str]]
+    cluster_id: str,
+    registry: str,
+    result: ImageResult,
+    verdict: Verdict,
+    images: set[str],
+    workloads: set[tuple[str, str]],
 ) -> Finding:
-    code = result.failure or "CHECK_INCOMPLETE"
+    code, detail = verdict.code, verdict.detail
     step = result.failed_step
-    at = f" at step {step.name}" if step else ""
+    # "auth" is no request: the registry client says why it could not try (no credential, an untrusted tenant)
+    at = f" at step {step.name}" if step and step.name != "auth" else ""
     message = (
-        f"{_REGISTRY_MESSAGES[code].format(registry=registry)}{at}: {result.detail}. "
+        f"{_REGISTRY_MESSAGES[code].format(registry=registry)}{at}: {detail}. "
         f"{len(images)} image(s) used by {len(workloads)} workload(s) are affected."
     )
     evidence = {
         **result.evidence(),
+        **({"detail": detail} if detail else {}),
         "images": sorted(images)[:20],
         "image_count": len(images),
         "workload_count": len(workloads),
     }
     if code == "CHECK_INCOMPLETE":
-        evidence.update(check="images,network,access", reason=result.detail)
+        evidence.update(check="images,network,access", reason=detail)
     ref = result.ref
     return Finding(
         code=code,
@@ -416,7 +425,7 @@ def _registry_failure(
         registry=registry,
         message=message,
         evidence=evidence,
-        remediation=remediation_for(code, registry, ref.repository, tag=ref.tag, detail=result.detail),
+        remediation=remediation_for(code, registry, ref.repository, tag=ref.tag, detail=detail),
     )
 
 

@@ -24,6 +24,7 @@ from shared.checks.facts import ClusterFacts
 from shared.checks.images import image_findings, region_findings
 from shared.checks.network import network_findings
 from shared.checks.pods import pod_findings
+from shared.checks.registry_steps import image_verdict
 from shared.checks.roles import role_findings
 from shared.checks.secrets import secret_findings
 from shared.clients.registry import is_acr_host
@@ -191,9 +192,10 @@ def secrets(facts: ClusterFacts) -> list[Finding]:
         if result.identity != "pullwatch":
             continue
         key = (result.ref.registry, result.ref.repository)
-        if result.auth_required:
+        verdict = image_verdict(result)
+        if verdict is not None and verdict.auth_required:
             anonymous[key] = False
-        elif result.auth == "anonymous" and result.failure is None:
+        elif result.auth == "anonymous" and verdict is None:
             anonymous[key] = True
     return secret_findings(
         snapshot,

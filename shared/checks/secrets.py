@@ -33,6 +33,8 @@ import shlex
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Any, Protocol
 
+from shared.checks.registry_steps import credential_rejected
+from shared.clients.registry import Step
 from shared.cloud import AZURE_PUBLIC, Cloud
 from shared.findings import Finding
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES, ImageRef, ReferenceError, parse_reference
@@ -48,10 +50,10 @@ class CredentialOutcome(Protocol):
     def ok(self) -> bool: ...
 
     @property
-    def code(self) -> str | None: ...
+    def detail(self) -> str | None: ...
 
     @property
-    def detail(self) -> str | None: ...
+    def failed_step(self) -> Step | None: ...
 
 
 #: What trying each pull-secret entry against its registry said, collected before the checks run
@@ -486,7 +488,6 @@ def _rejected(
             continue
         if outcome.ok:
             return None
-        is_rejected = bool(getattr(outcome, "rejected", False)) or outcome.code == "PULL_SECRET_REJECTED"
-        if is_rejected and rejected is None:
+        if not outcome.ok and credential_rejected(outcome.failed_step) and rejected is None:
             rejected = (s, key, outcome)
     return rejected

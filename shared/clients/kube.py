@@ -40,7 +40,7 @@ import yaml
 from kubernetes import client as k8s
 from kubernetes.client.exceptions import ApiException
 
-from shared.errors import InputError, UpstreamError
+from shared.errors import InputError, UpstreamError, reason_of
 from shared.snapshot_builder import SnapshotBuilder
 from shared.workloads import DOCKER_CFG, DOCKER_CONFIG_JSON, PULL_EVENT_REASONS, Snapshot
 
@@ -257,7 +257,7 @@ class KubeClient:
             ) from None
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise KubeUnreachable(
-                f"Kubernetes API server of {self.name} unreachable ({what}): {_network_reason(exc)}",
+                f"Kubernetes API server of {self.name} unreachable ({what}): {reason_of(exc)}",
                 code="unreachable",
             ) from None
         status = int(response.status)
@@ -436,27 +436,6 @@ def _status_reason(data: bytes | None, default: str) -> str:
         if isinstance(status, dict) and status.get("reason"):
             return str(status["reason"])
     return default
-
-
-def _network_reason(exc: BaseException) -> str:
-    inner: BaseException = exc
-    if isinstance(exc, urllib3.exceptions.MaxRetryError) and exc.reason is not None:
-        inner = exc.reason
-    if (
-        isinstance(inner, urllib3.exceptions.SSLError)
-        or "SSL" in type(inner).__name__
-        or "certificate" in str(inner)
-    ):
-        return "TLS handshake or certificate verification failed"
-    if isinstance(
-        inner, urllib3.exceptions.ConnectTimeoutError | urllib3.exceptions.ReadTimeoutError | TimeoutError
-    ):
-        return "timed out"
-    if isinstance(inner, urllib3.exceptions.NameResolutionError):
-        return "name does not resolve"
-    if isinstance(inner, urllib3.exceptions.NewConnectionError | ConnectionRefusedError):
-        return "connection refused or network unreachable"
-    return type(inner).__name__
 
 
 def collect(

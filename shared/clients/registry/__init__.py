@@ -1,8 +1,10 @@
-"""The one seam for registry HTTP: walks the pull path a kubelet walks and says which step failed.
+"""The one seam for registry HTTP: walks the pull path a kubelet walks and says what happened at
+each step (facts: statuses, the registry's error codes, what stopped a step without an answer).
+Which finding that makes is the checks' call (:mod:`shared.checks.registry_steps`).
 
 Modules, one job each (data flows down this list; ``client`` puts them together):
 
-    model            what goes in and comes out (targets, results, steps, codes), the scrubber
+    model            what goes in and comes out (targets, results, steps, step kinds), the scrubber
     credential_rule  where a credential may go (CredentialScope): the one rule every request obeys
     transport        sessions, deadline per request, body caps, BoundedRetry, redirects, counts
     auth             challenge parsing, identity flows, the Entra exchange, token batches
@@ -56,9 +58,9 @@ Public interface::
         .close()
     ImageTarget(ref, credential=None, registry_tenant=None, authentication_as_arm=True, want_platforms=True)
     RegistryCredential(host, username, password, label)      # label "secret:<ns>/<name>"
-    ImageResult(ref, identity, steps, failure, platforms, suggestions, ...)  .key, .evidence()
-    Step(name, ok, elapsed_ms, status, error_code, detail)
-    ProbeOutcome(ok, code, identity, steps, detail, rejected)
+    ImageResult(ref, identity, steps, platforms, suggestions, ...)  .key, .failed_step, .found, .evidence()
+    Step(name, ok, elapsed_ms, status, error_code, detail, kind, errors, authenticated, retry_after)
+    ProbeOutcome(ok, identity, steps, detail)  .failed_step
     is_acr_host(host) -> bool
 """
 

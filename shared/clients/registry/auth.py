@@ -24,22 +24,21 @@ import requests
 
 from shared.clients.registry.credential_rule import CredentialScope, realm_trusted
 from shared.clients.registry.model import (
-    AUTH,
-    INCOMPLETE,
-    RATE,
-    SERVER,
-    UNREACHABLE,
+    CONNECT_FAILED,
+    DEADLINE_PASSED,
+    NOT_ATTEMPTED,
     ImageTarget,
     RegistryCredential,
     Scrubber,
     Step,
+    answered,
     chunks,
-    finding_code,
     ms_since,
     registry_errors,
 )
-from shared.clients.registry.transport import MAX_TOKEN_BYTES, Transport, exception_code, exception_text
+from shared.clients.registry.transport import MAX_TOKEN_BYTES, Transport, exception_kind
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.reference import DOCKER_HUB, DOCKER_HUB_ALIASES
 
 TOKEN_BATCH_POST = 50  # repositories per ACR /oauth2/token request (form body)
@@ -110,8 +109,7 @@ class Auth:
     """How one (registry, identity) authenticates, decided after the challenge."""
 
     mode: str  # "none", "entra", "basic-token", "anonymous-token", "basic", "anonymous"
-    steps: tuple[Step, ...] = ()
-    failure: str | None = None
+    steps: tuple[Step, ...] = ()  # a failed one when this identity cannot authenticate
     detail: str | None = None
     realm: str | None = None
     service: str | None = None
@@ -119,6 +117,27 @@ class Auth:
     credential: RegistryCredential | None = None
     refresh_token: str | None = None
     scope: CredentialScope | None = None  # where this identity's credentials may go (None: nowhere)
+    arm_audience: bool = False  # the Entra token asked for is for ARM (authentication-as-ARM)
+
+    @property
+    def failed_step(self) -> Step | None:
+        return next((s for s in self.steps if not s.ok), None)
+
+    @property
+    def may_pass(self) -> bool:
+        """Failed in a way that may pass by itself (no connection or answer in time, 429, 5xx or
+        another unexpected 4xx): decided again next time rather than remembered."""
+        step = self.failed_step
+        if step is None:
+            return False
+        if step.kind is not None or step.status is None:
+            return step.kind in (CONNECT_FAILED, DEADLINE_PASSED)
+        status = step.status
+        return (
+            status == 429
+            or any(code == "TOOMANYREQUESTS" for code, _ in step.errors)
+            or (status >= 400 and status not in (401, 403, 404))
+        )
 
     @property
     def label(self) -> str:
@@ -173,12 +192,12 @@ class Authenticator:
             auth = self._auths.get(key)
             if auth is None or (
                 auth.mode == "entra"
-                and auth.failure is None
+                and auth.failed_step is None
                 and auth.refresh_token
                 and (jwt_expiry(auth.refresh_token) or float("inf")) - TOKEN_MARGIN_SECONDS < time.time()
             ):
                 auth = self.decide(host, target, challenge)
-                if auth.failure not in (RATE, SERVER, UNREACHABLE):
+                if not auth.may_pass:
                     self._auths[key] = auth
             return auth
 
@@ -199,11 +218,9 @@ class Authenticator:
         if credential is not None:
             self.scrub.add(credential.password)
             if not self._credential_matches(credential, target.ref.registry):
-                return Auth(
+                return _not_attempted(
                     "anonymous",
-                    failure=INCOMPLETE,
-                    detail=f"credential {credential.label} is for {credential.host}, "
-                    f"not {target.ref.registry}; not sent",
+                    f"credential {credential.label} is for {credential.host}, not {target.ref.registry}; not sent",
                 )
         if challenge is None:
             return Auth("none")
@@ -211,7 +228,7 @@ class Authenticator:
             return Auth("basic" if credential else "anonymous", credential=credential)
         realm, service = challenge.realm, challenge.service or host
         if not realm:
-            return Auth("anonymous", failure=INCOMPLETE, detail="Bearer challenge without a realm")
+            return _not_attempted("anonymous", "Bearer challenge without a realm")
         realm_host = (urlsplit(realm).hostname or "").lower()
         if credential is None and self.settings.cloud.is_acr_host(host):
             return self._entra_exchange(host, target, realm, service, realm_trusted(host, realm))
@@ -232,27 +249,19 @@ class Authenticator:
         self, host: str, target: ImageTarget, realm: str, service: str, realm_is_trusted: bool
     ) -> Auth:
         if self._entra_token is None:
-            return Auth(
-                "anonymous-token",
-                realm=realm,
-                service=service,
-                failure=INCOMPLETE,
-                detail="no Entra credential configured for pullwatch; cannot check a private ACR",
+            return _not_attempted(
+                "anonymous-token", "no Entra credential configured for pullwatch; cannot check a private ACR"
             )
         if not realm_is_trusted:  # an ACR's realm is its own login server
-            return Auth(
+            return _not_attempted(
                 "entra",
-                failure=INCOMPLETE,
-                detail=f"ACR challenge realm {urlsplit(realm).netloc} is not the login server {host}: "
-                "Entra token withheld",
+                f"ACR challenge realm {urlsplit(realm).netloc} is not the login server {host}: Entra token withheld",
             )
         tenant = (target.registry_tenant or "").lower()
         if not tenant or tenant not in self._trusted_tenants:
             why = "unknown" if not tenant else f"{tenant}, not a trusted tenant"
-            return Auth(
-                "entra",
-                failure=INCOMPLETE,
-                detail=f"registry tenant is {why} (PULLWATCH_TRUSTED_TENANTS): Entra token withheld",
+            return _not_attempted(
+                "entra", f"registry tenant is {why} (PULLWATCH_TRUSTED_TENANTS): Entra token withheld"
             )
         cloud = self.settings.cloud
         audience = cloud.arm_scope if target.authentication_as_arm else cloud.acr_scope
@@ -263,8 +272,7 @@ class Authenticator:
             detail = self.scrub(f"could not get an Entra token for {audience}: {type(exc).__name__}: {exc}")
             return Auth(
                 "entra",
-                steps=(Step("entra", False, ms_since(start), detail=detail),),
-                failure=INCOMPLETE,
+                steps=(Step("entra", False, ms_since(start), detail=detail, kind=NOT_ATTEMPTED),),
                 detail=detail,
             )
         self.scrub.add(entra)
@@ -280,13 +288,11 @@ class Authenticator:
                 limit=MAX_TOKEN_BYTES,
             )
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
-            return Auth(
-                "entra",
-                steps=(entra_step, Step("exchange", False, ms_since(start), detail=text)),
-                failure=exception_code(exc),
-                detail=f"POST /oauth2/exchange failed: {text}",
+            text = self.scrub(reason_of(exc))
+            step = Step(
+                "exchange", False, ms_since(start), detail=text, kind=exception_kind(exc), authenticated=True
             )
+            return Auth("entra", steps=(entra_step, step), detail=f"POST /oauth2/exchange failed: {text}")
         refresh = None
         if response.status_code == 200:
             try:
@@ -295,31 +301,12 @@ class Authenticator:
             except ValueError:
                 refresh = None
         if not isinstance(refresh, str) or not refresh:
-            errors = registry_errors(response)
-            code = finding_code(response.status_code, errors, authenticated=True)
-            if response.status_code == 200 or code == INCOMPLETE:
-                code = AUTH
-            detail = self.scrub(
-                errors[0][1] if errors else f"HTTP {response.status_code} from /oauth2/exchange"
+            errors = registry_errors(response, self.scrub)
+            detail = errors[0][1] if errors else f"HTTP {response.status_code} from /oauth2/exchange"
+            step = answered("exchange", start, response, errors, detail=detail, authenticated=True)
+            return Auth(
+                "entra", steps=(entra_step, step), detail=detail, arm_audience=target.authentication_as_arm
             )
-            hint = (
-                ""
-                if code != AUTH
-                else (
-                    " (ARM-audience tokens are refused when authentication-as-ARM is disabled)"
-                    if target.authentication_as_arm
-                    else ""
-                )
-            )
-            step = Step(
-                "exchange",
-                False,
-                ms_since(start),
-                status=response.status_code,
-                error_code=errors[0][0] if errors else None,
-                detail=detail,
-            )
-            return Auth("entra", steps=(entra_step, step), failure=code, detail=f"{detail}{hint}")
         self.scrub.add(refresh)
         step = Step("exchange", True, ms_since(start), status=200)
         return Auth("entra", steps=(entra_step, step), realm=realm, service=service, refresh_token=refresh)
@@ -353,6 +340,7 @@ class Authenticator:
 
     def token_batch(self, host: str, auth: Auth, repos: list[str]) -> Token | Step:
         scopes = [f"repository:{repo}:pull" for repo in repos]
+        authenticated = auth.mode != "anonymous-token"  # an Entra refresh token or Basic credentials
         start = time.monotonic()
         assert auth.realm is not None
         try:
@@ -375,8 +363,15 @@ class Authenticator:
                     "GET", auth.realm, params=params, headers=headers, scope=auth.scope, limit=MAX_TOKEN_BYTES
                 )
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
-            return Step("token", False, ms_since(start), error_code=exception_code(exc), detail=text)
+            text = self.scrub(reason_of(exc))
+            return Step(
+                "token",
+                False,
+                ms_since(start),
+                detail=text,
+                kind=exception_kind(exc),
+                authenticated=authenticated,
+            )
         token = None
         body: Any = None
         if response.status_code == 200:
@@ -387,20 +382,15 @@ class Authenticator:
             if isinstance(body, dict):
                 token = body.get("access_token") or body.get("token")
         if not isinstance(token, str) or not token:
-            errors = registry_errors(response)
-            code = finding_code(response.status_code, errors, authenticated=auth.mode != "anonymous-token")
-            if response.status_code == 200:
-                code = AUTH
-            detail = self.scrub(
-                errors[0][1] if errors else f"HTTP {response.status_code} from the token endpoint"
-            )
-            return Step(
+            errors = registry_errors(response, self.scrub)
+            detail = errors[0][1] if errors else f"HTTP {response.status_code} from the token endpoint"
+            return answered(
                 "token",
-                False,
-                ms_since(start),
-                status=response.status_code,
-                error_code=code,
+                start,
+                response,
+                errors,
                 detail=f"{errors[0][0] if errors else ''} {detail}".strip(),
+                authenticated=authenticated,
             )
         self.scrub.add(token)
         expiry = jwt_expiry(token)
@@ -414,3 +404,8 @@ class Authenticator:
             "token", True, ms_since(start), status=200, detail=f"{len(repos)} repositories in one request"
         )
         return Token(token, expires, step)
+
+
+def _not_attempted(mode: str, detail: str) -> Auth:
+    """This identity cannot be tried (no credential, an untrusted realm or tenant): one failed step says why."""
+    return Auth(mode, steps=(Step("auth", False, 0.0, detail=detail, kind=NOT_ATTEMPTED),), detail=detail)

@@ -18,8 +18,7 @@ from shared.clients.registry.credentials import try_credentials
 from shared.clients.registry.manifests import ManifestReader
 from shared.clients.registry.model import (
     ACCEPT,
-    INCOMPLETE,
-    RATE,
+    UNEXPECTED,
     ImageResult,
     ImageTarget,
     ProbeOutcome,
@@ -107,32 +106,25 @@ class RegistryClient:
             return self._check_group(targets)
         except Exception as exc:
             detail = self.scrub(f"the registry check failed unexpectedly: {type(exc).__name__}: {exc}")
-            step = Step("check", False, 0.0, detail=detail)
-            return [
-                ImageResult(t.ref, t.identity, (step,), INCOMPLETE, detail=detail, scope="registry")
-                for t in targets
-            ]
+            step = Step("check", False, 0.0, detail=detail, kind=UNEXPECTED)
+            return [ImageResult(t.ref, t.identity, (step,), detail=detail) for t in targets]
 
     def _check_group(self, targets: list[ImageTarget]) -> list[ImageResult]:
         host = targets[0].ref.api_host
         base = self.prober.probe(host)
-        if base.failure:
-            return [
-                ImageResult(t.ref, t.identity, base.steps, base.failure, detail=base.detail, scope="registry")
-                for t in targets
-            ]
+        if base.failed:
+            return [ImageResult(t.ref, t.identity, base.steps, detail=base.detail) for t in targets]
         auth = self.authenticator.auth(host, targets[0], base.challenge)
         steps = base.steps + auth.steps
-        if auth.failure:
+        if auth.failed_step is not None:
             return [
                 ImageResult(
                     t.ref,
                     t.identity,
                     steps,
-                    auth.failure,
                     detail=auth.detail,
-                    scope="registry",
                     auth=auth.label,
+                    arm_audience=auth.arm_audience,
                 )
                 for t in targets
             ]
@@ -148,7 +140,7 @@ class RegistryClient:
         # Platforms: one GET per distinct (repository, digest), however many tags point at it.
         wanted: dict[tuple[str, str], ImageRef] = {}
         for target, result in zip(targets, results, strict=True):
-            if target.want_platforms and result.failure is None:
+            if target.want_platforms and result.found:
                 wanted.setdefault((target.ref.repository, result.digest or target.ref.reference), target.ref)
 
         def read(item: tuple[tuple[str, str], ImageRef]) -> tuple[tuple[str, ...] | None, Step]:
@@ -164,19 +156,11 @@ class RegistryClient:
         out = []
         for target, result in zip(targets, results, strict=True):
             key = (target.ref.repository, result.digest or target.ref.reference)
-            if target.want_platforms and result.failure is None and key in found:
+            if target.want_platforms and result.found and key in found:
+                # HEAD is free, the manifest GET is what a pull spends: Docker Hub's anonymous quota
+                # answers 429 only there (the platforms step then says so).
                 platforms, step = found[key]
                 result = replace(result, platforms=platforms, steps=(*result.steps, step))
-                if step.status == 429:
-                    # HEAD is free, the manifest GET is what a pull spends: Docker Hub's anonymous quota
-                    # answers 429 only there. Pulls fail although the image exists.
-                    result = replace(
-                        result,
-                        failure=RATE,
-                        scope="registry",
-                        detail=f"GET manifest answered 429 ({step.error_code or 'TOOMANYREQUESTS'}): pulls are "
-                        "throttled although the image exists",
-                    )
             out.append(result)
         return out
 

@@ -1,7 +1,8 @@
 """Credential trials: do a pull secret's user and password get pull access to a repository?
 
-The answer behind PULL_SECRET_REJECTED: the same probe and authentication as an image check, then
-one ``GET /v2/<repo>/tags/list?n=1`` with the credential (200 or 404: accepted; 401/403: rejected).
+The facts behind PULL_SECRET_REJECTED: the same probe and authentication as an image check, then
+one ``GET /v2/<repo>/tags/list?n=1`` with the credential (200 or 404: accepted; otherwise the
+step's status and error codes, which :func:`shared.checks.registry_steps.credential_rejected` reads).
 """
 
 from __future__ import annotations
@@ -12,19 +13,19 @@ import requests
 
 from shared.clients.registry.auth import Authenticator, authorization
 from shared.clients.registry.model import (
-    AUTH,
-    INCOMPLETE,
+    NOT_ATTEMPTED,
     ImageTarget,
     ProbeOutcome,
     RegistryCredential,
     Scrubber,
     Step,
-    finding_code,
+    answered,
     ms_since,
     registry_errors,
 )
 from shared.clients.registry.probe import Prober
-from shared.clients.registry.transport import MAX_TAG_PAGE_BYTES, Transport, exception_code, exception_text
+from shared.clients.registry.transport import MAX_TAG_PAGE_BYTES, Transport, exception_kind
+from shared.errors import reason_of
 from shared.reference import parse_reference
 
 
@@ -46,29 +47,22 @@ def try_credentials(
     target = ImageTarget(ref, credential=credential, want_platforms=False)
     host = ref.api_host
     base = prober.probe(host)
-    if base.failure:
-        return ProbeOutcome(False, base.failure, label, base.steps, base.detail)
+    if base.failed:
+        return ProbeOutcome(False, label, base.steps, base.detail)
     auth = authenticator.decide(host, target, base.challenge)
     steps = base.steps + auth.steps
-    if auth.failure:
-        return ProbeOutcome(False, auth.failure, label, steps, auth.detail)
+    if auth.failed_step is not None:
+        return ProbeOutcome(False, label, steps, auth.detail)
     if auth.mode == "none":
-        return ProbeOutcome(True, None, label, steps, "the registry asks for no credentials")
-    if auth.mode == "anonymous-token":
-        return ProbeOutcome(False, INCOMPLETE, label, steps, auth.detail)
+        return ProbeOutcome(True, label, steps, "the registry asks for no credentials")
+    if auth.mode == "anonymous-token":  # the realm is not trusted with the credential
+        withheld = Step("auth", False, 0.0, detail=auth.detail, kind=NOT_ATTEMPTED)
+        return ProbeOutcome(False, label, (*steps, withheld), auth.detail)
     headers: dict[str, str] = {}
     if auth.mode == "basic-token":
         got = authenticator.token_batch(host, auth, [ref.repository])
         if isinstance(got, Step):
-            rejected = got.status in (401, 403) and got.error_code in (AUTH, INCOMPLETE)
-            return ProbeOutcome(
-                False,
-                "PULL_SECRET_REJECTED" if rejected else got.error_code,
-                label,
-                (*steps, got),
-                got.detail,
-                rejected=rejected,
-            )
+            return ProbeOutcome(False, label, (*steps, got), got.detail)
         steps = (*steps, got.step)
         headers = authorization(auth, got, scrub)
     else:
@@ -83,32 +77,13 @@ def try_credentials(
             limit=MAX_TAG_PAGE_BYTES,
         )
     except requests.exceptions.RequestException as exc:
-        text = scrub(exception_text(exc))
-        return ProbeOutcome(
-            False,
-            exception_code(exc),
-            label,
-            (*steps, Step("tags", False, ms_since(start), detail=text)),
-            text,
-        )
-    errors = registry_errors(response)
-    step = Step(
-        "tags",
-        response.status_code in (200, 404),
-        ms_since(start),
-        status=response.status_code,
-        error_code=errors[0][0] if errors else None,
-    )
+        text = scrub(reason_of(exc))
+        step = Step("tags", False, ms_since(start), detail=text, kind=exception_kind(exc), authenticated=True)
+        return ProbeOutcome(False, label, (*steps, step), text)
+    errors = registry_errors(response, scrub)
     if response.status_code in (200, 404):
-        return ProbeOutcome(True, None, label, (*steps, step))
-    code = finding_code(response.status_code, errors, authenticated=True)
-    rejected = code == AUTH
-    detail = scrub(errors[0][1] if errors else f"HTTP {response.status_code}")
-    return ProbeOutcome(
-        False,
-        "PULL_SECRET_REJECTED" if rejected else code,
-        label,
-        (*steps, step),
-        detail,
-        rejected=rejected,
-    )
+        step = Step("tags", True, ms_since(start), status=response.status_code, authenticated=True)
+        return ProbeOutcome(True, label, (*steps, step))
+    detail = errors[0][1] if errors else f"HTTP {response.status_code}"
+    step = answered("tags", start, response, errors, detail=None, authenticated=True)
+    return ProbeOutcome(False, label, (*steps, step), detail)

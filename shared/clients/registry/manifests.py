@@ -9,6 +9,7 @@ import difflib
 import re
 import threading
 import time
+from dataclasses import replace
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -17,15 +18,12 @@ from shared.clients.registry.auth import Auth, Token, authorization
 from shared.clients.registry.credential_rule import CredentialScope, origin_of
 from shared.clients.registry.model import (
     ACCEPT,
-    AUTH,
-    INCOMPLETE,
     INDEX_MEDIA_TYPES,
-    NOT_FOUND,
     ImageResult,
     ImageTarget,
     Scrubber,
     Step,
-    finding_code,
+    answered,
     ms_since,
     registry_errors,
 )
@@ -33,10 +31,10 @@ from shared.clients.registry.transport import (
     MAX_MANIFEST_BYTES,
     MAX_TAG_PAGE_BYTES,
     Transport,
-    exception_code,
-    exception_text,
+    exception_kind,
 )
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.reference import ImageRef
 
 _NEXT_LINK = re.compile(r'<([^<>]{1,2048})>\s*;[^,]{0,200}?\brel="?next"?', re.IGNORECASE)
@@ -67,51 +65,28 @@ class ManifestReader:
         latency = 0.0
         got = tokens.get(ref.repository)
         if isinstance(got, Step):
-            code = got.error_code or AUTH
-            step = Step(
-                got.name,
-                False,
-                got.elapsed_ms,
-                got.status,
-                None if code.startswith("REGISTRY_") or code == INCOMPLETE else code,
-                got.detail,
-            )
-            if code == INCOMPLETE and auth.mode == "anonymous-token":
-                return ImageResult(
-                    ref,
-                    identity,
-                    (*steps, step),
-                    INCOMPLETE,
-                    scope="image",
-                    auth=auth.label,
-                    detail="the registry gives no anonymous token for this repository; "
-                    "credentials are needed",
-                    auth_required=True,
-                )
-            return ImageResult(
-                ref, identity, (*steps, step), code, detail=got.detail, scope="registry", auth=auth.label
-            )
+            return ImageResult(ref, identity, (*steps, got), detail=got.detail, auth=auth.label)
         if isinstance(got, Token):
             token = got
             steps = (*steps, got.step)
             latency += got.step.elapsed_ms
         headers = {"Accept": ACCEPT, **authorization(auth, token, self.scrub)}
+        authenticated = auth.mode in ("entra", "basic-token", "basic")  # a token or Basic for this identity
         url = f"https://{host}/v2/{ref.repository}/manifests/{ref.reference}"
         start = time.monotonic()
         try:
             response = self.transport.send("HEAD", url, headers=headers, scope=auth.scope)
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
-            step = Step("manifest", False, ms_since(start), detail=text)
-            return ImageResult(
-                ref,
-                identity,
-                (*steps, step),
-                exception_code(exc),
+            text = self.scrub(reason_of(exc))
+            step = Step(
+                "manifest",
+                False,
+                ms_since(start),
                 detail=text,
-                scope="registry",
-                auth=auth.label,
+                kind=exception_kind(exc),
+                authenticated=authenticated,
             )
+            return ImageResult(ref, identity, (*steps, step), detail=text, auth=auth.label)
         elapsed = ms_since(start)
         latency += elapsed
         status = response.status_code
@@ -124,23 +99,23 @@ class ManifestReader:
                 ref,
                 identity,
                 steps,
-                None,
                 digest=digest,
                 media_type=media,
                 latency_ms=latency,
                 slow=slow,
                 auth=auth.label,
-                scope=None,
             )
         errors: list[tuple[str, str]] = []
+        answer = response
         if status in (401, 403):
             # HEAD answers carry no body: ask once more with GET to read the registry's error code
             # (DENIED "not allowed access" is a firewall). Not on 429/5xx: the status says it all, and
             # Docker Hub counts manifest GETs against the pull quota.
             try:
                 again = self.transport.send("GET", url, headers=headers, scope=auth.scope)
-                errors = registry_errors(again)
-                status = again.status_code if again.status_code != 200 else status
+                errors = registry_errors(again, self.scrub)
+                if again.status_code != 200:
+                    status, answer = again.status_code, again
             except requests.exceptions.RequestException:
                 errors = []
         if status == 404:
@@ -151,6 +126,7 @@ class ManifestReader:
                 status=404,
                 error_code="MANIFEST_UNKNOWN",
                 detail=f"{ref.reference} not found in {ref.repository}",
+                authenticated=authenticated,
             )
             suggestions, exists, tstep = self._suggest_tags(host, ref, headers, auth.scope)
             if exists is False:
@@ -161,47 +137,23 @@ class ManifestReader:
                     status=404,
                     error_code="NAME_UNKNOWN",
                     detail=f"repository {ref.repository} not found",
+                    authenticated=authenticated,
                 )
             all_steps = (*steps, step) + ((tstep,) if tstep else ())
             return ImageResult(
                 ref,
                 identity,
                 all_steps,
-                NOT_FOUND,
                 suggestions=suggestions,
-                scope="image",
                 detail=step.detail,
                 latency_ms=latency,
                 auth=auth.label,
                 repository_exists=exists,
             )
-        authenticated = auth.mode in ("entra", "basic-token", "basic")
-        code = finding_code(status, errors, authenticated=authenticated)
-        error_code = errors[0][0] if errors else None
-        detail = self.scrub(errors[0][1] if errors else f"HTTP {status} on HEAD manifest")
-        step = Step("manifest", False, elapsed, status=status, error_code=error_code, detail=detail)
-        if code == INCOMPLETE and status in (401, 403):
-            return ImageResult(
-                ref,
-                identity,
-                (*steps, step),
-                INCOMPLETE,
-                scope="image",
-                auth=auth.label,
-                detail="the registry refuses anonymous pulls of this repository; credentials are needed",
-                auth_required=True,
-            )
-        scope = "image" if code == AUTH else "registry"
-        return ImageResult(
-            ref,
-            identity,
-            (*steps, step),
-            code,
-            detail=detail,
-            scope=scope,
-            auth=auth.label,
-            latency_ms=latency,
-        )
+        detail = errors[0][1] if errors else f"HTTP {status} on HEAD manifest"
+        step = answered("manifest", start, answer, errors, detail=detail, authenticated=authenticated)
+        step = replace(step, elapsed_ms=elapsed)
+        return ImageResult(ref, identity, (*steps, step), detail=detail, auth=auth.label, latency_ms=latency)
 
     def platforms_of(
         self,
@@ -241,15 +193,9 @@ class ManifestReader:
                 limit=MAX_MANIFEST_BYTES,
             )
             if response.status_code != 200:
-                errors = registry_errors(response)
-                return None, Step(
-                    "platforms",
-                    False,
-                    ms_since(start),
-                    status=response.status_code,
-                    error_code=errors[0][0] if errors else None,
-                    detail=self.scrub(errors[0][1]) if errors else "could not read the manifest",
-                )
+                errors = registry_errors(response, self.scrub)
+                detail = errors[0][1] if errors else "could not read the manifest"
+                return None, answered("platforms", start, response, errors, detail=detail)
             manifest = response.json()
             media = manifest.get("mediaType") or (response.headers.get("Content-Type") or "").split(";")[0]
             found: list[str] = []
@@ -282,7 +228,7 @@ class ManifestReader:
                 if cfg.get("os") and cfg.get("architecture"):
                     found.append(f"{cfg['os']}/{cfg['architecture']}")
         except (requests.exceptions.RequestException, ValueError, AttributeError) as exc:
-            return None, Step("platforms", False, ms_since(start), detail=self.scrub(exception_text(exc)))
+            return None, Step("platforms", False, ms_since(start), detail=self.scrub(reason_of(exc)))
         platforms = tuple(dict.fromkeys(found))
         with self._lock:
             self._platforms[key] = platforms
@@ -338,7 +284,7 @@ class ManifestReader:
                     break
                 url = following
         except (requests.exceptions.RequestException, ValueError, AttributeError) as exc:
-            return (), None, Step("tags", False, ms_since(start), detail=self.scrub(exception_text(exc)))
+            return (), None, Step("tags", False, ms_since(start), detail=self.scrub(reason_of(exc)))
         suggestions: tuple[str, ...] = ()
         if ref.tag and not ref.digest:
             suggestions = tuple(difflib.get_close_matches(ref.tag, tags, n=3, cutoff=0.4))

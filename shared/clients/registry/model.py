@@ -1,9 +1,10 @@
 """What the registry client hands out and the small pieces every step shares.
 
-Public: the finding codes it produces, :class:`ImageTarget` / :class:`RegistryCredential` (what to
-check, as whom), :class:`ImageResult` / :class:`Step` / :class:`ProbeOutcome` (what it found),
-:func:`is_acr_host`, :func:`registry_errors` (an OCI error body), :func:`finding_code` (a status
-and error body as a finding code) and :class:`Scrubber` (no secret in any detail string).
+Public: :class:`ImageTarget` / :class:`RegistryCredential` (what to check, as whom),
+:class:`ImageResult` / :class:`Step` / :class:`ProbeOutcome` (what happened at each step: facts;
+which finding they make is decided by the checks, :mod:`shared.checks.registry_steps`), the step
+kinds (what stopped a step that got no HTTP answer), :func:`is_acr_host`, :func:`registry_errors`
+(an OCI error body) and :class:`Scrubber` (no secret in any detail string).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,10 +31,31 @@ ACCEPT = ", ".join(MANIFEST_MEDIA_TYPES)
 
 PULLWATCH_IDENTITY = "pullwatch"
 
-# Finding codes this client produces.
-DNS, UNREACHABLE, TLS = "REGISTRY_DNS_FAILURE", "REGISTRY_UNREACHABLE", "REGISTRY_TLS_ERROR"
-FIREWALL, AUTH, RATE = "REGISTRY_FIREWALL_DENIED", "REGISTRY_AUTH_REJECTED", "REGISTRY_RATE_LIMITED"
-SERVER, NOT_FOUND, INCOMPLETE = "REGISTRY_SERVER_ERROR", "IMAGE_NOT_FOUND", "CHECK_INCOMPLETE"
+# What stopped a step that got no HTTP answer (Step.kind).
+NAME_UNRESOLVED = "name_unresolved"  # the host name does not resolve
+ADDRESS_REFUSED = "address_refused"  # the name resolves to an address pullwatch must not connect to
+CONNECT_FAILED = "connect_failed"  # no connection, or the connection broke
+TLS_FAILED = "tls_failed"  # TLS handshake or certificate verification failed
+DEADLINE_PASSED = "deadline_passed"  # no complete answer within the request deadline
+NOT_SENT = "not_sent"  # pullwatch would not send it: plain HTTP, a credential redirected elsewhere
+TOO_LARGE = "too_large"  # the answer was larger than its cap
+NOT_ATTEMPTED = (
+    "not_attempted"  # pullwatch could not try (no credential, an untrusted tenant or realm, a bad host)
+)
+UNEXPECTED = "unexpected"  # an answer or an error nothing foresaw
+STEP_KINDS = frozenset(
+    {
+        NAME_UNRESOLVED,
+        ADDRESS_REFUSED,
+        CONNECT_FAILED,
+        TLS_FAILED,
+        DEADLINE_PASSED,
+        NOT_SENT,
+        TOO_LARGE,
+        NOT_ATTEMPTED,
+        UNEXPECTED,
+    }
+)
 
 
 def is_acr_host(host: str) -> bool:
@@ -67,12 +89,18 @@ class ImageTarget:
 
 @dataclass(frozen=True)
 class Step:
-    name: str
+    """One step of the pull path and what happened at it."""
+
+    name: str  # dns, tcp, tls, challenge, entra, exchange, auth, token, manifest, platforms, tags, check
     ok: bool
     elapsed_ms: float
-    status: int | None = None
-    error_code: str | None = None
+    status: int | None = None  # the HTTP status, when the registry answered
+    error_code: str | None = None  # the answer's first OCI error code (DENIED, MANIFEST_UNKNOWN…)
     detail: str | None = None
+    kind: str | None = None  # no HTTP answer: what stopped the step (one of STEP_KINDS)
+    errors: tuple[tuple[str, str], ...] = ()  # every (code, message) of the OCI error body, scrubbed
+    authenticated: bool = False  # the request carried a credential (a token, Basic or an Entra token)
+    retry_after: str | None = None  # the answer's Retry-After header, as sent
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -89,19 +117,17 @@ class Step:
 class ImageResult:
     ref: ImageRef
     identity: str  # "pullwatch" or "secret:<ns>/<name>"
-    steps: tuple[Step, ...]
-    failure: str | None  # a finding code, or None when the image is there
+    steps: tuple[Step, ...]  # the steps walked, the failed one (if any) last but for tag suggestions
     platforms: tuple[str, ...] | None = None  # ("linux/amd64", …) when read
     suggestions: tuple[str, ...] = ()
-    detail: str | None = None
-    scope: str | None = None  # "registry" (failure of the whole registry) or "image"
+    detail: str | None = None  # what happened, in words (scrubbed)
     digest: str | None = None
     media_type: str | None = None
     latency_ms: float | None = None  # token + manifest
     slow: bool = False
     auth: str = "none"  # "entra", "basic", "anonymous" or "none" (registry open)
-    auth_required: bool = False  # anonymous access refused: credentials are needed
     repository_exists: bool | None = None
+    arm_audience: bool = False  # pullwatch's Entra token was for ARM (authentication-as-ARM)
 
     @property
     def key(self) -> tuple[str, str]:
@@ -110,6 +136,11 @@ class ImageResult:
     @property
     def failed_step(self) -> Step | None:
         return next((s for s in self.steps if not s.ok), None)
+
+    @property
+    def found(self) -> bool:
+        """The manifest is there (HEAD answered 200)."""
+        return any(s.name == "manifest" and s.ok for s in self.steps)
 
     def evidence(self) -> dict[str, Any]:
         """Safe to show: steps, status codes, error codes, timings. Never a token or password."""
@@ -141,16 +172,24 @@ class ImageResult:
 
 @dataclass(frozen=True)
 class ProbeOutcome:
+    """What trying a credential said: ``ok`` when the registry let it list the repository's tags
+    (200 or 404) or asks for no credentials; else the steps say where it stopped."""
+
     ok: bool
-    code: str | None  # None, PULL_SECRET_REJECTED, a REGISTRY_* code or CHECK_INCOMPLETE
     identity: str
     steps: tuple[Step, ...]
     detail: str | None = None
-    rejected: bool = False
+
+    @property
+    def failed_step(self) -> Step | None:
+        return next((s for s in self.steps if not s.ok), None)
 
 
-def registry_errors(response: requests.Response) -> list[tuple[str, str]]:
-    """(code, message) pairs of an OCI error body, or [] when the body is not one."""
+def registry_errors(
+    response: requests.Response, scrub: Callable[[str], str] | None = None
+) -> list[tuple[str, str]]:
+    """(code, message) pairs of an OCI error body, or [] when the body is not one; each message
+    passed through ``scrub`` when given."""
     try:
         data = response.json()
     except ValueError:
@@ -159,8 +198,33 @@ def registry_errors(response: requests.Response) -> list[tuple[str, str]]:
     out = []
     for e in errors if isinstance(errors, list) else []:
         if isinstance(e, dict):
-            out.append((str(e.get("code") or ""), str(e.get("message") or "")))
+            message = str(e.get("message") or "")
+            out.append((str(e.get("code") or ""), scrub(message) if scrub else message))
     return out
+
+
+def answered(
+    name: str,
+    start: float,
+    response: requests.Response,
+    errors: Sequence[tuple[str, str]],
+    *,
+    detail: str | None,
+    authenticated: bool = False,
+) -> Step:
+    """The failed step of a request the registry answered with ``response`` (its status, its OCI
+    errors, its Retry-After)."""
+    return Step(
+        name,
+        False,
+        ms_since(start),
+        status=response.status_code,
+        error_code=errors[0][0] if errors else None,
+        detail=detail,
+        errors=tuple(errors),
+        authenticated=authenticated,
+        retry_after=response.headers.get("Retry-After"),
+    )
 
 
 _SECRETISH: tuple[tuple[re.Pattern[str], str], ...] = (
@@ -199,18 +263,3 @@ def ms_since(start: float) -> float:
 def chunks(items: Sequence[str], size: int) -> Iterator[list[str]]:
     for i in range(0, len(items), size):
         yield list(items[i : i + size])
-
-
-def finding_code(status: int, errors: list[tuple[str, str]], *, authenticated: bool) -> str:
-    codes = {c for c, _ in errors}
-    if status == 403 and any(c == "DENIED" and "not allowed access" in m for c, m in errors):
-        return FIREWALL
-    if status == 429 or "TOOMANYREQUESTS" in codes:
-        return RATE
-    if status >= 500:
-        return SERVER
-    if status in (401, 403):
-        return AUTH if authenticated else INCOMPLETE
-    if status == 404:
-        return NOT_FOUND
-    return SERVER if status >= 400 else INCOMPLETE

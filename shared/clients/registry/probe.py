@@ -17,17 +17,18 @@ import requests
 
 from shared.clients.registry.auth import Challenge, parse_challenge
 from shared.clients.registry.model import (
-    INCOMPLETE,
-    TLS,
-    UNREACHABLE,
+    CONNECT_FAILED,
+    NOT_ATTEMPTED,
+    TLS_FAILED,
     Scrubber,
     Step,
-    finding_code,
+    answered,
     ms_since,
     registry_errors,
 )
-from shared.clients.registry.transport import Transport, exception_code, exception_text
+from shared.clients.registry.transport import Transport, exception_kind
 from shared.config import Settings
+from shared.errors import reason_of
 from shared.netguard import AddressRefused, NameNotResolved, NetGuard
 
 
@@ -36,9 +37,12 @@ class RegistryProbe:
     """The per-registry probe: dns, tcp, tls, challenge."""
 
     steps: tuple[Step, ...]
-    failure: str | None
     detail: str | None
     challenge: Challenge | None  # None: the registry is open (200 on /v2/)
+
+    @property
+    def failed(self) -> bool:
+        return any(not s.ok for s in self.steps)
 
 
 class Prober:
@@ -70,14 +74,14 @@ class Prober:
             name, port = (parts.hostname or host).lower(), parts.port or 443
         except ValueError:
             detail = f"{host} has no valid port"
-            return RegistryProbe((Step("dns", False, 0.0, detail=detail),), INCOMPLETE, detail, None)
+            return RegistryProbe((Step("dns", False, 0.0, detail=detail, kind=NOT_ATTEMPTED),), detail, None)
         start = time.monotonic()
         try:
             endpoint = self.guard.resolve(name, port)
         except (NameNotResolved, AddressRefused) as exc:
-            code = exception_code(exc)
-            steps.append(Step("dns", False, ms_since(start), detail=self.scrub(str(exc))))
-            return RegistryProbe(tuple(steps), code, self.scrub(str(exc)), None)
+            kind = exception_kind(exc)
+            steps.append(Step("dns", False, ms_since(start), detail=self.scrub(str(exc)), kind=kind))
+            return RegistryProbe(tuple(steps), self.scrub(str(exc)), None)
         steps.append(
             Step(
                 "dns",
@@ -92,9 +96,9 @@ class Prober:
         try:
             sock = socket.create_connection((endpoint.address, endpoint.connect_port), timeout=timeout)
         except OSError as exc:
-            text = exception_text(exc)
-            steps.append(Step("tcp", False, ms_since(start), detail=text))
-            return RegistryProbe(tuple(steps), UNREACHABLE, f"cannot connect to {host}: {text}", None)
+            text = reason_of(exc)
+            steps.append(Step("tcp", False, ms_since(start), detail=text, kind=CONNECT_FAILED))
+            return RegistryProbe(tuple(steps), f"cannot connect to {host}: {text}", None)
         steps.append(Step("tcp", True, ms_since(start)))
         start = time.monotonic()
         try:
@@ -102,15 +106,13 @@ class Prober:
             with self.guard.ssl_context().wrap_socket(sock, server_hostname=name) as tls:
                 version = tls.version()
         except (ssl.SSLError, ssl.CertificateError) as exc:
-            text = exception_text(exc)
-            steps.append(Step("tls", False, ms_since(start), detail=self.scrub(text)))
-            return RegistryProbe(tuple(steps), TLS, f"TLS with {host} failed: {text}", None)
+            text = reason_of(exc)
+            steps.append(Step("tls", False, ms_since(start), detail=self.scrub(text), kind=TLS_FAILED))
+            return RegistryProbe(tuple(steps), f"TLS with {host} failed: {text}", None)
         except OSError as exc:
-            text = exception_text(exc)
-            steps.append(Step("tls", False, ms_since(start), detail=text))
-            return RegistryProbe(
-                tuple(steps), UNREACHABLE, f"{host} did not complete the TLS handshake: {text}", None
-            )
+            text = reason_of(exc)
+            steps.append(Step("tls", False, ms_since(start), detail=text, kind=CONNECT_FAILED))
+            return RegistryProbe(tuple(steps), f"{host} did not complete the TLS handshake: {text}", None)
         finally:
             sock.close()
         steps.append(Step("tls", True, ms_since(start), detail=version))
@@ -118,29 +120,21 @@ class Prober:
         try:
             response = self.transport.send("GET", f"https://{host}/v2/")
         except requests.exceptions.RequestException as exc:
-            text = self.scrub(exception_text(exc))
-            steps.append(Step("challenge", False, ms_since(start), detail=text))
-            return RegistryProbe(
-                tuple(steps), exception_code(exc), f"GET /v2/ on {host} failed: {text}", None
-            )
+            text = self.scrub(reason_of(exc))
+            steps.append(Step("challenge", False, ms_since(start), detail=text, kind=exception_kind(exc)))
+            return RegistryProbe(tuple(steps), f"GET /v2/ on {host} failed: {text}", None)
         status = response.status_code
         if status == 200:
             steps.append(
                 Step("challenge", True, ms_since(start), status=200, detail="open (no authentication)")
             )
-            return RegistryProbe(tuple(steps), None, None, None)
+            return RegistryProbe(tuple(steps), None, None)
         challenge = parse_challenge(response.headers.get("WWW-Authenticate"))
         if status == 401 and challenge and challenge.scheme in ("bearer", "basic"):
             shown = f"realm={challenge.realm or '-'} service={challenge.service or '-'} ({challenge.scheme})"
             steps.append(Step("challenge", True, ms_since(start), status=401, detail=self.scrub(shown)))
-            return RegistryProbe(tuple(steps), None, None, challenge)
-        errors = registry_errors(response)
-        code = finding_code(status, errors, authenticated=False)
-        if status == 401:
-            code = INCOMPLETE
-        error_code = errors[0][0] if errors else None
-        detail = self.scrub(errors[0][1] if errors else f"HTTP {status} on GET /v2/")
-        steps.append(
-            Step("challenge", False, ms_since(start), status=status, error_code=error_code, detail=detail)
-        )
-        return RegistryProbe(tuple(steps), code, detail, None)
+            return RegistryProbe(tuple(steps), None, challenge)
+        errors = registry_errors(response, self.scrub)
+        detail = errors[0][1] if errors else f"HTTP {status} on GET /v2/"
+        steps.append(answered("challenge", start, response, errors, detail=detail))
+        return RegistryProbe(tuple(steps), detail, None)

@@ -15,9 +15,18 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from shared.clients.registry.credential_rule import CredentialScope
-from shared.clients.registry.model import DNS, INCOMPLETE, TLS, UNREACHABLE
+from shared.clients.registry.model import (
+    ADDRESS_REFUSED,
+    CONNECT_FAILED,
+    DEADLINE_PASSED,
+    NAME_UNRESOLVED,
+    NOT_SENT,
+    TLS_FAILED,
+    TOO_LARGE,
+)
 from shared.clients.retry import BoundedRetry, attempts
 from shared.config import Settings
+from shared.errors import SafeMessage
 from shared.netguard import (
     AddressRefused,
     NameNotResolved,
@@ -37,65 +46,38 @@ MAX_TOKEN_BYTES = 256 * 1024  # token and exchange answers (a JWT of a few KB)
 MAX_ERROR_BYTES = 64 * 1024  # any other answer, errors included (kept truncated: the status decides)
 
 
-class ResponseTooLarge(requests.exceptions.RequestException):
+class ResponseTooLarge(SafeMessage, requests.exceptions.RequestException):
     """A successful registry answer larger than its cap (MAX_MANIFEST_BYTES, MAX_TAG_PAGE_BYTES…)."""
 
 
-class RedirectRefused(requests.exceptions.RequestException):
+class RedirectRefused(SafeMessage, requests.exceptions.RequestException):
     """A request carrying a credential in its body was redirected to another origin: not followed."""
 
 
-class DeadlineExceeded(requests.exceptions.Timeout):
+class DeadlineExceeded(SafeMessage, requests.exceptions.Timeout):
     """One registry request (connect, TLS, reads, retries, redirects) took longer than its deadline."""
 
 
-def exception_code(exc: BaseException) -> str:
-    """The finding code of a request that raised ``exc`` (DNS, TLS, unreachable or incomplete)."""
+def exception_kind(exc: BaseException) -> str:
+    """What stopped a request that raised ``exc`` (one of :data:`~shared.clients.registry.model.STEP_KINDS`)."""
     if isinstance(exc, NameNotResolved):
-        return DNS
-    if isinstance(exc, AddressRefused | PlainHttpRefused | RedirectRefused | ResponseTooLarge):
-        return INCOMPLETE
+        return NAME_UNRESOLVED
+    if isinstance(exc, AddressRefused):
+        return ADDRESS_REFUSED
+    if isinstance(exc, PlainHttpRefused | RedirectRefused):
+        return NOT_SENT
+    if isinstance(exc, ResponseTooLarge):
+        return TOO_LARGE
     if isinstance(exc, DeadlineExceeded):
-        return UNREACHABLE
+        return DEADLINE_PASSED
     if isinstance(exc, requests.exceptions.SSLError | ssl.SSLError):
-        return TLS
+        return TLS_FAILED
     text = str(exc)
     if "Name or service not known" in text or "nodename nor servname" in text or "getaddrinfo failed" in text:
-        return DNS
+        return NAME_UNRESOLVED
     if "SSL" in text or ("CERTIFICATE" in text.upper() and "VERIFY" in text.upper()):
-        return TLS
-    return UNREACHABLE
-
-
-def exception_text(exc: BaseException) -> str:
-    """One line saying why a request raised ``exc``, without a traceback."""
-    if isinstance(
-        exc,
-        NameNotResolved
-        | AddressRefused
-        | PlainHttpRefused
-        | RedirectRefused
-        | ResponseTooLarge
-        | DeadlineExceeded,
-    ):
-        return str(exc)
-    if isinstance(exc, requests.exceptions.ConnectTimeout | requests.exceptions.ReadTimeout | TimeoutError):
-        return f"timed out ({type(exc).__name__})"
-    if isinstance(exc, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, ssl.SSLCertVerificationError):
-        return f"certificate verification failed: {exc.verify_message}"
-    reason: BaseException = exc
-    while reason.__context__ is not None and reason.__context__ is not reason:
-        reason = reason.__context__
-    text = str(reason) or type(reason).__name__
-    if "Connection refused" in text or "Errno 111" in text:
-        return "connection refused"
-    if "CERTIFICATE_VERIFY_FAILED" in text:
-        return "certificate verification failed"
-    if "timed out" in text:
-        return "timed out"
-    return f"{type(exc).__name__}: {text}"
+        return TLS_FAILED
+    return CONNECT_FAILED
 
 
 class Transport:
