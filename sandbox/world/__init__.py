@@ -7,7 +7,6 @@ The package splits by job: :mod:`~sandbox.world.model` (the dataclasses), :mod:`
 
 from sandbox.world.loader import load, parse
 from sandbox.world.model import (
-    CHANGES,
     CLOUDS,
     DEFAULT_SUBSCRIPTION,
     DEFAULT_TENANT,
@@ -36,7 +35,12 @@ from sandbox.world.model import (
     WorldError,
 )
 from sandbox.world.sections import check_principal, check_scope
-from sandbox.world.timeline import apply_cluster_change, apply_registry_change, apply_resource_group_delete
+from sandbox.world.timeline import (
+    CHANGES,
+    apply_cluster_change,
+    apply_registry_change,
+    apply_resource_group_delete,
+)
 from sandbox.world.yaml_reader import MAX_ALIASES, MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, MAX_SCALAR
 
 __all__ = [

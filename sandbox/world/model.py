@@ -19,18 +19,6 @@ FAULTS = ("dns", "timeout", "refused", "tls", "rate_limit", "server_error", "fir
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod")
 SECRET_TYPES_WITH_AUTHS = ("kubernetes.io/dockerconfigjson", "kubernetes.io/dockercfg")
 ROLE_MODES = ("LegacyRegistryPermissions", "AbacRepositoryPermissions")
-CHANGES = (
-    "addRoleAssignment",
-    "removeRoleAssignment",
-    "pushImage",
-    "deleteImage",
-    "setRegistry",
-    "setCluster",
-    "restartWorkload",
-    "deleteResourceGroup",
-)
-
-
 MAX_REPLICAS = 1000  # pods of one workload (the sandbox's kubelet really pulls for each)
 MAX_POOL_NODES = 1000
 
