@@ -24,7 +24,6 @@ TARGETS: tuple[Target, ...] = (
     Target("compare", "shared/compare.py", ("*",), ("tests/test_compare.py",)),
     Target("netguard", "shared/netguard.py", ("*",), ("tests/test_netguard.py",)),
     Target("explain", "shared/explain.py", ("*",), ("tests/test_explain.py",)),
-    Target("explain patterns", "shared/explain_rules.py", ("*",), ("tests/test_explain.py",)),
     Target("plan", "shared/plan.py", ("*",), ("tests/test_plan.py", "tests/test_plan_decisions.py")),
     # Pull-secret host matching: kubelet's rule for which docker-config entry serves an image.
     Target(
