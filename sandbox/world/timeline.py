@@ -152,7 +152,8 @@ def _change_args(r: Reader, world: World, name: str, args: Any, q: tuple[Any, ..
         m = r.mapping(args, q, ("name", "subscription"), required=("name",))
         out3 = {k: r.text(v, (*q, k)) for k, v in m.items()}
         out3.setdefault("subscription", world.subscriptions[0])
-        if not any(_in_group(x, out3) for x in (*world.registries.values(), *world.clusters.values())):
+        holders: list[Registry | Cluster] = [*world.registries.values(), *world.clusters.values()]
+        if not any(_in_group(x, out3) for x in holders):
             raise r.doc.error((*q, "name"), f"no registry or cluster in resource group {out3['name']!r}")
         return out3
     m = r.mapping(args, q, ("cluster", "namespace", "name"), required=("cluster", "namespace", "name"))
