@@ -44,6 +44,13 @@ def _b64url_uint(value: int) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
+def _msi_error(status: int, message: str) -> Response:
+    """A refusal from the managed-identity endpoint, in App Service's error envelope."""
+    return json_response(
+        status, {"statusCode": status, "message": message, "correlationId": str(uuid.uuid4())}
+    )
+
+
 def normalize_audience(resource: str) -> str:
     """``https://management.azure.com/.default`` and ``…/`` both mean ``https://management.azure.com``."""
     aud = resource.strip()
@@ -230,43 +237,17 @@ class Entra:
         if req.path.rstrip("/") != "/msi/token" or req.method != "GET":
             return json_response(404, {"error": "not_found", "error_description": f"No route for {req.path}"})
         if req.header("X-IDENTITY-HEADER") != self.identity_header:
-            return json_response(
-                401,
-                {
-                    "statusCode": 401,
-                    "message": "Unauthorized: X-IDENTITY-HEADER is missing or does not match",
-                    "correlationId": str(uuid.uuid4()),
-                },
-            )
+            return _msi_error(401, "Unauthorized: X-IDENTITY-HEADER is missing or does not match")
         if req.arg("api-version") != "2019-08-01":
-            return json_response(
-                400,
-                {
-                    "statusCode": 400,
-                    "message": "api-version must be 2019-08-01",
-                    "correlationId": str(uuid.uuid4()),
-                },
-            )
+            return _msi_error(400, "api-version must be 2019-08-01")
         resource = req.arg("resource")
         if not resource:
-            return json_response(
-                400,
-                {
-                    "statusCode": 400,
-                    "message": "The 'resource' parameter is required",
-                    "correlationId": str(uuid.uuid4()),
-                },
-            )
+            return _msi_error(400, "The 'resource' parameter is required")
         client_id = req.arg("client_id")
         if client_id and client_id.lower() != self.client_id("app"):
-            return json_response(
+            return _msi_error(
                 400,
-                {
-                    "statusCode": 400,
-                    "message": "No User Assigned or Delegated Managed "
-                    "Identity found for specified ClientId/ResourceId/PrincipalId.",
-                    "correlationId": str(uuid.uuid4()),
-                },
+                "No User Assigned or Delegated Managed Identity found for specified ClientId/ResourceId/PrincipalId.",
             )
         lifetime = 3600
         token = self.issue("app", resource, lifetime=lifetime)

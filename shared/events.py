@@ -242,7 +242,3 @@ def parse_resource_id(text: str) -> ResourceId | None:
         name=match["name"],
         rest=match["rest"] or "",
     )
-
-
-def same_id(a: str | None, b: str | None) -> bool:
-    return a is not None and b is not None and a.rstrip("/").lower() == b.rstrip("/").lower()

@@ -28,6 +28,7 @@ from azure.storage.queue import QueueClient
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.plan import AuditRequest, KnownCluster, known_cluster_from_dict, known_cluster_to_dict
+from shared.state import storage_error
 
 log = logging.getLogger("pullwatch.inventory")
 
@@ -40,11 +41,7 @@ def _row(cluster_id: str) -> str:
 
 
 def _storage_error(what: str, exc: AzureError) -> UpstreamError:
-    status = getattr(exc, "status_code", None)
-    return UpstreamError(
-        f"storage failed while {what} ({type(exc).__name__}{f', HTTP {status}' if status else ''})",
-        status=status,
-    )
+    return storage_error(what, exc, store="inventory storage")
 
 
 class InventoryStore:

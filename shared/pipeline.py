@@ -35,6 +35,7 @@ from shared.findings import Finding, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.reference import ImageRef, ReferenceError, parse_reference
+from shared.render import scrub_finding
 from shared.snapshot_builder import parse_docker_config, secret_content
 from shared.workloads import Snapshot
 
@@ -94,17 +95,6 @@ class AuditResult:
             ],
             "requests": self.requests,
         }
-
-
-def _scrubbed(finding: Finding) -> Finding:
-    """The finding without signed URLs, tokens or JWTs in its message and evidence: they quote
-    outside text (kubelet's pull errors cite a layer's SAS URL, signature included)."""
-    from shared.render import scrub, scrub_text
-
-    message, evidence = scrub_text(finding.message), scrub(dict(finding.evidence))
-    if message == finding.message and evidence == dict(finding.evidence):
-        return finding
-    return finding.with_(message=message, evidence=evidence)
 
 
 def safe_reason(exc: BaseException) -> str:
@@ -225,7 +215,7 @@ class Auditor:
                     log.exception("audit of %s failed", cluster_id)
                 one = ClusterResult(cluster_id, [incomplete(cluster_id, "all", safe_reason(exc))])
             one.elapsed_s = time.monotonic() - start
-            one.findings = [_scrubbed(f) for f in one.findings]
+            one.findings = [scrub_finding(f) for f in one.findings]
             result.clusters.append(one)
             result.unchecked.extend(
                 {"cluster": cluster_id, "check": f.evidence.get("check"), "reason": f.evidence.get("reason")}

@@ -119,12 +119,15 @@ class OutboxMessage:
         return self.channel.split(":", 1)[1]
 
 
-def _storage_error(what: str, exc: AzureError) -> UpstreamError:
+def storage_error(what: str, exc: AzureError, store: str = "state storage") -> UpstreamError:
+    """A failed Azure Storage call as one line: the store, what it was doing, the HTTP status (or the
+    error's type) and Storage's error code; never the response body or the connection string."""
     status = exc.status_code if isinstance(exc, HttpResponseError) else None
     code = getattr(exc, "error_code", None)
+    code = getattr(code, "value", code)  # azure-data-tables gives a TableErrorCode enum: its wire value
     detail = f"HTTP {status}" if status else type(exc).__name__
     return UpstreamError(
-        f"state storage: {what} failed ({detail}{', ' + str(code) if code else ''})",
+        f"{store}: {what} failed ({detail}{', ' + str(code) if code else ''})",
         status=status,
         code=str(code) if code else None,
     )
@@ -185,7 +188,7 @@ class StateStore:
             except ResourceExistsError:
                 pass
             except AzureError as exc:
-                raise _storage_error("creating the state table", exc) from None
+                raise storage_error("creating the state table", exc) from None
             self._ready = True
         return self._table
 
@@ -199,13 +202,13 @@ class StateStore:
         try:
             yield from self.table.query_entities(f"PartitionKey eq '{escaped}'")
         except AzureError as exc:
-            raise _storage_error(f"reading partition {partition[:60]}", exc) from None
+            raise storage_error(f"reading partition {partition[:60]}", exc) from None
 
     def _upsert(self, entity: dict[str, Any], what: str) -> None:
         try:
             self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
         except AzureError as exc:
-            raise _storage_error(what, exc) from None
+            raise storage_error(what, exc) from None
 
     def _delete(self, partition: str, row: str, what: str) -> None:
         try:
@@ -213,7 +216,7 @@ class StateStore:
         except ResourceNotFoundError:
             pass
         except AzureError as exc:
-            raise _storage_error(what, exc) from None
+            raise storage_error(what, exc) from None
 
     # --- open findings -------------------------------------------------------------------------
 
@@ -283,7 +286,7 @@ class StateStore:
             except ResourceNotFoundError:
                 continue
             except AzureError as exc:
-                raise _storage_error("marking a reminder", exc) from None
+                raise storage_error("marking a reminder", exc) from None
 
     # --- outbox and sent messages --------------------------------------------------------------
 
@@ -305,7 +308,7 @@ class StateStore:
         try:
             metadata = self.table.create_entity(self._outbox_entity(message))
         except AzureError as exc:
-            raise _storage_error("saving an outbox message", exc) from None
+            raise storage_error("saving an outbox message", exc) from None
         return replace(message, etag=metadata.get("etag"))
 
     def _outbox_entity(self, message: OutboxMessage) -> dict[str, Any]:
@@ -362,7 +365,7 @@ class StateStore:
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
         except AzureError as exc:
-            raise _storage_error("claiming an outbox message", exc) from None
+            raise storage_error("claiming an outbox message", exc) from None
         return replace(message, claimed_until=until, etag=metadata.get("etag"))
 
     def note_attempt(self, message: OutboxMessage, error: str) -> OutboxMessage:
@@ -385,7 +388,7 @@ class StateStore:
         except (ResourceModifiedError, ResourceNotFoundError):
             log.warning("outbox message %s was taken over by another worker", message.message_id)
         except AzureError as exc:
-            raise _storage_error("saving an outbox message", exc) from None
+            raise storage_error("saving an outbox message", exc) from None
         return updated
 
     def record_sent(self, message: OutboxMessage, *, status: int, now: datetime | None = None) -> None:
@@ -438,14 +441,14 @@ class StateStore:
         except ResourceExistsError:
             pass
         except AzureError as exc:
-            raise _storage_error("recording an event id", exc) from None
+            raise storage_error("recording an event id", exc) from None
         old: Mapping[str, Any]
         try:
             old = self.table.get_entity(EVENTS, row)
         except ResourceNotFoundError:
             old = {}
         except AzureError as exc:
-            raise _storage_error("reading an event id", exc) from None
+            raise storage_error("reading an event id", exc) from None
         seen = _as_datetime(old.get("seen"))
         if seen is not None and now - seen < ttl:
             return True
@@ -476,5 +479,5 @@ class StateStore:
                     self._delete(partition, str(entity["RowKey"]), "purging an old entity")
                     deleted += 1
             except AzureError as exc:
-                raise _storage_error(f"purging partition {partition}", exc) from None
+                raise storage_error(f"purging partition {partition}", exc) from None
         return deleted

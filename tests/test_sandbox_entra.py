@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -73,6 +74,31 @@ def test_managed_identity_endpoint_needs_the_identity_header(
     assert good.status_code == 200
     assert set(good.json()) >= {"access_token", "expires_on", "resource", "token_type"}
     assert good.json()["token_type"] == "Bearer"
+
+
+def test_managed_identity_refusals_answer_in_the_app_service_error_envelope(
+    parts: tuple[World, Entra, Pki, RequestLog],
+) -> None:
+    _, entra, _, _ = parts
+    good = {"api-version": "2019-08-01", "resource": "https://management.azure.com"}
+    header = {"X-IDENTITY-HEADER": entra.identity_header}
+    cases = (
+        ({}, good, 401, "X-IDENTITY-HEADER"),
+        (header, {**good, "api-version": "2018-02-01"}, 400, "api-version must be 2019-08-01"),
+        (header, {"api-version": "2019-08-01"}, 400, "'resource' parameter is required"),
+        (
+            header,
+            {**good, "client_id": "someone-else"},
+            400,
+            "No User Assigned or Delegated Managed Identity",
+        ),
+    )
+    for headers, params, status, words in cases:
+        answer = requests.get(entra.msi_url, params=params, headers=headers, timeout=5)
+        body = answer.json()
+        assert answer.status_code == status and body["statusCode"] == status, params
+        assert words in body["message"] and set(body) == {"statusCode", "message", "correlationId"}
+        assert str(uuid.UUID(body["correlationId"])) == body["correlationId"]
 
 
 def test_client_secret_credential_for_the_app_and_a_service_principal(

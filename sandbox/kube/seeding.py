@@ -34,6 +34,18 @@ class NodeInfo:
     labels: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class _Seed:
+    """One workload being seeded: its namespace, its world entry, its labels and its pod template."""
+
+    ns: Namespace
+    w: Workload
+    labels: dict[str, str]
+    template: dict[str, Any]
+    template_spec: dict[str, Any]
+    created: float
+
+
 class WorldSeeding:
     """Creates the world's objects in ``self.store`` (mixed into ``KubeCluster``)."""
 
@@ -272,40 +284,24 @@ class WorldSeeding:
             "DaemonSet": self._build_daemonset,
             "Job": self._build_job,
         }.get(w.kind, self._build_cronjob)
-        build(ns, w, labels, template, template_spec, created)
+        build(_Seed(ns, w, labels, template, template_spec, created))
 
-    def _build_pod(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_pod(self, seed: _Seed) -> None:
         """A bare Pod."""
-        self._create_pod_from(ns.name, w.name, labels, template_spec, None, created)
+        self._create_pod_from(seed.ns.name, seed.w.name, seed.labels, seed.template_spec, None, seed.created)
 
-    def _build_deployment(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_deployment(self, seed: _Seed) -> None:
         """Deployment → ReplicaSet → pods."""
         dep = self._workload_object(
             "Deployment",
-            ns.name,
-            w.name,
-            created,
-            labels,
+            seed.ns.name,
+            seed.w.name,
+            seed.created,
+            seed.labels,
             {
-                "replicas": w.replicas,
-                "selector": {"matchLabels": labels},
-                "template": template,
+                "replicas": seed.w.replicas,
+                "selector": {"matchLabels": seed.labels},
+                "template": seed.template,
                 "strategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"},
@@ -316,70 +312,54 @@ class WorldSeeding:
             annotations={"deployment.kubernetes.io/revision": "1"},
         )
         dep = self._put_workload("deployments", dep)
-        self._new_replicaset(ns.name, w, dep, template, created)
+        self._new_replicaset(seed.ns.name, seed.w, dep, seed.template, seed.created)
 
-    def _build_statefulset(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_statefulset(self, seed: _Seed) -> None:
         """StatefulSet → pods named ``<name>-<index>``."""
         sts = self._workload_object(
             "StatefulSet",
-            ns.name,
-            w.name,
-            created,
-            labels,
+            seed.ns.name,
+            seed.w.name,
+            seed.created,
+            seed.labels,
             {
-                "replicas": w.replicas,
-                "selector": {"matchLabels": labels},
-                "serviceName": w.name,
-                "template": template,
+                "replicas": seed.w.replicas,
+                "selector": {"matchLabels": seed.labels},
+                "serviceName": seed.w.name,
+                "template": seed.template,
                 "podManagementPolicy": "OrderedReady",
                 "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"partition": 0}},
             },
         )
         sts = self._put_workload("statefulsets", sts)
-        rev = f"{w.name}-{safe_suffix('sts' + ns.name + w.name + str(created), 10)}"
-        for i in range(w.replicas):
+        rev = f"{seed.w.name}-{safe_suffix('sts' + seed.ns.name + seed.w.name + str(seed.created), 10)}"
+        for i in range(seed.w.replicas):
             pod_labels = {
-                **labels,
+                **seed.labels,
                 "apps.kubernetes.io/pod-index": str(i),
                 "controller-revision-hash": rev,
-                "statefulset.kubernetes.io/pod-name": f"{w.name}-{i}",
+                "statefulset.kubernetes.io/pod-name": f"{seed.w.name}-{i}",
             }
             self._create_pod_from(
-                ns.name,
-                f"{w.name}-{i}",
+                seed.ns.name,
+                f"{seed.w.name}-{i}",
                 pod_labels,
-                template_spec,
+                seed.template_spec,
                 _owner("apps/v1", "StatefulSet", sts),
-                created,
+                seed.created,
             )
 
-    def _build_daemonset(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_daemonset(self, seed: _Seed) -> None:
         """DaemonSet → one pod per eligible Linux node."""
         ds = self._workload_object(
             "DaemonSet",
-            ns.name,
-            w.name,
-            created,
-            labels,
+            seed.ns.name,
+            seed.w.name,
+            seed.created,
+            seed.labels,
             {
-                "selector": {"matchLabels": labels},
-                "template": template,
+                "selector": {"matchLabels": seed.labels},
+                "template": seed.template,
                 "updateStrategy": {
                     "type": "RollingUpdate",
                     "rollingUpdate": {"maxUnavailable": 1, "maxSurge": 0},
@@ -387,67 +367,59 @@ class WorldSeeding:
             },
         )
         ds = self._put_workload("daemonsets", ds)
-        for node in self._eligible_nodes(template_spec.get("nodeSelector"), linux_only=True):
+        for node in self._eligible_nodes(seed.template_spec.get("nodeSelector"), linux_only=True):
             pod_labels = {
-                **labels,
-                "controller-revision-hash": safe_suffix("ds" + w.name + str(created), 10),
+                **seed.labels,
+                "controller-revision-hash": safe_suffix("ds" + seed.w.name + str(seed.created), 10),
                 "pod-template-generation": "1",
             }
             name = self._generate_name(
-                "pods", ns.name, f"{w.name}-", ns.name + w.name + node.name + str(created)
+                "pods",
+                seed.ns.name,
+                f"{seed.w.name}-",
+                seed.ns.name + seed.w.name + node.name + str(seed.created),
             )
             self._create_pod_from(
-                ns.name,
+                seed.ns.name,
                 name,
                 pod_labels,
-                template_spec,
+                seed.template_spec,
                 _owner("apps/v1", "DaemonSet", ds),
-                created,
+                seed.created,
                 node=node,
             )
 
-    def _build_job(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_job(self, seed: _Seed) -> None:
         """Job → pod."""
-        self._new_job(ns.name, w.name, w, template, created, None)
+        self._new_job(seed.ns.name, seed.w.name, seed.w, seed.template, seed.created, None)
 
-    def _build_cronjob(
-        self,
-        ns: Namespace,
-        w: Workload,
-        labels: dict[str, str],
-        template: dict[str, Any],
-        template_spec: dict[str, Any],
-        created: float,
-    ) -> None:
+    def _build_cronjob(self, seed: _Seed) -> None:
         """CronJob: it has run once, so its Job (and the Job's pod) exists."""
         cj = self._workload_object(
             "CronJob",
-            ns.name,
-            w.name,
-            created - 3600,
-            labels,
+            seed.ns.name,
+            seed.w.name,
+            seed.created - 3600,
+            seed.labels,
             {
                 "schedule": "0 * * * *",
                 "concurrencyPolicy": "Allow",
                 "suspend": False,
                 "successfulJobsHistoryLimit": 3,
                 "failedJobsHistoryLimit": 1,
-                "jobTemplate": {"metadata": {}, "spec": {"backoffLimit": 6, "template": template}},
+                "jobTemplate": {"metadata": {}, "spec": {"backoffLimit": 6, "template": seed.template}},
             },
         )
-        scheduled = int(created // 60)
+        scheduled = int(seed.created // 60)
         cj["status"] = {"lastScheduleTime": iso(scheduled * 60)}
         cj = self._put_workload("cronjobs", cj)
         self._new_job(
-            ns.name, f"{w.name}-{scheduled}", w, template, scheduled * 60, _owner("batch/v1", "CronJob", cj)
+            seed.ns.name,
+            f"{seed.w.name}-{scheduled}",
+            seed.w,
+            seed.template,
+            scheduled * 60,
+            _owner("batch/v1", "CronJob", cj),
         )
 
     def _put_workload(self, plural: str, obj: dict[str, Any]) -> dict[str, Any]:

@@ -48,6 +48,7 @@ from shared.pipeline import AuditOptions, Auditor, Seams, connect_auditor, real_
 from shared.preflight.locate import PreflightFinding, locate, namespace_of
 from shared.preflight.manifests import ManifestObject, ManifestSet
 from shared.reference import ImageRef
+from shared.render import scrub_finding
 from shared.snapshot_builder import SnapshotBuilder, workload_from_template
 from shared.workloads import (
     DOCKER_CFG,
@@ -367,14 +368,7 @@ def preflight_offline(
         auditor.close()
     triples = [(p.name, p.os, p.arch) for p in pools]
     findings.extend(image_findings("", usages, results, triples))
-    findings = [_scrubbed(f.with_(cluster=None)) for f in findings]
+    findings = [scrub_finding(f.with_(cluster=None)) for f in findings]
     return PreflightResult(
         locate(findings, manifests, namespace), None, len(manifests.workloads), len(refs), requests
     )
-
-
-def _scrubbed(finding: Finding) -> Finding:
-    """As the audit does for its findings: no signed URL, token or JWT quoted from a registry."""
-    from shared.render import scrub, scrub_text
-
-    return finding.with_(message=scrub_text(finding.message), evidence=scrub(dict(finding.evidence)))

@@ -342,6 +342,15 @@ def scrub(payload: Any, secrets: Sequence[str] = ()) -> Any:
     return payload
 
 
+def scrub_finding(finding: Finding) -> Finding:
+    """The finding without signed URLs, tokens or JWTs in its message and evidence: they quote
+    outside text (kubelet's pull errors cite a layer's SAS URL, signature included)."""
+    message, evidence = scrub_text(finding.message), scrub(dict(finding.evidence))
+    if message == finding.message and evidence == dict(finding.evidence):
+        return finding
+    return finding.with_(message=message, evidence=evidence)
+
+
 def render(fmt: str, digest: Digest, secrets: Sequence[str] = ()) -> dict[str, Any]:
     """The webhook payload for ``digest`` in ``fmt`` (``slack`` or ``teams``), scrubbed."""
     if fmt == "slack":
