@@ -25,7 +25,7 @@ from shared.checks.pods import exec_format_crashes
 from shared.checks.registered import incomplete, run_checks
 from shared.checks.roles import registries_with_identity_role, resolve_pull_identity
 from shared.checks.scheduling import image_usages
-from shared.checks.secrets import credential_candidates, entry_matches, trial_key
+from shared.checks.secrets import credential_candidates, trial_key
 from shared.clients.arm import ArmAccessDenied, ArmClient, ArmNotFound
 from shared.clients.registry import ImageResult, ImageTarget, RegistryClient, RegistryCredential
 from shared.config import Settings
@@ -34,9 +34,9 @@ from shared.errors import PullwatchError, UpstreamError
 from shared.findings import Finding, sort_findings
 from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
+from shared.pull_credentials import SecretReader
 from shared.reference import ImageRef, ReferenceError, parse_reference
 from shared.render import scrub_finding
-from shared.snapshot_builder import parse_docker_config, secret_content
 from shared.workloads import Snapshot
 
 __all__ = ["AuditOptions", "AuditResult", "Auditor", "ClusterResult", "connect_auditor", "incomplete"]
@@ -500,59 +500,6 @@ class Auditor:
             for t in targets
             if (str(t.ref), t.identity) in self._image_results
         }
-
-
-class SecretReader:
-    """Reads pull-secret credentials at check time (read-secrets on); nothing is kept beyond the
-    registry check that needs it: the one pull-credential reader (registry checks as the workload,
-    and the pull-secret trials)."""
-
-    def __init__(self, kube: Any) -> None:
-        self.kube = kube
-        self._auths: dict[tuple[str, str], dict[str, tuple[str | None, str | None]] | None] = {}
-
-    def _entries(self, namespace: str, name: str) -> dict[str, tuple[str | None, str | None]] | None:
-        key = (namespace, name)
-        if key not in self._auths:
-            obj = self.kube.read_secret(namespace, name)
-            entries = None
-            if obj is not None:
-                stype, content, error = secret_content(obj)
-                if content is not None and error is None:
-                    try:
-                        entries = parse_docker_config(stype, content)
-                    except ValueError:
-                        entries = None
-            self._auths[key] = entries
-        return self._auths[key]
-
-    def read(self, namespace: str, name: str, auth_key: str) -> tuple[str, str] | None:
-        entry = (self._entries(namespace, name) or {}).get(auth_key)
-        if entry is None or not entry[0] or not entry[1]:
-            return None
-        return entry[0], entry[1]
-
-    def credential_for(
-        self, snapshot: Snapshot, namespace: str, workload: str, ref: ImageRef
-    ) -> RegistryCredential | None:
-        """The first of the workload's pull secrets whose auths key serves the image (kubelet's order)."""
-        facts = snapshot.workload(namespace, workload)
-        if facts is None:
-            return None
-        names, _ = snapshot.effective_pull_secrets(facts)
-        lookup = f"{ref.registry}/{ref.repository}"
-        for name in names:
-            for key in self._entries(namespace, name) or {}:
-                if entry_matches(key, lookup):
-                    found = self.read(namespace, name, key)
-                    if found:
-                        return RegistryCredential(
-                            host=ref.registry,
-                            username=found[0],
-                            password=found[1],
-                            label=f"secret:{namespace}/{name}",
-                        )
-        return None
 
 
 @dataclass(frozen=True)

@@ -295,7 +295,7 @@ def test_bad_kubeconfig_is_a_clear_error() -> None:
 def test_the_pull_credential_reader_reads_one_entry_at_check_time(
     cluster: tuple[KubeCluster, RequestLog],
 ) -> None:
-    from shared.pipeline import SecretReader
+    from shared.pull_credentials import SecretReader
 
     kube, _ = cluster
     with KubeClient.from_kubeconfig(kube.kubeconfig(), timeout=5) as client:
