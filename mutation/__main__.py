@@ -212,9 +212,10 @@ def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -
     for name in uncaught:
         function, diff = _function_of(name), diffs[name]
         key = (target.source, function, _change_key(diff))
-        if key in equivalents:
+        whole = (target.source, function, "*")  # every mutant of the function
+        if key in equivalents or whole in equivalents:
             score.equivalent += 1
-            used.add(key)
+            used.add(key if key in equivalents else whole)
             continue
         line = starts.get(function, 1) + _changed_line(diff) - 1
         score.survivors.append(Survivor(name, function, line, diff, key[2]))
