@@ -339,3 +339,10 @@ def test_the_request_deadline_reaches_the_connection(tmp_path: Path) -> None:
         with pytest.raises(requests.exceptions.RequestException):
             s.get("https://contosoacr.azurecr.io/v2/", timeout=0.3)
         assert time.monotonic() - started < 3
+
+
+def test_a_name_that_resolves_to_no_address_is_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: [])
+    with pytest.raises(NameNotResolved) as error:
+        guard().resolve("empty.example", 443)
+    assert str(error.value) == "empty.example does not resolve (no addresses)"
