@@ -94,9 +94,10 @@ def test_a_line_is_cut_at_1400_characters_and_not_before() -> None:
 
 
 def test_a_remediation_with_no_room_left_is_an_ellipsis() -> None:
-    text = line_text(line("s" * 900, message="m" * 500, remediation="r" * 50))
-    assert len(text) == MAX_LINE  # head and body alone are over the line limit
-    assert "r" not in text[-60:]
+    base = len(line_text(line("s")))
+    subject = "s" + "x" * (MAX_LINE - 15 - base)  # head and body leave 15 characters: less than 20
+    text = line_text(line(subject, remediation="r" * 50))
+    assert text == line_text(line(subject)) + "\n```…```"
 
 
 # --- sections and blocks -------------------------------------------------------------------------
