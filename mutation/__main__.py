@@ -40,6 +40,10 @@ COPIED = ("shared", "sandbox", "tests")
 CAUGHT = {"killed", "timeout", "segfault", "caught by type check"}
 
 
+class TargetFailed(Exception):
+    """mutmut could not run or finish one target (the others still run)."""
+
+
 @dataclass
 class Survivor:
     name: str
@@ -143,7 +147,12 @@ def _prepare(target: Target) -> Path:
         "source_paths": ["shared"],
         "only_mutate": [target.source],
         "also_copy": ["sandbox"],
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"],
+        "pytest_add_cli_args": [
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *(["-k", target.skip] if target.skip else []),
+        ],
         "pytest_add_cli_args_test_selection": list(target.tests),
         "use_git_change_detection": False,
         "use_setproctitle": False,
@@ -174,7 +183,7 @@ def run_target(target: Target, max_children: int, equivalents: dict[tuple[str, s
     done = subprocess.run([*command, *_globs(target)], cwd=work, env=_ENV, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
+        raise TargetFailed(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
     score = read_results(target, equivalents)
     score.seconds = time.monotonic() - started
     return score
@@ -186,13 +195,13 @@ def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -
     globs = _globs(target)
     meta_path = work / "mutants" / (target.source + ".meta")
     if not meta_path.exists():
-        raise SystemExit(f"mutation: no results for {target.name} in {work}")
+        raise TargetFailed(f"mutation: no results for {target.name} in {work}")
     from mutmut.stats import status_by_exit_code
 
     verdicts = json.loads(meta_path.read_text())["exit_code_by_key"]
     mine = {n: c for n, c in verdicts.items() if any(fnmatch.fnmatch(n, g) for g in globs)}
     if any(c is None for c in mine.values()):
-        raise SystemExit(f"mutation: the run of {target.name} did not finish")
+        raise TargetFailed(f"mutation: the run of {target.name} did not finish")
     score = Score(target, total=len(mine))
     uncaught = sorted(n for n, c in mine.items() if status_by_exit_code[c] not in CAUGHT)
     score.killed = score.total - len(uncaught)
@@ -274,16 +283,24 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = _load_equivalents()
     started = time.monotonic()
     scores = []
+    failed = []
     for target in chosen:
-        if args.report:
-            scores.append(read_results(target, equivalents))
-            continue
-        print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
-        scores.append(run_target(target, args.max_children, equivalents))
+        try:
+            if args.report:
+                scores.append(read_results(target, equivalents))
+                continue
+            print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
+            scores.append(run_target(target, args.max_children, equivalents))
+        except TargetFailed as exc:
+            print(exc, file=sys.stderr, flush=True)
+            failed.append(target.name)
     if args.stubs:
         print_equivalent_stubs(scores)
         return 0
     print_report(scores, time.monotonic() - started)
+    if failed:
+        print(f"mutation: could not run {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0 if all(s.score >= THRESHOLD for s in scores) else 1
 
 
