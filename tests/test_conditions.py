@@ -163,6 +163,7 @@ X = "@Request[x]"
         ("'a' StringEquals 'b'", "comparison at position 4 has no attribute"),
         (f"{X} StringEquals )", "expected a value at position 25, found ')'"),
         (f"{X} StringEquals 'a' ;", "unexpected character ';' at position 28"),
+        (f"{X} StringEquals 'a' ;;", "unexpected character ';' at position 28"),
     ],
 )
 def test_unreadable_conditions_say_what_and_where(condition: str, message: str) -> None:
@@ -293,3 +294,12 @@ def test_generated_condition_text_is_exact() -> None:
         f" OR ({attr} StringStartsWithIgnoreCase 'team-a/' OR {attr} StringStartsWithIgnoreCase 'team-b/'))"
     )
     assert repository_condition([]).endswith(" OR (false))")
+
+
+def test_symbolic_operators_and_surrounding_whitespace() -> None:
+    either = parse_condition(f"  {X} StringEquals 'a' || {X} StringEquals 'b'  ")
+    assert evaluate_condition(either, CONTENT_READ, {X: ("b",)})
+    assert not evaluate_condition(either, CONTENT_READ, {X: ("c",)})
+    both = parse_condition(f"{X} StringStartsWith 'a' && {X} StringEquals 'ab'\n")
+    assert evaluate_condition(both, CONTENT_READ, {X: ("ab",)})
+    assert not evaluate_condition(both, CONTENT_READ, {X: ("ac",)})
