@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.causes import BY_CODE, CODES, remediation_for
-from shared.explain import Explanation, explain, normalise, registry_of, split_errors
+from shared.explain import Explanation, Reading, classify, explain, normalise, registry_of, split_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_FILE = ROOT / "tests" / "data" / "pull_errors.dev.jsonl"
@@ -890,3 +890,33 @@ def test_a_full_disk_while_unpacking_is_still_disk_full() -> None:
         "tar file(exit status 1): write /var/www/html/unauthorized.php: no space left on device"
     )
     assert explain(text).cause == "disk_full"
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ('Failed to pull image "acme/web:1": zap', Reading("unknown", "zap")),  # three letters are a word
+        ('Failed to pull image "acme/web:1": zz', Reading("no_detail", "")),  # two are not
+        (
+            'Back-off pulling image "acme/web:1"\nsomething odd happened: the frobnicator broke',
+            Reading("unknown", "the frobnicator broke"),  # the first line with words, its last clause
+        ),
+        (
+            'Failed to pull image "acme/web:1": rpc error: code = Unknown desc = weird: the flux capacitor broke',
+            Reading("unknown", "the flux capacitor broke"),
+        ),
+        (
+            'Failed to pull image "acme/web:1": rpc error: "the flux capacitor broke";',
+            Reading("unknown", "the flux capacitor broke"),  # quotes and punctuation around it dropped
+        ),
+        (
+            "prefix: " + "alpha beta gamma " * 150,  # a long line is read from its last 2,000 characters
+            Reading(
+                "unknown",
+                "beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta…",
+            ),
+        ),
+    ],
+)
+def test_an_unknown_cause_quotes_the_last_clause_with_words(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
