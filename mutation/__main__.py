@@ -252,13 +252,14 @@ def print_report(scores: list[Score], seconds: float) -> None:
         for stale in s.stale_equivalents:
             print(f"\nNOTE {s.target.source}: listed as equivalent but not a survivor now: {stale}")
     print()
-    header = f"| {'module':<34} | mutants | killed | equivalent | survived | score  | time  |"
+    labels = [f"{s.target.name} ({s.target.source})" for s in scores]
+    width = max([len("module"), *(len(label) for label in labels)])
+    header = f"| {'module':<{width}} | mutants | killed | equivalent | survived | score  | time  |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for s in scores:
-        label = f"{s.target.name} ({s.target.source})"
+    for s, label in zip(scores, labels, strict=True):
         print(
-            f"| {label:<34} | {s.total:>7} | {s.killed:>6} | {s.equivalent:>10} | {len(s.survivors):>8} "
+            f"| {label:<{width}} | {s.total:>7} | {s.killed:>6} | {s.equivalent:>10} | {len(s.survivors):>8} "
             f"| {s.score:>6.1%} | {s.seconds:>4.0f}s |"
         )
     print(f"\nmutation: {len(scores)} targets in {seconds:.0f} s; threshold {THRESHOLD:.0%} per target")
