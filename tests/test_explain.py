@@ -920,3 +920,75 @@ def test_a_full_disk_while_unpacking_is_still_disk_full() -> None:
 )
 def test_an_unknown_cause_quotes_the_last_clause_with_words(text: str, reading: Reading) -> None:
     assert classify(text) == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "cause", "summary"),
+    [
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": rpc error: code = Unknown desc = failed to resolve'
+            ' reference "contosoacr.azurecr.io/web:1": failed to do request: Head'
+            ' "https://contosoacr.azurecr.io/v2/web/manifests/1": dial tcp: lookup contosoacr.azurecr.io on'
+            " 10.0.0.10:53: no such host",
+            "dns",
+            "a node could not resolve the registry's name (lookup contosoacr.azurecr.io: no such host)"
+            " for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": rpc error: code = Unknown desc = failed to do'
+            ' request: Head "https://contosoacr.azurecr.io/v2/web/manifests/1": dial tcp 20.1.2.3:443: i/o timeout',
+            "network",
+            "a node could not reach registry contosoacr.azurecr.io (i/o timeout to 20.1.2.3:443)"
+            " for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": unexpected status code 401 Unauthorized'
+            " (the credentials were refused)). Next",
+            "auth_failed",
+            "registry contosoacr.azurecr.io refused the pull credentials"
+            " (401 Unauthorized (the credentials were refused) for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "x/y:1": toomanyrequests: You have reached your pull rate limit. You may'
+            " increase the limit by authenticating and upgrading",
+            "rate_limited",
+            "the pull was throttled (toomanyrequests: You have reached your pull rate limit) for x/y:1",
+        ),
+        (
+            'Failed to pull image "x/y:1": Error response from daemon: Get https://x/v2/: x509: certificate'
+            " signed by unknown authority\nmore",
+            "tls",
+            "TLS with registry docker.io failed (certificate signed by unknown authority) for x/y:1",
+        ),
+    ],
+)
+def test_the_summary_quotes_the_clause_that_shows_the_cause(text: str, cause: str, summary: str) -> None:
+    result = explain(text)
+    assert (result.cause, result.summary) == (cause, summary)
+
+
+@pytest.mark.parametrize(
+    ("clause", "evidence"),
+    [
+        ("weird " + "q" * 84, "weird " + "q" * 84),  # 90 characters: kept whole
+        ("weird " + "q" * 85, "weird " + "q" * 83 + "…"),  # 91: cut to 90 with the ellipsis
+        ("a" * 88 + " b" + "c" * 10, "a" * 88 + "…"),  # no space before the ellipsis
+        ("the  flux\tcapacitor broke", "the flux capacitor broke"),  # whitespace runs are one space
+    ],
+)
+def test_quoted_evidence_is_at_most_90_characters(clause: str, evidence: str) -> None:
+    assert classify(f'Failed to pull image "x/y:1": {clause}') == Reading("unknown", evidence)
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("localhost/App:Tag", "localhost"),  # does not parse (upper case), still a host
+        ("myhost:5000/App", "myhost:5000"),
+        ("<acrname>.azurecr.io/<repo:tag>", "<acrname>.azurecr.io"),
+        ("Team/App", "docker.io"),
+        ("/app", None),
+    ],
+)
+def test_registry_of_references_that_do_not_parse(reference: str, registry: str | None) -> None:
+    assert registry_of(reference) == registry
