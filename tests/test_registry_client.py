@@ -527,7 +527,8 @@ def test_foreign_realm_receives_no_credentials(world: World) -> None:
         assert "Authorization" not in seen.headers and "authorization" not in seen.headers
         assert_no_secret(seen.text())
     # the recorder's token is no good at the registry: the check says credentials are needed
-    assert result.failure != None  # noqa: E711
+    assert (result.failure, result.auth, result.auth_required) == ("CHECK_INCOMPLETE", "anonymous", True)
+    assert result.detail == "the registry refuses anonymous pulls of this repository; credentials are needed"
     assert_no_secret(json.dumps(result.evidence()))
 
 
@@ -615,3 +616,40 @@ def test_jwt_expiry_and_scrubber(world: World) -> None:
     scrub.add(PASSWORD)
     text = scrub(f"failed with Authorization: Bearer {token} and password={PASSWORD} {PASSWORD}")
     assert token not in text and PASSWORD not in text and "eyJ" not in text
+
+
+def test_a_secret_for_a_host_that_is_a_prefix_of_the_registry_is_not_sent(world: World) -> None:
+    cred = RegistryCredential("contoso.azurecr.io", "puller", PASSWORD, "secret:shop/contoso")
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.2", credential=cred)
+    assert result.failure == "CHECK_INCOMPLETE"
+    assert result.detail == f"credential secret:shop/contoso is for contoso.azurecr.io, not {ACR}; not sent"
+    for seen in world.front.seen:
+        assert not any(k.lower() == "authorization" for k in seen.headers)
+        assert_no_secret(seen.text())
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["docker.io", "Docker.IO", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1"],
+)
+def test_every_spelling_of_docker_hub_gets_the_hub_secret(world: World, host: str) -> None:
+    cred = RegistryCredential(host, "puller", PASSWORD, "secret:shop/hub")
+    with world.client() as client:
+        result = check_one(client, "nginx:1.27", credential=cred)
+    [token_request] = world.hub_auth.seen
+    assert (
+        token_request.headers.get("Authorization")
+        == "Basic " + base64.b64encode(f"puller:{PASSWORD}".encode()).decode()
+    )
+    assert result.identity == "secret:shop/hub"
+
+
+@pytest.mark.parametrize("host", ["index.docker.io.evil.example", "docker.io.example.org", "example.org"])
+def test_a_secret_for_another_host_never_reaches_docker_hub(world: World, host: str) -> None:
+    cred = RegistryCredential(host, "puller", PASSWORD, "secret:shop/other")
+    with world.client() as client:
+        result = check_one(client, "nginx:1.27", credential=cred)
+    assert result.failure == "CHECK_INCOMPLETE"
+    assert result.detail == f"credential secret:shop/other is for {host}, not docker.io; not sent"
+    assert world.hub_auth.seen == []
