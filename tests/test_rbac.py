@@ -287,6 +287,11 @@ def test_scope_is_within_the_registry(scope: str, inside: bool) -> None:
     assert scope_is_within(scope, REG_ID) is inside
 
 
+def test_a_registry_whose_name_ends_in_capital_x_is_not_trimmed() -> None:
+    assert not scope_is_within(REG_ID, REG_ID + "X")
+    assert scope_is_within(REG_ID + "X", REG_ID + "X")
+
+
 def test_scopes_ending_in_capital_x_are_not_trimmed() -> None:
     assert not scope_covers(f"{RG}/providers/Microsoft.ContainerRegistry/registries/contosoacrX", REG_ID)
     assert not scope_covers(RG, REG_ID.replace("rg-shared", "Xrg-shared"))
@@ -328,8 +333,9 @@ def test_classic_access_is_exact_with_its_assignments_roles_and_reasons() -> Non
             "is not supported",
         ),
     )
-    explicit = RegistryInfo(**{**REGISTRY.__dict__, "role_assignment_mode": "LegacyRegistryPermissions"})
-    assert pull_access(IDENTITY, [], explicit, [puller], {}).mode == "LegacyRegistryPermissions"
+    for unset in (None, ""):
+        unknown_mode = RegistryInfo(**{**REGISTRY.__dict__, "role_assignment_mode": unset})
+        assert pull_access(IDENTITY, [], unknown_mode, [puller], {}).mode == "LegacyRegistryPermissions"
 
 
 def test_classic_conditions_are_evaluated_for_the_pull_action() -> None:
