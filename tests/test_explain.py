@@ -992,3 +992,60 @@ def test_quoted_evidence_is_at_most_90_characters(clause: str, evidence: str) ->
 )
 def test_registry_of_references_that_do_not_parse(reference: str, registry: str | None) -> None:
     assert registry_of(reference) == registry
+
+
+@pytest.mark.parametrize(
+    ("text", "image"),
+    [
+        ("Error reading manifest 1.2 in quay.io/acme/web: manifest unknown", "quay.io/acme/web:1.2"),
+        (
+            "Error reading manifest sha256:abcd in quay.io/acme/web: manifest unknown",
+            "quay.io/acme/web@sha256:abcd",
+        ),
+        ("Tag v9 not found in repository docker.io/acme/web", "docker.io/acme/web:v9"),
+        (
+            "Trying to pull <image>... Trying to pull quay.io/acme/web:2...",
+            "quay.io/acme/web:2",
+        ),  # placeholder
+        ("Trying to pull : then Trying to pull quay.io/acme/web:1...", "quay.io/acme/web:1"),  # empty name
+        ("image acme/web:1. not found", "acme/web:1"),  # sentence punctuation is not part of the name
+        ("image acme/PROX. not found", "acme/PROX"),
+        ('image=""', None),
+    ],
+)
+def test_find_image_names_the_reference_as_written(text: str, image: str | None) -> None:
+    from shared.explain import find_image
+
+    assert find_image(text) == image
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        (  # the preferred detail is quoted, not the rule's last match
+            'Failed to pull image "x/y:1": rpc error: code = Unknown desc = failed to copy: httpReadSeeker: failed'
+            " open: unexpected status code https://x/v2/y/manifests/1: 429 Too Many Requests - Server message:"
+            " toomanyrequests: You have reached your pull rate limit",
+            Reading("rate_limited", "toomanyrequests: You have reached your pull rate limit"),
+        ),
+        (  # a pod name at the very start of the text is a name, not a status code
+            "web-401-x   0/1     ErrImagePull   0   5s",
+            Reading("no_detail", ""),
+        ),
+        (
+            'Failed to pull image "x/y:1": unexpected status: 401 Unauthorized, this may be because there are no'
+            " credentials on this request.",
+            Reading(
+                "auth_failed",
+                "401 Unauthorized, this may be because there are no credentials on this request.",
+            ),
+        ),
+    ],
+)
+def test_classify_quotes_the_right_words(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
+
+
+def test_normalise_undoes_json_escapes_and_keeps_a_bare_ampersand() -> None:
+    assert normalise('a & b \\"x\\" \\n c') == 'a & b "x"   c'
+    assert normalise("a &amp; b &lt;x&gt;") == "a & b <x>"
