@@ -1049,3 +1049,33 @@ def test_classify_quotes_the_right_words(text: str, reading: Reading) -> None:
 def test_normalise_undoes_json_escapes_and_keeps_a_bare_ampersand() -> None:
     assert normalise('a & b \\"x\\" \\n c') == 'a & b "x"   c'
     assert normalise("a &amp; b &lt;x&gt;") == "a & b <x>"
+
+
+@pytest.mark.parametrize(
+    ("text", "summary"),
+    [
+        ("Error: ErrImagePull", "pulling an image failed, but this text does not say why"),
+        (
+            "Error: ErrImagePull https://contosoacr.azurecr.io/v2/",
+            "pulling an image from contosoacr.azurecr.io failed, but this text does not say why",
+        ),
+        (
+            "dial tcp 1.2.3.4:443: i/o timeout",
+            "a node could not reach the registry (i/o timeout to 1.2.3.4:443)",
+        ),
+        (
+            "lookup contosoacr.azurecr.io on 10.0.0.10:53: no such host",
+            "a node could not resolve the registry's name (lookup contosoacr.azurecr.io: no such host)"
+            " at contosoacr.azurecr.io",
+        ),
+    ],
+)
+def test_summaries_without_an_image_name_what_they_know(text: str, summary: str) -> None:
+    assert explain(text).summary == summary
+
+
+def test_a_text_of_exactly_64_kb_is_read_whole() -> None:
+    head = " " * (48_000 - 10) + 'Failed to pull image "acme/web:1": manifest unknown'
+    text = head + " " * (64_000 - len(head))  # the image name straddles where a longer text is cut
+    result = explain(text)
+    assert (result.cause, result.image) == ("not_found", "acme/web:1")
