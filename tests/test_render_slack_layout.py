@@ -190,3 +190,7 @@ def test_the_fallback_text_fits_exactly_at_its_limit() -> None:
     assert slack_payload(exact)["text"] == exact.title + fallback_entry("a", line("s" + "x" * room))
     over = digest(("a", [line("s" + "x" * (room + 1))]))
     assert slack_payload(over)["text"] == over.title + "\n… and 1 more"
+
+
+def test_no_space_is_left_before_an_ellipsis() -> None:
+    assert line_text(line(message="m" * 498 + " " + "x" * 10)).endswith("\n" + "m" * 498 + "…")
