@@ -151,7 +151,7 @@ def _prepare(target: Target) -> Path:
             "-p",
             "no:cacheprovider",
             "-q",
-            *(["-k", target.skip] if target.skip else []),
+            *(["-k", target.keyword] if target.keyword else []),
         ],
         "pytest_add_cli_args_test_selection": list(target.tests),
         "use_git_change_detection": False,
