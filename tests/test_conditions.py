@@ -161,6 +161,7 @@ X = "@Request[x]"
         (f"{X} StringEquals {X}", "comparing two attributes at position 12 is not supported"),
         (f"'a' StringEquals {X}", "attribute on the right of 'StringEquals' is not supported"),
         ("'a' StringEquals 'b'", "comparison at position 4 has no attribute"),
+        ("foo StringEquals 'b'", "expected a value at position 0, found 'foo'"),
         (f"{X} StringEquals )", "expected a value at position 25, found ')'"),
         (f"{X} StringEquals 'a' ;", "unexpected character ';' at position 28"),
         (f"{X} StringEquals 'a' ;;", "unexpected character ';' at position 28"),
@@ -237,6 +238,7 @@ def test_operators_at_their_boundaries(op: str, left: str, right: str, expected:
         ("web\\\\", "web\\", True),  # an escaped backslash at the end is a literal backslash
         ("w\\eb", "w\\eb", True),  # so is one before another character
         ("a.b", "axb", False),  # regex syntax is literal
+        ("a\\Xb", "a\\Xb", True),  # only * and ? can be escaped: the backslash stays
         ("a?c", "a\nc", True),
     ],
 )

@@ -295,6 +295,7 @@ def test_a_registry_whose_name_ends_in_capital_x_is_not_trimmed() -> None:
 def test_scopes_ending_in_capital_x_are_not_trimmed() -> None:
     assert not scope_covers(f"{RG}/providers/Microsoft.ContainerRegistry/registries/contosoacrX", REG_ID)
     assert not scope_covers(RG, REG_ID.replace("rg-shared", "Xrg-shared"))
+    assert not scope_covers(REG_ID, REG_ID + "X")
 
 
 def test_management_group_scope_when_only_one_side_says_where_it_was_listed() -> None:
