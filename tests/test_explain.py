@@ -910,12 +910,15 @@ def test_a_full_disk_while_unpacking_is_still_disk_full() -> None:
             Reading("unknown", "the flux capacitor broke"),  # quotes and punctuation around it dropped
         ),
         (
-            "prefix: " + "alpha beta gamma " * 150,  # a long line is read from its last 2,000 characters
+            "prefix: "
+            + "alpha beta gamma " * 150
+            + "end",  # a long line is read from its last 2,000 characters
             Reading(
                 "unknown",
-                "beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta…",
+                "a gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta ga…",
             ),
         ),
+        ('Failed to pull image "x/y:1": weird: zapX', Reading("unknown", "zapX")),
     ],
 )
 def test_an_unknown_cause_quotes_the_last_clause_with_words(text: str, reading: Reading) -> None:
@@ -1079,3 +1082,50 @@ def test_a_text_of_exactly_64_kb_is_read_whole() -> None:
     text = head + " " * (64_000 - len(head))  # the image name straddles where a longer text is cut
     result = explain(text)
     assert (result.cause, result.image) == ("not_found", "acme/web:1")
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        (  # blanking the credentials boilerplate keeps every later position where it was
+            "unexpected status: 401 Unauthorized, this may be because there are no credentials on this request."
+            " toomanyrequests: slow down",
+            Reading("rate_limited", "toomanyrequests: slow down"),
+        ),
+        (  # balanced parentheses at the end of a clause are kept
+            'Failed to pull image "x/y:1": toomanyrequests (retry later)\nmore',
+            Reading("rate_limited", "toomanyrequests (retry later)"),
+        ),
+        (  # trailing punctuation is dropped
+            'Failed to pull image "x/y:1": dial tcp 1.2.3.4:443: i/o timeout;\nmore',
+            Reading("network", "i/o timeout"),
+        ),
+        (  # the clause is read from a window of 180 characters after the match
+            'Failed to pull image "x/y:1": toomanyrequests' + " " * 200 + "more words here",
+            Reading("rate_limited", "toomanyrequests"),
+        ),
+        (  # and cut at 90
+            'Failed to pull image "x/y:1": toomanyrequests: ' + "slow down please " * 10,
+            Reading(
+                "rate_limited",
+                "toomanyrequests: slow down please slow down please slow down please slow down please slow…",
+            ),
+        ),
+    ],
+)
+def test_the_evidence_clause_is_cut_where_it_ends(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
+
+
+def test_a_name_that_does_not_resolve_without_a_lookup_line() -> None:
+    assert (
+        explain("dial tcp: no such host").summary
+        == "a node could not resolve the registry's name (no such host)"
+    )
+
+
+def test_the_remediation_names_the_image() -> None:
+    result = explain(
+        'Failed to pull image "acme/web:1": no matching manifest for linux/arm64 in the manifest list entries'
+    )
+    assert "docker manifest inspect acme/web:1" in result.remediation
