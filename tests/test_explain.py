@@ -1100,6 +1100,14 @@ def test_a_text_of_exactly_64_kb_is_read_whole() -> None:
             'Failed to pull image "x/y:1": dial tcp 1.2.3.4:443: i/o timeout;\nmore',
             Reading("network", "i/o timeout"),
         ),
+        (  # only punctuation is dropped from the ends, never a letter
+            'Failed to pull image "x/y:1": dial tcp 1.2.3.4:443: i/o timeoutX;\nmore',
+            Reading("network", "i/o timeoutX"),
+        ),
+        (  # an unbalanced closing parenthesis is dropped, the letter before it kept
+            'Failed to pull image "x/y:1": toomanyrequests X)\nmore',
+            Reading("rate_limited", "toomanyrequests X"),
+        ),
         (  # the clause is read from a window of 180 characters after the match
             'Failed to pull image "x/y:1": toomanyrequests' + " " * 200 + "more words here",
             Reading("rate_limited", "toomanyrequests"),
