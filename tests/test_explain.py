@@ -1112,7 +1112,11 @@ def test_a_text_of_exactly_64_kb_is_read_whole() -> None:
             'Failed to pull image "x/y:1": toomanyrequests' + " " * 200 + "more words here",
             Reading("rate_limited", "toomanyrequests"),
         ),
-        (  # and cut at 90
+        (  # and cut to 90 characters
+            'Failed to pull image "x/y:1": toomanyrequests: ' + "x" * 200,
+            Reading("rate_limited", "toomanyrequests: " + "x" * 72 + "…"),
+        ),
+        (  # at a word's end when it can
             'Failed to pull image "x/y:1": toomanyrequests: ' + "slow down please " * 10,
             Reading(
                 "rate_limited",
