@@ -80,7 +80,7 @@ previews: setup $(STAMP)/apt-previews
 
 # Mutation score of the core modules against their own unit tests (mutmut); not part of `make test`.
 mutation: setup
-	@$(PY) -m mutation
+	@$(PY) -m mutation --max-children 2
 
 clean:
 	rm -rf .venv node_modules $(STAMP) .mutation .mypy_cache .ruff_cache .pytest_cache

@@ -40,6 +40,10 @@ COPIED = ("shared", "sandbox", "tests")
 CAUGHT = {"killed", "timeout", "segfault", "caught by type check"}
 
 
+class TargetFailed(Exception):
+    """mutmut could not run or finish one target (the others still run)."""
+
+
 @dataclass
 class Survivor:
     name: str
@@ -143,7 +147,12 @@ def _prepare(target: Target) -> Path:
         "source_paths": ["shared"],
         "only_mutate": [target.source],
         "also_copy": ["sandbox"],
-        "pytest_add_cli_args": ["-p", "no:cacheprovider", "-p", "no:randomly", "-q"],
+        "pytest_add_cli_args": [
+            "-p",
+            "no:cacheprovider",
+            "-q",
+            *(["-k", target.keyword] if target.keyword else []),
+        ],
         "pytest_add_cli_args_test_selection": list(target.tests),
         "use_git_change_detection": False,
         "use_setproctitle": False,
@@ -174,7 +183,7 @@ def run_target(target: Target, max_children: int, equivalents: dict[tuple[str, s
     done = subprocess.run([*command, *_globs(target)], cwd=work, env=_ENV, capture_output=True, text=True)
     if done.returncode != 0:
         sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
-        raise SystemExit(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
+        raise TargetFailed(f"mutation: mutmut did not finish {target.name} (exit {done.returncode})")
     score = read_results(target, equivalents)
     score.seconds = time.monotonic() - started
     return score
@@ -186,13 +195,13 @@ def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -
     globs = _globs(target)
     meta_path = work / "mutants" / (target.source + ".meta")
     if not meta_path.exists():
-        raise SystemExit(f"mutation: no results for {target.name} in {work}")
+        raise TargetFailed(f"mutation: no results for {target.name} in {work}")
     from mutmut.stats import status_by_exit_code
 
     verdicts = json.loads(meta_path.read_text())["exit_code_by_key"]
     mine = {n: c for n, c in verdicts.items() if any(fnmatch.fnmatch(n, g) for g in globs)}
     if any(c is None for c in mine.values()):
-        raise SystemExit(f"mutation: the run of {target.name} did not finish")
+        raise TargetFailed(f"mutation: the run of {target.name} did not finish")
     score = Score(target, total=len(mine))
     uncaught = sorted(n for n, c in mine.items() if status_by_exit_code[c] not in CAUGHT)
     score.killed = score.total - len(uncaught)
@@ -212,9 +221,10 @@ def read_results(target: Target, equivalents: dict[tuple[str, str, str], str]) -
     for name in uncaught:
         function, diff = _function_of(name), diffs[name]
         key = (target.source, function, _change_key(diff))
-        if key in equivalents:
+        whole = (target.source, function, "*")  # every mutant of the function
+        if key in equivalents or whole in equivalents:
             score.equivalent += 1
-            used.add(key)
+            used.add(key if key in equivalents else whole)
             continue
         line = starts.get(function, 1) + _changed_line(diff) - 1
         score.survivors.append(Survivor(name, function, line, diff, key[2]))
@@ -242,13 +252,14 @@ def print_report(scores: list[Score], seconds: float) -> None:
         for stale in s.stale_equivalents:
             print(f"\nNOTE {s.target.source}: listed as equivalent but not a survivor now: {stale}")
     print()
-    header = f"| {'module':<34} | mutants | killed | equivalent | survived | score  | time  |"
+    labels = [f"{s.target.name} ({s.target.source})" for s in scores]
+    width = max([len("module"), *(len(label) for label in labels)])
+    header = f"| {'module':<{width}} | mutants | killed | equivalent | survived | score  | time  |"
     print(header)
     print("|" + "|".join("-" * (len(c)) for c in header.split("|")[1:-1]) + "|")
-    for s in scores:
-        label = f"{s.target.name} ({s.target.source})"
+    for s, label in zip(scores, labels, strict=True):
         print(
-            f"| {label:<34} | {s.total:>7} | {s.killed:>6} | {s.equivalent:>10} | {len(s.survivors):>8} "
+            f"| {label:<{width}} | {s.total:>7} | {s.killed:>6} | {s.equivalent:>10} | {len(s.survivors):>8} "
             f"| {s.score:>6.1%} | {s.seconds:>4.0f}s |"
         )
     print(f"\nmutation: {len(scores)} targets in {seconds:.0f} s; threshold {THRESHOLD:.0%} per target")
@@ -273,16 +284,24 @@ def main(argv: list[str] | None = None) -> int:
     equivalents = _load_equivalents()
     started = time.monotonic()
     scores = []
+    failed = []
     for target in chosen:
-        if args.report:
-            scores.append(read_results(target, equivalents))
-            continue
-        print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
-        scores.append(run_target(target, args.max_children, equivalents))
+        try:
+            if args.report:
+                scores.append(read_results(target, equivalents))
+                continue
+            print(f"mutation: {target.name} ({target.source}) against {' '.join(target.tests)}", flush=True)
+            scores.append(run_target(target, args.max_children, equivalents))
+        except TargetFailed as exc:
+            print(exc, file=sys.stderr, flush=True)
+            failed.append(target.name)
     if args.stubs:
         print_equivalent_stubs(scores)
         return 0
     print_report(scores, time.monotonic() - started)
+    if failed:
+        print(f"mutation: could not run {', '.join(failed)}", file=sys.stderr)
+        return 2
     return 0 if all(s.score >= THRESHOLD for s in scores) else 1
 
 

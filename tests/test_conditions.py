@@ -132,3 +132,175 @@ def test_quotes_in_values() -> None:
     cond = repository_condition(["it's"])
     assert condition_allows(cond, CONTENT_READ, "it's")
     assert not condition_allows(cond, CONTENT_READ, "its")
+
+
+X = "@Request[x]"
+
+
+@pytest.mark.parametrize(
+    ("condition", "message"),
+    [
+        ("", "empty condition"),
+        ("   ", "empty condition"),
+        (f"{X} StringEquals", "condition ends too early"),
+        (f"({X} StringEquals 'web'", "condition ends too early"),
+        ("!", "condition ends too early"),
+        (f"{X} StringEquals 'web' extra", "unexpected 'extra' at position 31"),
+        (
+            f"{X} StringEquals 'a' AND {X} StringEquals 'b' OR {X} StringEquals 'c'",
+            "AND and OR mixed without parentheses at position 62",
+        ),
+        (f"{X} StringSoundsLike 'web'", "operator 'StringSoundsLike' at position 12 is not supported"),
+        (
+            f"{X} ForSomeValues:StringEquals {{'a'}}",
+            "operator 'ForSomeValues:StringEquals' at position 12 is not supported",
+        ),
+        (f"{X} 'x' 'y'", "operator \"'x'\" at position 12 is not supported"),
+        ("ActionMatches{'a' 'b'}", "expected '}' at position 18, found \"'b'\""),
+        (f"{X} StringEquals {X}", "comparing two attributes at position 12 is not supported"),
+        (f"'a' StringEquals {X}", "attribute on the right of 'StringEquals' is not supported"),
+        ("'a' StringEquals 'b'", "comparison at position 4 has no attribute"),
+        ("foo StringEquals 'b'", "expected a value at position 0, found 'foo'"),
+        (f"{X} StringEquals )", "expected a value at position 25, found ')'"),
+        (f"{X} StringEquals 'a' ;", "unexpected character ';' at position 28"),
+        (f"{X} StringEquals 'a' ;;", "unexpected character ';' at position 28"),
+    ],
+)
+def test_unreadable_conditions_say_what_and_where(condition: str, message: str) -> None:
+    with pytest.raises(ConditionError) as error:
+        parse_condition(condition)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("condition", "attributes", "message"),
+    [
+        (f"{X} NumericEquals 'abc'", {X: ("web",)}, "NumericEquals needs numbers, got 'web' and 'abc'"),
+        (
+            f"{X} StringEquals {{'a', 'b'}}",
+            {X: ("a",)},
+            "StringEquals takes one value; use a ForAnyOfAnyValues: operator for a set",
+        ),
+        (f"{X} StringEquals 'a'", {"bad": ("x",)}, "attribute 'bad' does not parse"),
+        (
+            f"{X} StringEquals 'a'",
+            {"@Resource[x]": ("a",)},
+            "attribute @Request[x] is not one pullwatch can evaluate",
+        ),
+    ],
+)
+def test_conditions_that_cannot_be_evaluated_say_why(
+    condition: str, attributes: dict[str, tuple[str, ...]], message: str
+) -> None:
+    with pytest.raises(ConditionError) as error:
+        evaluate_condition(parse_condition(condition), CONTENT_READ, attributes)
+    assert str(error.value) == message
+
+
+@pytest.mark.parametrize(
+    ("op", "left", "right", "expected"),
+    [
+        ("NumericEquals", "10", "10", True),
+        ("NumericEquals", "10", "11", False),
+        ("NumericNotEquals", "10", "10", False),
+        ("NumericNotEquals", "10", "11", True),
+        ("NumericLessThan", "10", "10", False),
+        ("NumericLessThan", "9", "10", True),
+        ("NumericLessThanEquals", "10", "10", True),
+        ("NumericLessThanEquals", "11", "10", False),
+        ("NumericGreaterThan", "10", "10", False),
+        ("NumericGreaterThan", "11", "10", True),
+        ("NumericGreaterThanEquals", "10", "10", True),
+        ("NumericGreaterThanEquals", "9", "10", False),
+        ("numericequals", "1.50", "1.5", True),  # operator names are case-insensitive
+        ("StringNotEqualsIgnoreCase", "WEB", "web", False),
+        ("StringNotLike", "web1", "web?", False),
+        ("StringNotLikeIgnoreCase", "WEB1", "web?", False),
+        ("StringNotStartsWith", "web", "we", False),
+        ("StringStartsWith", "web", "WE", False),
+    ],
+)
+def test_operators_at_their_boundaries(op: str, left: str, right: str, expected: bool) -> None:
+    literal = right if right.replace(".", "").isdigit() else f"'{right}'"
+    assert evaluate_condition(parse_condition(f"{X} {op} {literal}"), CONTENT_READ, {X: (left,)}) is expected
+
+
+@pytest.mark.parametrize(
+    ("pattern", "value", "expected"),
+    [
+        ("web\\*", "web*", True),  # an escaped * is a literal star
+        ("web\\*", "webx", False),
+        ("a\\?b", "a?b", True),
+        ("a\\?b", "axb", False),
+        ("a\\*b*", "a*bcd", True),  # matching goes on after an escape
+        ("a\\*b*", "axbcd", False),
+        ("web\\\\", "web\\", True),  # an escaped backslash at the end is a literal backslash
+        ("w\\eb", "w\\eb", True),  # so is one before another character
+        ("a.b", "axb", False),  # regex syntax is literal
+        ("a\\Xb", "a\\Xb", True),  # only * and ? can be escaped: the backslash stays
+        ("a?c", "a\nc", True),
+    ],
+)
+def test_string_like_wildcards_and_escapes(pattern: str, value: str, expected: bool) -> None:
+    expr = parse_condition(f"{X} StringLike '{pattern}'")  # backslashes kept as written
+    assert evaluate_condition(expr, CONTENT_READ, {X: (value,)}) is expected
+
+
+def test_attribute_names_compare_case_insensitively_but_sources_differ() -> None:
+    expr = parse_condition(
+        "@Request[Microsoft.ContainerRegistry/registries/repositories:name] StringEquals 'web'"
+    )
+    attributes = {"@REQUEST[microsoft.containerregistry/registries/repositories:NAME]": ("web",)}
+    assert evaluate_condition(expr, CONTENT_READ, attributes)
+    with pytest.raises(ConditionError):
+        evaluate_condition(
+            expr,
+            CONTENT_READ,
+            {"@Resource[Microsoft.ContainerRegistry/registries/repositories:name]": ("web",)},
+        )
+
+
+def test_a_single_valued_operator_on_an_empty_attribute_is_false() -> None:
+    assert not evaluate_condition(parse_condition(f"{X} StringNotEquals 'a'"), CONTENT_READ, {X: ()})
+
+
+@pytest.mark.parametrize(
+    ("condition", "sub_operation", "expected"),
+    [
+        ("SubOperationMatches{'Blob.List'}", "blob.list", True),
+        ("SubOperationMatches{'Blob.List'}", "Blob.Read", False),
+        ("SubOperationMatches{'Blob.List'}", None, False),
+        (f"SubOperationMatches{{'Blob.List'}} AND {X} StringEquals 'a'", "Blob.List", True),
+        (f"SubOperationMatches{{'Blob.List'}} OR {X} StringEquals 'b'", "Blob.List", True),
+        ("NOT SubOperationMatches{'Blob.List'}", "Blob.List", False),
+        ("!(SubOperationMatches{'Blob.List'})", "Blob.Read", True),
+    ],
+)
+def test_sub_operations_reach_every_level_of_a_condition(
+    condition: str, sub_operation: str | None, expected: bool
+) -> None:
+    assert (
+        evaluate_condition(parse_condition(condition), CONTENT_READ, {X: ("a",)}, sub_operation) is expected
+    )
+
+
+def test_generated_condition_text_is_exact() -> None:
+    attr = "@Request[Microsoft.ContainerRegistry/registries/repositories:name]"
+    assert repository_condition(["web", "api", "team-a/", "web"]) == (
+        f"((!(ActionMatches{{'{CONTENT_READ}'}}) AND !(ActionMatches{{'{METADATA_READ}'}}))"
+        f" OR ({attr} ForAnyOfAnyValues:StringEqualsIgnoreCase {{'api', 'web'}}"
+        f" OR {attr} StringStartsWithIgnoreCase 'team-a/'))"
+    )
+    assert repository_condition(["team-b/", "team-a/"]).endswith(
+        f" OR ({attr} StringStartsWithIgnoreCase 'team-a/' OR {attr} StringStartsWithIgnoreCase 'team-b/'))"
+    )
+    assert repository_condition([]).endswith(" OR (false))")
+
+
+def test_symbolic_operators_and_surrounding_whitespace() -> None:
+    either = parse_condition(f"  {X} StringEquals 'a' || {X} StringEquals 'b'  ")
+    assert evaluate_condition(either, CONTENT_READ, {X: ("b",)})
+    assert not evaluate_condition(either, CONTENT_READ, {X: ("c",)})
+    both = parse_condition(f"{X} StringStartsWith 'a' && {X} StringEquals 'ab'\n")
+    assert evaluate_condition(both, CONTENT_READ, {X: ("ab",)})
+    assert not evaluate_condition(both, CONTENT_READ, {X: ("ac",)})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from shared.causes import BY_CODE, CODES, remediation_for
-from shared.explain import Explanation, explain, normalise, registry_of, split_errors
+from shared.explain import Explanation, Reading, classify, explain, normalise, registry_of, split_errors
 
 ROOT = Path(__file__).resolve().parent.parent
 DEV_FILE = ROOT / "tests" / "data" / "pull_errors.dev.jsonl"
@@ -964,3 +964,254 @@ def test_an_image_named_by_a_run_of_backslashes_is_read_in_linear_time(length: i
 def test_escapes_inside_a_run_of_backslashes_are_still_undone() -> None:
     assert normalise('say \\\\\\"hi\\\\\\" then\\n more') == 'say "hi" then  more'
     assert normalise("a \\\\\\\\ b") == "a \\\\\\\\ b"  # backslashes that escape nothing stay
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        ('Failed to pull image "acme/web:1": zap', Reading("unknown", "zap")),  # three letters are a word
+        ('Failed to pull image "acme/web:1": zz', Reading("no_detail", "")),  # two are not
+        (
+            'Back-off pulling image "acme/web:1"\nsomething odd happened: the frobnicator broke',
+            Reading("unknown", "the frobnicator broke"),  # the first line with words, its last clause
+        ),
+        (
+            'Failed to pull image "acme/web:1": rpc error: code = Unknown desc = weird: the flux capacitor broke',
+            Reading("unknown", "the flux capacitor broke"),
+        ),
+        (
+            'Failed to pull image "acme/web:1": rpc error: "the flux capacitor broke";',
+            Reading("unknown", "the flux capacitor broke"),  # quotes and punctuation around it dropped
+        ),
+        (
+            "prefix: "
+            + "alpha beta gamma " * 150
+            + "end",  # a long line is read from its last 2,000 characters
+            Reading(
+                "unknown",
+                "a gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta gamma alpha beta ga…",
+            ),
+        ),
+        ('Failed to pull image "x/y:1": weird: zapX', Reading("unknown", "zapX")),
+    ],
+)
+def test_an_unknown_cause_quotes_the_last_clause_with_words(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
+
+
+@pytest.mark.parametrize(
+    ("text", "cause", "summary"),
+    [
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": rpc error: code = Unknown desc = failed to resolve'
+            ' reference "contosoacr.azurecr.io/web:1": failed to do request: Head'
+            ' "https://contosoacr.azurecr.io/v2/web/manifests/1": dial tcp: lookup contosoacr.azurecr.io on'
+            " 10.0.0.10:53: no such host",
+            "dns",
+            "a node could not resolve the registry's name (lookup contosoacr.azurecr.io: no such host)"
+            " for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": rpc error: code = Unknown desc = failed to do'
+            ' request: Head "https://contosoacr.azurecr.io/v2/web/manifests/1": dial tcp 20.1.2.3:443: i/o timeout',
+            "network",
+            "a node could not reach registry contosoacr.azurecr.io (i/o timeout to 20.1.2.3:443)"
+            " for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "contosoacr.azurecr.io/web:1": unexpected status code 401 Unauthorized'
+            " (the credentials were refused)). Next",
+            "auth_failed",
+            "registry contosoacr.azurecr.io refused the pull credentials"
+            " (401 Unauthorized (the credentials were refused) for contosoacr.azurecr.io/web:1",
+        ),
+        (
+            'Failed to pull image "x/y:1": toomanyrequests: You have reached your pull rate limit. You may'
+            " increase the limit by authenticating and upgrading",
+            "rate_limited",
+            "the pull was throttled (toomanyrequests: You have reached your pull rate limit) for x/y:1",
+        ),
+        (
+            'Failed to pull image "x/y:1": Error response from daemon: Get https://x/v2/: x509: certificate'
+            " signed by unknown authority\nmore",
+            "tls",
+            "TLS with registry docker.io failed (certificate signed by unknown authority) for x/y:1",
+        ),
+    ],
+)
+def test_the_summary_quotes_the_clause_that_shows_the_cause(text: str, cause: str, summary: str) -> None:
+    result = explain(text)
+    assert (result.cause, result.summary) == (cause, summary)
+
+
+@pytest.mark.parametrize(
+    ("clause", "evidence"),
+    [
+        ("weird " + "q" * 84, "weird " + "q" * 84),  # 90 characters: kept whole
+        ("weird " + "q" * 85, "weird " + "q" * 83 + "…"),  # 91: cut to 90 with the ellipsis
+        ("a" * 88 + " b" + "c" * 10, "a" * 88 + "…"),  # no space before the ellipsis
+        ("the  flux\tcapacitor broke", "the flux capacitor broke"),  # whitespace runs are one space
+    ],
+)
+def test_quoted_evidence_is_at_most_90_characters(clause: str, evidence: str) -> None:
+    assert classify(f'Failed to pull image "x/y:1": {clause}') == Reading("unknown", evidence)
+
+
+@pytest.mark.parametrize(
+    ("reference", "registry"),
+    [
+        ("localhost/App:Tag", "localhost"),  # does not parse (upper case), still a host
+        ("myhost:5000/App", "myhost:5000"),
+        ("<acrname>.azurecr.io/<repo:tag>", "<acrname>.azurecr.io"),
+        ("Team/App", "docker.io"),
+        ("/app", None),
+    ],
+)
+def test_registry_of_references_that_do_not_parse(reference: str, registry: str | None) -> None:
+    assert registry_of(reference) == registry
+
+
+@pytest.mark.parametrize(
+    ("text", "image"),
+    [
+        ("Error reading manifest 1.2 in quay.io/acme/web: manifest unknown", "quay.io/acme/web:1.2"),
+        (
+            "Error reading manifest sha256:abcd in quay.io/acme/web: manifest unknown",
+            "quay.io/acme/web@sha256:abcd",
+        ),
+        ("Tag v9 not found in repository docker.io/acme/web", "docker.io/acme/web:v9"),
+        (
+            "Trying to pull <image>... Trying to pull quay.io/acme/web:2...",
+            "quay.io/acme/web:2",
+        ),  # placeholder
+        ("Trying to pull : then Trying to pull quay.io/acme/web:1...", "quay.io/acme/web:1"),  # empty name
+        ("image acme/web:1. not found", "acme/web:1"),  # sentence punctuation is not part of the name
+        ("image acme/PROX. not found", "acme/PROX"),
+        ('image=""', None),
+    ],
+)
+def test_find_image_names_the_reference_as_written(text: str, image: str | None) -> None:
+    from shared.explain import find_image
+
+    assert find_image(text) == image
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        (  # the preferred detail is quoted, not the rule's last match
+            'Failed to pull image "x/y:1": rpc error: code = Unknown desc = failed to copy: httpReadSeeker: failed'
+            " open: unexpected status code https://x/v2/y/manifests/1: 429 Too Many Requests - Server message:"
+            " toomanyrequests: You have reached your pull rate limit",
+            Reading("rate_limited", "toomanyrequests: You have reached your pull rate limit"),
+        ),
+        (  # a pod name at the very start of the text is a name, not a status code
+            "web-401-x   0/1     ErrImagePull   0   5s",
+            Reading("no_detail", ""),
+        ),
+        (
+            'Failed to pull image "x/y:1": unexpected status: 401 Unauthorized, this may be because there are no'
+            " credentials on this request.",
+            Reading(
+                "auth_failed",
+                "401 Unauthorized, this may be because there are no credentials on this request.",
+            ),
+        ),
+    ],
+)
+def test_classify_quotes_the_right_words(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
+
+
+def test_normalise_undoes_json_escapes_and_keeps_a_bare_ampersand() -> None:
+    assert normalise('a & b \\"x\\" \\n c') == 'a & b "x"   c'
+    assert normalise("a &amp; b &lt;x&gt;") == "a & b <x>"
+
+
+@pytest.mark.parametrize(
+    ("text", "summary"),
+    [
+        ("Error: ErrImagePull", "pulling an image failed, but this text does not say why"),
+        (
+            "Error: ErrImagePull https://contosoacr.azurecr.io/v2/",
+            "pulling an image from contosoacr.azurecr.io failed, but this text does not say why",
+        ),
+        (
+            "dial tcp 1.2.3.4:443: i/o timeout",
+            "a node could not reach the registry (i/o timeout to 1.2.3.4:443)",
+        ),
+        (
+            "lookup contosoacr.azurecr.io on 10.0.0.10:53: no such host",
+            "a node could not resolve the registry's name (lookup contosoacr.azurecr.io: no such host)"
+            " at contosoacr.azurecr.io",
+        ),
+    ],
+)
+def test_summaries_without_an_image_name_what_they_know(text: str, summary: str) -> None:
+    assert explain(text).summary == summary
+
+
+def test_a_text_of_exactly_64_kb_is_read_whole() -> None:
+    head = " " * (48_000 - 10) + 'Failed to pull image "acme/web:1": manifest unknown'
+    text = head + " " * (64_000 - len(head))  # the image name straddles where a longer text is cut
+    result = explain(text)
+    assert (result.cause, result.image) == ("not_found", "acme/web:1")
+
+
+@pytest.mark.parametrize(
+    ("text", "reading"),
+    [
+        (  # blanking the credentials boilerplate keeps every later position where it was
+            "unexpected status: 401 Unauthorized, this may be because there are no credentials on this request."
+            " toomanyrequests: slow down",
+            Reading("rate_limited", "toomanyrequests: slow down"),
+        ),
+        (  # balanced parentheses at the end of a clause are kept
+            'Failed to pull image "x/y:1": toomanyrequests (retry later)\nmore',
+            Reading("rate_limited", "toomanyrequests (retry later)"),
+        ),
+        (  # trailing punctuation is dropped
+            'Failed to pull image "x/y:1": dial tcp 1.2.3.4:443: i/o timeout;\nmore',
+            Reading("network", "i/o timeout"),
+        ),
+        (  # only punctuation is dropped from the ends, never a letter
+            'Failed to pull image "x/y:1": dial tcp 1.2.3.4:443: i/o timeoutX;\nmore',
+            Reading("network", "i/o timeoutX"),
+        ),
+        (  # an unbalanced closing parenthesis is dropped, the letter before it kept
+            'Failed to pull image "x/y:1": toomanyrequests X)\nmore',
+            Reading("rate_limited", "toomanyrequests X"),
+        ),
+        (  # the clause is read from a window of 180 characters after the match
+            'Failed to pull image "x/y:1": toomanyrequests' + " " * 200 + "more words here",
+            Reading("rate_limited", "toomanyrequests"),
+        ),
+        (  # and cut to 90 characters
+            'Failed to pull image "x/y:1": toomanyrequests: ' + "x" * 200,
+            Reading("rate_limited", "toomanyrequests: " + "x" * 72 + "…"),
+        ),
+        (  # at a word's end when it can
+            'Failed to pull image "x/y:1": toomanyrequests: ' + "slow down please " * 10,
+            Reading(
+                "rate_limited",
+                "toomanyrequests: slow down please slow down please slow down please slow down please slow…",
+            ),
+        ),
+    ],
+)
+def test_the_evidence_clause_is_cut_where_it_ends(text: str, reading: Reading) -> None:
+    assert classify(text) == reading
+
+
+def test_a_name_that_does_not_resolve_without_a_lookup_line() -> None:
+    assert (
+        explain("dial tcp: no such host").summary
+        == "a node could not resolve the registry's name (no such host)"
+    )
+
+
+def test_the_remediation_names_the_image() -> None:
+    result = explain(
+        'Failed to pull image "acme/web:1": no matching manifest for linux/arm64 in the manifest list entries'
+    )
+    assert "docker manifest inspect acme/web:1" in result.remediation

@@ -177,8 +177,10 @@ def test_localhost_name_is_refused_after_resolving() -> None:
 
 
 def test_name_map() -> None:
-    g = guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443), "gone.azurecr.io": None})
+    g = guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443), "gone.azurecr.io": None, "xacr.io": None})
     e = g.resolve("ContosoACR.azurecr.io", 443)
+    with pytest.raises(NameNotResolved, match="mapped to null"):
+        g.resolve("XACR.io", 443)
     assert e == Endpoint("contosoacr.azurecr.io", 443, "127.0.0.1", 8443, mapped=True)
     with pytest.raises(NameNotResolved, match=r"^gone.azurecr.io does not resolve \(mapped to null"):
         g.resolve("gone.azurecr.io", 443)
@@ -224,12 +226,27 @@ def test_urls_that_cannot_be_connected_to_say_why(url: str, error: type[Exceptio
     assert str(refused.value).startswith(message)
 
 
-def test_one_pool_per_host_and_port() -> None:
-    adapter = PinnedAdapter(guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443)}))
+class CountingGuard(NetGuard):
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings)
+        self.resolved: list[tuple[str, int]] = []
+
+    def resolve(self, host: str, port: int) -> Endpoint:
+        self.resolved.append((host, port))
+        return super().resolve(host, port)
+
+
+def test_one_pool_per_host_and_port_resolved_once() -> None:
+    g = CountingGuard(Settings(hosts={"contosoacr.azurecr.io": ("127.0.0.1", 8443)}))
+    adapter = PinnedAdapter(g)
     pool = adapter.pool_for("contosoacr.azurecr.io", 443)
     assert adapter.pool_for("contosoacr.azurecr.io", 443) is pool
     assert adapter.pool_for("contosoacr.azurecr.io", 5000) is not pool
+    assert g.resolved == [("contosoacr.azurecr.io", 443), ("contosoacr.azurecr.io", 5000)]  # never again
     assert (pool.host, pool.port) == ("127.0.0.1", 8443)
+    # up to 8 connections kept per host; a busy pool opens another rather than waiting
+    assert pool.pool is not None and pool.pool.maxsize == 8 and pool.block is False
+    assert PinnedAdapter(g, pool_maxsize=3).pool_for("contosoacr.azurecr.io", 443).pool.maxsize == 3  # type: ignore[union-attr]
     adapter.close()
 
 
@@ -389,3 +406,10 @@ def test_the_request_deadline_reaches_the_connection(tmp_path: Path) -> None:
         with pytest.raises(requests.exceptions.RequestException):
             s.get("https://contosoacr.azurecr.io/v2/", timeout=0.3)
         assert time.monotonic() - started < 3
+
+
+def test_a_name_that_resolves_to_no_address_is_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *_a, **_k: [])
+    with pytest.raises(NameNotResolved) as error:
+        guard().resolve("empty.example", 443)
+    assert str(error.value) == "empty.example does not resolve (no addresses)"

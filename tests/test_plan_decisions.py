@@ -493,3 +493,73 @@ def test_an_ignored_event_is_logged_at_debug_with_its_id_type_and_why(
             "Helm chart events do not change what kubelet pulls",
         )
     ]
+
+
+def test_events_for_two_clusters_make_two_audits() -> None:
+    plan = plan_events(
+        [
+            arm("Write", AKS),
+            event("Microsoft.Resources.ResourceWriteSuccess", "", DEV, "e2", resourceUri=DEV),
+        ],
+        INVENTORY,
+        Scope(),
+    )
+    assert [a.cluster for a in plan.audits] == [AKS, DEV]
+
+
+def test_subscriptions_in_a_scope_compare_case_insensitively() -> None:
+    sub = "aBcDeF00-0000-0000-0000-00000000000a"
+    scope = Scope.of([sub], [])
+    assert scope.subscriptions == frozenset({sub.lower()})
+    assert scope.covers_subscription(sub.upper()) and scope.covers_subscription(sub.lower())
+    assert not scope.covers_subscription(ELSEWHERE)
+
+
+def test_clusters_that_do_not_use_the_registry_or_repository_do_not_stop_the_search() -> None:
+    other_repo = KnownCluster(id=DEV, registries=frozenset({HOST}), images=frozenset({f"{HOST}/other:1"}))
+    inventory = [KnownCluster(id=DEV.replace("aks-dev", "aks-hub")), other_repo, INVENTORY[0]]
+    plan = plan_events([acr("ImageDeleted", "api:1")], inventory, Scope())
+    assert [a.cluster for a in plan.audits] == [AKS]
+
+
+def test_image_event_read_from_its_target_alone() -> None:
+    pushed = acr("ImagePushed", "", target={"repository": "team-a/web", "tag": "1.0"})
+    plan = plan_events([pushed], INVENTORY, Scope())
+    assert plan.audits == (audit(AKS, f"{HOST}/team-a/web:1.0 was pushed; pulls of it were failing", PUSHED),)
+
+
+def test_the_resource_uri_decides_over_the_subject() -> None:
+    written = event("Microsoft.Resources.ResourceWriteSuccess", "", STORAGE, resourceUri=ACR)
+    assert plan_events([written], INVENTORY, Scope()).audits == (
+        audit(AKS, "registry contosoacr changed", {"kind": "registry_changed", "registry_id": ACR}),
+    )
+    nothing = event("Microsoft.Resources.ResourceWriteSuccess", "", "")
+    assert plan_events([nothing], INVENTORY, Scope()) == ignored("resource '' is not a resource ID")
+
+
+def test_a_role_assignment_known_only_by_its_id_or_at_the_root() -> None:
+    by_id = event(
+        "Microsoft.Resources.ResourceWriteSuccess",
+        "",
+        f"{ACR}/providers/Microsoft.Authorization/roleAssignments/ra1",
+    )
+    assert plan_events([by_id], INVENTORY, Scope()).audits == (
+        audit(AKS, f"role assignment written at {ACR}", {"kind": "role_assignment", "scope": ACR}),
+    )
+    root = arm(
+        "Write",
+        "/providers/Microsoft.Authorization/roleAssignments/ra1",
+        "Microsoft.Authorization/roleAssignments/write",
+    )
+    [at_root] = plan_events([root], INVENTORY, Scope()).audits  # a tenant-root assignment reaches every ACR
+    assert at_root.cluster == AKS and at_root.hints[0]["kind"] == "role_assignment"
+    assert plan_events([root], INVENTORY[1:], Scope()) == ignored(
+        "no watched cluster pulls from a registry under that scope"
+    )
+
+
+def test_child_names_ending_in_capital_x_are_kept_whole() -> None:
+    pool = plan_events([arm("Write", AKS + "/agentPools/poolX")], INVENTORY, Scope())
+    assert pool.audits[0].reasons == ("cluster aks-prod changed (agentPools/poolX)",)
+    replica = plan_events([arm("Write", ACR + "/replications/regionX")], INVENTORY, Scope())
+    assert replica.audits[0].reasons == ("registry contosoacr changed (replications/regionX)",)

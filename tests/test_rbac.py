@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from shared.actions import CONTENT_READ, PULL_ACTION, action_matches
+from shared.actions import CONTENT_READ, METADATA_READ, PULL_ACTION, action_matches
 from shared.conditions import repository_condition
 from shared.model import PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.rbac import (
     ACR_PULL,
+    BUILTIN_ROLES,
     CONTRIBUTOR,
     DATA_IMPORTER_READER,
     OWNER,
     READER,
     REPOSITORY_READER,
+    PullAccess,
     assignments_for,
     pull_access,
     role_grants_action,
     role_grants_data_action,
     scope_covers,
+    scope_is_within,
 )
 
 SUB = "22222222-2222-2222-2222-222222222222"
@@ -27,6 +30,7 @@ REG_ID = f"{RG}/providers/Microsoft.ContainerRegistry/registries/contosoacr"
 KUBELET = "aaaaaaaa-0000-0000-0000-000000000001"
 GROUP = "bbbbbbbb-0000-0000-0000-000000000002"
 OTHER = "cccccccc-0000-0000-0000-000000000003"
+OTHER_SUB = "99999999-9999-9999-9999-999999999999"
 
 REGISTRY = RegistryInfo(
     id=REG_ID,
@@ -250,3 +254,115 @@ def test_abac_conditions_together_cover_the_repositories_each_lets_through() -> 
     assert not access.granted and access.conditional
     both = pull_access(IDENTITY, [], ABAC, [web, api], {}, ["api", "web", "web"])
     assert both.granted and both.excluded == ()
+
+
+def test_builtin_pull_roles_are_the_documented_definitions() -> None:
+    assert BUILTIN_ROLES[ACR_PULL] == RoleDefinition(
+        id=f"/providers/Microsoft.Authorization/roleDefinitions/{ACR_PULL}",
+        name=ACR_PULL,
+        role_name="AcrPull",
+        role_type="BuiltInRole",
+        actions=(PULL_ACTION,),
+    )
+    assert BUILTIN_ROLES[REPOSITORY_READER].data_actions == (CONTENT_READ, METADATA_READ)
+    assert BUILTIN_ROLES[REPOSITORY_READER].actions == ()
+    assert "Microsoft.Authorization/*/Write" in BUILTIN_ROLES[CONTRIBUTOR].not_actions
+
+
+@pytest.mark.parametrize(
+    ("scope", "inside"),
+    [
+        (REG_ID, True),
+        (REG_ID.upper() + "/", True),
+        (f"{REG_ID}/repositories/web", True),  # below the registry
+        (f"{REG_ID}-dev/x", False),  # a string prefix is not below
+        (RG, False),  # above the registry, not within it
+        (f"{REG_ID}X", False),
+    ],
+)
+def test_scope_is_within_the_registry(scope: str, inside: bool) -> None:
+    assert scope_is_within(scope, REG_ID) is inside
+
+
+def test_a_registry_whose_name_ends_in_capital_x_is_not_trimmed() -> None:
+    assert not scope_is_within(REG_ID, REG_ID + "X")
+    assert scope_is_within(REG_ID + "X", REG_ID + "X")
+
+
+def test_scopes_ending_in_capital_x_are_not_trimmed() -> None:
+    assert not scope_covers(f"{RG}/providers/Microsoft.ContainerRegistry/registries/contosoacrX", REG_ID)
+    assert not scope_covers(RG, REG_ID.replace("rg-shared", "Xrg-shared"))
+    assert not scope_covers(REG_ID, REG_ID + "X")
+
+
+def test_management_group_scope_when_only_one_side_says_where_it_was_listed() -> None:
+    mg = "/providers/Microsoft.Management/managementGroups/corp"
+    assert scope_covers(mg, REG_ID, None, SUB)  # listed for SUB, registry subscription unknown
+    assert scope_covers(mg, REG_ID, SUB, None)
+    assert not scope_covers(mg, REG_ID, SUB, OTHER_SUB)
+
+
+def test_a_definition_listed_under_its_lower_case_id_is_found() -> None:
+    guid = "dddddddd-0000-0000-0000-00000000000d"
+    puller = RoleDefinition(id=role_id(guid), name=guid, role_name="ImagePuller", actions=(PULL_ACTION,))
+    a = assign(REG_ID, guid)
+    access = pull_access(IDENTITY, [], REGISTRY, [a], {role_id(guid).lower(): puller})
+    assert access.granted and access.roles == ("ImagePuller",)
+
+
+def test_classic_access_is_exact_with_its_assignments_roles_and_reasons() -> None:
+    missing = "eeeeeeee-0000-0000-0000-00000000000e"
+    reader = assign(REG_ID, REPOSITORY_READER)  # no pull/read: skipped, the next one still counts
+    unknown = assign(REG_ID, missing, n=2)
+    puller = assign(RG, ACR_PULL, n=3)
+    bad = assign(REG_ID, ACR_PULL, n=4, condition="@Request[x] StringSoundsLike 'a'", condition_version="2.0")
+    access = pull_access(IDENTITY, [], REGISTRY, [reader, unknown, puller, bad], {})
+    assert access == PullAccess(
+        "LegacyRegistryPermissions",
+        (reader, unknown, puller, bad),
+        ("AcrPull", "Container Registry Repository Reader", missing),
+        True,
+        True,
+        (),
+        False,
+        (
+            f"role definition {missing} of assignment {unknown.id} could not be read",
+            f"condition of assignment {bad.id} not understood: operator 'StringSoundsLike' at position 12 "
+            "is not supported",
+        ),
+    )
+    for unset in (None, ""):
+        unknown_mode = RegistryInfo(**{**REGISTRY.__dict__, "role_assignment_mode": unset})
+        assert pull_access(IDENTITY, [], unknown_mode, [puller], {}).mode == "LegacyRegistryPermissions"
+
+
+def test_classic_conditions_are_evaluated_for_the_pull_action() -> None:
+    only_repositories = assign(
+        REG_ID, ACR_PULL, condition=repository_condition(["web"]), condition_version="2.0"
+    )  # restricts data actions only: pull/read passes
+    assert pull_access(IDENTITY, [], REGISTRY, [only_repositories], {}).granted
+    no_pull = assign(
+        REG_ID, ACR_PULL, n=2, condition=f"!(ActionMatches{{'{PULL_ACTION}'}})", condition_version="2.0"
+    )
+    assert not pull_access(IDENTITY, [], REGISTRY, [no_pull], {}).granted
+    unreadable = assign(REG_ID, ACR_PULL, n=3, condition="@Request[x] StringEquals", condition_version="2.0")
+    access = pull_access(IDENTITY, [], REGISTRY, [no_pull, unreadable], {})
+    assert not access.granted
+    assert access.unknown == (
+        f"condition of assignment {unreadable.id} not understood: condition ends too early",
+    )
+
+
+def test_abac_conditions_that_cannot_be_read_are_reported() -> None:
+    bad = assign(REG_ID, REPOSITORY_READER, condition="@Request[x] StringEquals", condition_version="2.0")
+    access = pull_access(IDENTITY, [], ABAC, [bad], {}, ["web"])
+    assert access == PullAccess(
+        "AbacRepositoryPermissions",
+        (bad,),
+        ("Container Registry Repository Reader",),
+        False,
+        True,
+        ("web",),
+        True,
+        (f"condition of assignment {bad.id} not understood: condition ends too early",),
+    )

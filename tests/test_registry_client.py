@@ -561,7 +561,9 @@ def test_foreign_realm_receives_no_credentials(world: World) -> None:
         assert "Authorization" not in seen.headers and "authorization" not in seen.headers
         assert_no_secret(seen.text())
     # the recorder's token is no good at the registry: the check says credentials are needed
-    assert code_of(result) != None  # noqa: E711
+    verdict = verdict_of(result)
+    assert (verdict.code, verdict.auth_required) == ("CHECK_INCOMPLETE", True)
+    assert verdict.detail == "the registry refuses anonymous pulls of this repository; credentials are needed"
     assert_no_secret(json.dumps(result.evidence()))
 
 
@@ -884,3 +886,42 @@ def test_a_login_server_of_another_cloud_gets_no_entra_token(world: World) -> No
         result = check_one(client, f"{ACR}/web:1.4.2")
     assert result.auth != "entra" and code_of(result) is not None
     assert world.front.count("POST", "/oauth2/exchange") == before
+
+
+def test_a_secret_for_a_host_that_is_a_prefix_of_the_registry_is_not_sent(world: World) -> None:
+    cred = RegistryCredential("contoso.azurecr.io", "puller", PASSWORD, "secret:shop/contoso")
+    with world.client() as client:
+        result = check_one(client, f"{ACR}/web:1.4.2", credential=cred)
+    verdict = verdict_of(result)
+    assert verdict.code == "CHECK_INCOMPLETE"
+    assert verdict.detail == f"credential secret:shop/contoso is for contoso.azurecr.io, not {ACR}; not sent"
+    for seen in world.front.seen:
+        assert not any(k.lower() == "authorization" for k in seen.headers)
+        assert_no_secret(seen.text())
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["docker.io", "Docker.IO", "index.docker.io", "registry-1.docker.io", "https://index.docker.io/v1"],
+)
+def test_every_spelling_of_docker_hub_gets_the_hub_secret(world: World, host: str) -> None:
+    cred = RegistryCredential(host, "puller", PASSWORD, "secret:shop/hub")
+    with world.client() as client:
+        result = check_one(client, "nginx:1.27", credential=cred)
+    [token_request] = world.hub_auth.seen
+    assert (
+        token_request.headers.get("Authorization")
+        == "Basic " + base64.b64encode(f"puller:{PASSWORD}".encode()).decode()
+    )
+    assert result.identity == "secret:shop/hub"
+
+
+@pytest.mark.parametrize("host", ["index.docker.io.evil.example", "docker.io.example.org", "example.org"])
+def test_a_secret_for_another_host_never_reaches_docker_hub(world: World, host: str) -> None:
+    cred = RegistryCredential(host, "puller", PASSWORD, "secret:shop/other")
+    with world.client() as client:
+        result = check_one(client, "nginx:1.27", credential=cred)
+    verdict = verdict_of(result)
+    assert verdict.code == "CHECK_INCOMPLETE"
+    assert verdict.detail == f"credential secret:shop/other is for {host}, not docker.io; not sent"
+    assert world.hub_auth.seen == []

@@ -94,9 +94,10 @@ def test_a_line_is_cut_at_1400_characters_and_not_before() -> None:
 
 
 def test_a_remediation_with_no_room_left_is_an_ellipsis() -> None:
-    text = line_text(line("s" * 900, message="m" * 500, remediation="r" * 50))
-    assert len(text) == MAX_LINE  # head and body alone are over the line limit
-    assert "r" not in text[-60:]
+    base = len(line_text(line("s")))
+    subject = "s" + "x" * (MAX_LINE - 15 - base)  # head and body leave 15 characters: less than 20
+    text = line_text(line(subject, remediation="r" * 50))
+    assert text == line_text(line(subject)) + "\n```…```"
 
 
 # --- sections and blocks -------------------------------------------------------------------------
@@ -189,3 +190,7 @@ def test_the_fallback_text_fits_exactly_at_its_limit() -> None:
     assert slack_payload(exact)["text"] == exact.title + fallback_entry("a", line("s" + "x" * room))
     over = digest(("a", [line("s" + "x" * (room + 1))]))
     assert slack_payload(over)["text"] == over.title + "\n… and 1 more"
+
+
+def test_no_space_is_left_before_an_ellipsis() -> None:
+    assert line_text(line(message="m" * 498 + " " + "x" * 10)).endswith("\n" + "m" * 498 + "…")

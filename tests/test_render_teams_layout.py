@@ -3,6 +3,7 @@ text cuts, the byte budget to the byte, "and N more" counts and dropped bare hea
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from shared.findings import Severity
@@ -165,3 +166,16 @@ def test_nothing_fits_but_the_head() -> None:
 def test_the_body_is_compact_utf8_json() -> None:
     assert encode_body({"a": ["é…", 1], "b": None}) == '{"a":["é…",1],"b":null}'.encode()
     assert payload_size({"a": "é"}) == len('{"a":"é"}'.encode())
+
+
+def test_no_space_is_left_before_an_ellipsis() -> None:
+    d = digest(("a", [line(remediation="r" * (MAX_TEXT - 2) + " " + "x" * 5)]))
+    assert body(teams_payload(d))[4]["items"][3]["text"] == "r" * (MAX_TEXT - 2) + "…"
+
+
+def test_given_secrets_are_scrubbed_from_lines_and_the_head() -> None:
+    d = digest(("a", [line(message="token canary-value-7781 refused")]))
+    payload = teams_payload(d, secrets=("canary-value-7781", "pullwatch"))
+    assert "canary-value-7781" not in json.dumps(payload)
+    assert body(payload)[4]["items"][2]["text"] == "token [redacted] refused"
+    assert body(payload)[0]["text"] == "[redacted]: image pulls — 1 new"

@@ -121,6 +121,13 @@ def _compile_globs_afresh() -> None:
         ("contoso[acr.azurecr.io", "contosoacr.azurecr.io/web", False),  # unclosed class: malformed
         ("contoso(acr.azurecr.io", "contoso(acr.azurecr.io/web", True),  # regex syntax is literal
         ("contoso+acr.azurecr.io", "contosoooacr.azurecr.io/web", False),
+        ("a]b[c]d.io", "a]bcd.io/web", True),  # the class closes at the first ] after it
+        ("x[a]y[b]z.io", "xaybz.io/web", True),
+        ("x][a]y.io", "x]ay.io/web", True),  # a ] before the class is a literal
+        ("x[]a]y.io", "x]y.io/web", False),  # [] is an empty class: malformed
+        ("contoso[\\\\]cr.io", "contosoXcr.io/web", False),  # a backslash class holds nothing else
+        ("contoso[^\\\\]cr.io", "contosoXcr.io/web", True),
+        ("contoso[a^]cr.io", "contosoXcr.io/web", False),
     ],
 )
 def test_host_labels_match_as_go_globs(key: str, image: str, match: bool) -> None:
