@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -46,6 +47,10 @@ MAX_TOKEN_BYTES = 256 * 1024  # token and exchange answers (a JWT of a few KB)
 MAX_ERROR_BYTES = 64 * 1024  # any other answer, errors included (kept truncated: the status decides)
 #: Headers on every request (a caller's header of the same name replaces one of these).
 DEFAULT_HEADERS = {"User-Agent": "pullwatch/0.1", "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
+
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class ResponseTooLarge(SafeMessage, requests.exceptions.RequestException):
@@ -138,6 +143,33 @@ class Transport:
                 )
                 self._pools[host] = pool
             return pool
+
+    def map(self, host: str, fn: Callable[[_In], _Out], items: Iterable[_In]) -> list[_Out]:
+        """``fn`` over ``items`` on ``host``'s worker pool, at most ``registry_concurrency`` at a time;
+        the results in the order of ``items``. The first exception ``fn`` raised is raised here.
+
+        Each of up to ``registry_concurrency`` pool tasks takes the next item until none is left, so
+        500 items cost a handful of futures, not 500 (each future is a lock, a condition and a wake-up
+        of the waiting thread, all under the GIL).
+        """
+        todo = list(items)
+        results: list[Any] = [None] * len(todo)
+        cursor = iter(range(len(todo)))
+        taking = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with taking:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                results[index] = fn(todo[index])
+
+        workers = max(1, self.settings.registry_concurrency)
+        tasks = [self.executor(host).submit(drain) for _ in range(min(workers, len(todo)))]
+        for task in tasks:
+            task.result()
+        return results
 
     def _count(self, host: str, requests_sent: int = 1) -> None:
         with self._lock:
