@@ -676,6 +676,30 @@ def test_each_result_is_the_answer_for_its_own_image(world: World) -> None:
     assert [r.digest for r in results if r.found] == [f"sha256:{i:064d}" for i in range(0, 40, 2)]
 
 
+def test_a_cookie_a_registry_sets_is_never_sent_back(world: World) -> None:
+    def with_cookie(request: object) -> Response:
+        return Response(
+            200,
+            b"",
+            {
+                "Docker-Content-Digest": "sha256:" + "2" * 64,
+                "Set-Cookie": "lb=registry-session-secret; Path=/; Secure",
+            },
+            content_type="application/vnd.oci.image.manifest.v1+json",
+        )
+
+    world.front.fault("HEAD", r"/manifests/", with_cookie)
+    with world.client(registry_concurrency=1) as client:
+        results = client.check_images(
+            [target(f"{ACR}/batch/r{i:02d}:v1", want_platforms=False) for i in range(3)]
+        )
+    assert all(r.found for r in results)
+    assert world.front.count("HEAD", "/v2/batch/") == 3
+    for seen in world.front.seen:
+        assert not any(name.lower() == "cookie" for name in seen.headers), seen.path
+        assert "registry-session-secret" not in seen.text()
+
+
 # --- pure parts ----------------------------------------------------------------------------------
 
 
