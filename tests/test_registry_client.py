@@ -628,6 +628,80 @@ def test_concurrency_is_bounded_per_registry(world: World) -> None:
     assert 1 < peak <= 3
 
 
+def test_many_checks_on_one_registry_reuse_at_most_concurrency_connections(world: World) -> None:
+    accepted = 0
+    server = world.front.server._server
+    plain_accept = server.get_request
+
+    def counting_accept() -> tuple[socket.socket, object]:
+        nonlocal accepted
+        accepted += 1
+        return plain_accept()
+
+    server.get_request = counting_accept  # type: ignore[method-assign]
+    try:
+        with world.client(registry_concurrency=3) as client:
+            results = client.check_images(
+                [target(f"{ACR}/batch/r{i:02d}:v1", want_platforms=False) for i in range(60)]
+            )
+    finally:
+        server.get_request = plain_accept  # type: ignore[method-assign]
+    assert all(r.found for r in results)
+    assert world.front.count("HEAD", "/v2/batch/") == 60
+    # the probe's own TCP/TLS check, then one pooled connection per worker for every request after it
+    assert accepted <= 3 + 1
+
+
+def test_each_result_is_the_answer_for_its_own_image(world: World) -> None:
+    """Checks run on a few workers in whatever order they finish; every result still belongs to its image."""
+
+    def odd_missing(request: object) -> Response:
+        path = str(getattr(request, "path", ""))
+        number = int(path.split("/batch/r")[1][:2])
+        time.sleep(0.002 * (number % 5))  # answers finish out of order
+        if number % 2:
+            return Response(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+        return Response(
+            200,
+            b"",
+            {"Docker-Content-Digest": f"sha256:{number:064d}"},
+            content_type="application/vnd.oci.image.manifest.v1+json",
+        )
+
+    world.front.fault("HEAD", r"/v2/batch/r\d\d/manifests/", odd_missing)
+    with world.client(registry_concurrency=4) as client:
+        results = client.check_images(
+            [target(f"{ACR}/batch/r{i:02d}:v1", want_platforms=False) for i in range(40)]
+        )
+    assert [r.ref.repository for r in results] == [f"batch/r{i:02d}" for i in range(40)]
+    assert [r.found for r in results] == [i % 2 == 0 for i in range(40)]
+    assert [r.digest for r in results if r.found] == [f"sha256:{i:064d}" for i in range(0, 40, 2)]
+
+
+def test_a_cookie_a_registry_sets_is_never_sent_back(world: World) -> None:
+    def with_cookie(request: object) -> Response:
+        return Response(
+            200,
+            b"",
+            {
+                "Docker-Content-Digest": "sha256:" + "2" * 64,
+                "Set-Cookie": "lb=registry-session-secret; Path=/; Secure",
+            },
+            content_type="application/vnd.oci.image.manifest.v1+json",
+        )
+
+    world.front.fault("HEAD", r"/manifests/", with_cookie)
+    with world.client(registry_concurrency=1) as client:
+        results = client.check_images(
+            [target(f"{ACR}/batch/r{i:02d}:v1", want_platforms=False) for i in range(3)]
+        )
+    assert all(r.found for r in results)
+    assert world.front.count("HEAD", "/v2/batch/") == 3
+    for seen in world.front.seen:
+        assert not any(name.lower() == "cookie" for name in seen.headers), seen.path
+        assert "registry-session-secret" not in seen.text()
+
+
 # --- pure parts ----------------------------------------------------------------------------------
 
 

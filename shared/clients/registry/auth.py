@@ -328,7 +328,7 @@ class Authenticator:
         batches = list(chunks(missing, size))
         for batch, result in zip(
             batches,
-            self.transport.executor(host).map(lambda b: self.token_batch(host, auth, b), batches),
+            self.transport.map(host, lambda b: self.token_batch(host, auth, b), batches),
             strict=True,
         ):
             for repo in batch:

@@ -133,9 +133,8 @@ class RegistryClient:
             tokens = self.authenticator.tokens(
                 host, targets[0].identity, auth, list(dict.fromkeys(t.ref.repository for t in targets))
             )
-        executor = self.transport.executor(host)
-        results = list(
-            executor.map(lambda t: self.manifests.check_one(host, t, auth, steps, tokens), targets)
+        results = self.transport.map(
+            host, lambda t: self.manifests.check_one(host, t, auth, steps, tokens), targets
         )
         # Platforms: one GET per distinct (repository, digest), however many tags point at it.
         wanted: dict[tuple[str, str], ImageRef] = {}
@@ -152,7 +151,7 @@ class RegistryClient:
             }
             return self.manifests.platforms_of(host, ref, reference, headers, auth.scope)
 
-        found = dict(zip(wanted, executor.map(read, wanted.items()), strict=True))
+        found = dict(zip(wanted, self.transport.map(host, read, wanted.items()), strict=True))
         out = []
         for target, result in zip(targets, results, strict=True):
             key = (target.ref.repository, result.digest or target.ref.reference)

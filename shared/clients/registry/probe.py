@@ -67,6 +67,13 @@ class Prober:
                 self._bases[host] = base
             return base
 
+    def _challenge(self, host: str) -> requests.Response | requests.exceptions.RequestException:
+        """GET /v2/ on ``host`` (no credential), or why it failed."""
+        try:
+            return self.transport.send("GET", f"https://{host}/v2/")
+        except requests.exceptions.RequestException as exc:
+            return exc
+
     def _probe_base(self, host: str) -> RegistryProbe:
         steps: list[Step] = []
         parts = urlsplit(f"//{host}")
@@ -91,6 +98,11 @@ class Prober:
                 + (" (PULLWATCH_HOSTS)" if endpoint.mapped else ""),
             )
         )
+        # The challenge GET goes out now, beside the TCP and TLS checks: its connection is the one the
+        # pool keeps for the image checks, so the checks' own handshake adds no round trip before them.
+        # It sends no credential; when TCP or TLS fails, its outcome is not used.
+        challenge_start = time.monotonic()
+        pending = self.transport.executor(host).submit(self._challenge, host)
         start = time.monotonic()
         timeout = self.settings.http_timeout
         try:
@@ -98,6 +110,7 @@ class Prober:
         except OSError as exc:
             text = reason_of(exc)
             steps.append(Step("tcp", False, ms_since(start), detail=text, kind=CONNECT_FAILED))
+            pending.cancel()
             return RegistryProbe(tuple(steps), f"cannot connect to {host}: {text}", None)
         steps.append(Step("tcp", True, ms_since(start)))
         start = time.monotonic()
@@ -108,20 +121,23 @@ class Prober:
         except (ssl.SSLError, ssl.CertificateError) as exc:
             text = reason_of(exc)
             steps.append(Step("tls", False, ms_since(start), detail=self.scrub(text), kind=TLS_FAILED))
+            pending.cancel()
             return RegistryProbe(tuple(steps), f"TLS with {host} failed: {text}", None)
         except OSError as exc:
             text = reason_of(exc)
             steps.append(Step("tls", False, ms_since(start), detail=text, kind=CONNECT_FAILED))
+            pending.cancel()
             return RegistryProbe(tuple(steps), f"{host} did not complete the TLS handshake: {text}", None)
         finally:
             sock.close()
         steps.append(Step("tls", True, ms_since(start), detail=version))
-        start = time.monotonic()
-        try:
-            response = self.transport.send("GET", f"https://{host}/v2/")
-        except requests.exceptions.RequestException as exc:
-            text = self.scrub(reason_of(exc))
-            steps.append(Step("challenge", False, ms_since(start), detail=text, kind=exception_kind(exc)))
+        start = challenge_start
+        response = pending.result()
+        if isinstance(response, requests.exceptions.RequestException):
+            text = self.scrub(reason_of(response))
+            steps.append(
+                Step("challenge", False, ms_since(start), detail=text, kind=exception_kind(response))
+            )
             return RegistryProbe(tuple(steps), f"GET /v2/ on {host} failed: {text}", None)
         status = response.status_code
         if status == 200:

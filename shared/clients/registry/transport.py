@@ -1,5 +1,5 @@
-"""Registry HTTP: one session per host through :class:`shared.netguard.PinnedAdapter`, a deadline
-per request, capped answers, :class:`shared.clients.retry.BoundedRetry`, redirects by hand under
+"""Registry HTTP: one :class:`shared.netguard.PinnedAdapter` per host (no ``requests.Session``: no
+cookie jar, no environment settings, none of its per-request merging), a deadline per request, capped answers, :class:`shared.clients.retry.BoundedRetry`, redirects by hand under
 the credential rule (:class:`shared.clients.registry.credential_rule.CredentialScope`), requests
 counted.
 """
@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import ssl
 import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -44,6 +45,12 @@ MAX_MANIFEST_BYTES = 4 * 1024 * 1024  # registries limit manifests to 4 MiB; ima
 MAX_TAG_PAGE_BYTES = 1024 * 1024  # a page of at most 1000 tags
 MAX_TOKEN_BYTES = 256 * 1024  # token and exchange answers (a JWT of a few KB)
 MAX_ERROR_BYTES = 64 * 1024  # any other answer, errors included (kept truncated: the status decides)
+#: Headers on every request (a caller's header of the same name replaces one of these).
+DEFAULT_HEADERS = {"User-Agent": "pullwatch/0.1", "Accept-Encoding": "gzip, deflate", "Accept": "*/*"}
+
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 
 class ResponseTooLarge(SafeMessage, requests.exceptions.RequestException):
@@ -81,14 +88,20 @@ def exception_kind(exc: BaseException) -> str:
 
 
 class Transport:
-    """Sessions, worker pools and request counts of one client; :meth:`send` is every request."""
+    """Adapters, worker pools and request counts of one client; :meth:`send` is every request.
+
+    A request goes straight to the host's adapter as a ``PreparedRequest``: ``requests.Session``
+    would merge cookies, environment settings and hooks on every request, which costs CPU under the
+    GIL and adds nothing a registry check needs (no cookies are kept, no proxy or ``.netrc`` from the
+    environment is used).
+    """
 
     def __init__(self, settings: Settings, guard: NetGuard) -> None:
         self.settings = settings
         self.guard = guard
         self._lock = threading.Lock()
         self._counts: dict[str, int] = {}
-        self._sessions: dict[str, requests.Session] = {}
+        self._adapters: dict[str, PinnedAdapter] = {}
         self._pools: dict[str, ThreadPoolExecutor] = {}
 
     def request_counts(self) -> dict[str, int]:
@@ -97,19 +110,17 @@ class Transport:
 
     def close(self) -> None:
         with self._lock:
-            sessions, self._sessions = list(self._sessions.values()), {}
+            adapters, self._adapters = list(self._adapters.values()), {}
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
             pool.shutdown(wait=True)
-        for session in sessions:
-            session.close()
+        for adapter in adapters:
+            adapter.close()
 
-    def _session(self, host: str) -> requests.Session:
+    def _adapter(self, host: str) -> PinnedAdapter:
         with self._lock:
-            session = self._sessions.get(host)
-            if session is None:
-                session = requests.Session()
-                session.trust_env = False  # no proxies or .netrc credentials from the environment
+            adapter = self._adapters.get(host)
+            if adapter is None:
                 retry = BoundedRetry.policy(
                     retries=self.settings.retries,
                     backoff=float(self.settings.retry_base_seconds),
@@ -119,11 +130,8 @@ class Transport:
                 adapter = PinnedAdapter(
                     self.guard, pool_maxsize=max(self.settings.registry_concurrency, 2), retries=retry
                 )
-                session.mount("https://", adapter)
-                session.mount("http://", adapter)
-                session.headers["User-Agent"] = "pullwatch/0.1"
-                self._sessions[host] = session
-            return session
+                self._adapters[host] = adapter
+            return adapter
 
     def executor(self, host: str) -> ThreadPoolExecutor:
         with self._lock:
@@ -135,6 +143,33 @@ class Transport:
                 )
                 self._pools[host] = pool
             return pool
+
+    def map(self, host: str, fn: Callable[[_In], _Out], items: Iterable[_In]) -> list[_Out]:
+        """``fn`` over ``items`` on ``host``'s worker pool, at most ``registry_concurrency`` at a time;
+        the results in the order of ``items``. The first exception ``fn`` raised is raised here.
+
+        Each of up to ``registry_concurrency`` pool tasks takes the next item until none is left, so
+        500 items cost a handful of futures, not 500 (each future is a lock, a condition and a wake-up
+        of the waiting thread, all under the GIL).
+        """
+        todo = list(items)
+        results: list[Any] = [None] * len(todo)
+        cursor = iter(range(len(todo)))
+        taking = threading.Lock()
+
+        def drain() -> None:
+            while True:
+                with taking:
+                    index = next(cursor, None)
+                if index is None:
+                    return
+                results[index] = fn(todo[index])
+
+        workers = max(1, self.settings.registry_concurrency)
+        tasks = [self.executor(host).submit(drain) for _ in range(min(workers, len(todo)))]
+        for task in tasks:
+            task.result()
+        return results
 
     def _count(self, host: str, requests_sent: int = 1) -> None:
         with self._lock:
@@ -220,18 +255,20 @@ class Transport:
                 raise DeadlineExceeded("the request deadline passed")
             parts = urlsplit(url)
             host = (parts.hostname or parts.netloc).lower()
-            session = self._session(host)
+            adapter = self._adapter(host)
             timeout = self.settings.http_timeout
+            prepared = requests.PreparedRequest()
             try:
-                response = session.request(
-                    method,
-                    url,
-                    headers=headers,
-                    data=data,
-                    params=params,
-                    timeout=(min(timeout, left) if left is not None else timeout, timeout),
-                    allow_redirects=False,
+                prepared.prepare(
+                    method=method, url=url, headers={**DEFAULT_HEADERS, **headers}, data=data, params=params
+                )
+                response = adapter.send(
+                    prepared,
                     stream=True,
+                    timeout=(min(timeout, left) if left is not None else timeout, timeout),
+                    verify=True,
+                    cert=None,
+                    proxies={},
                 )
             except requests.exceptions.RequestException:
                 self._count(host)
