@@ -98,7 +98,15 @@ def preflight_world_yaml() -> str:
             {"principal": f"kubelet:{CLUSTER}", "role": "AcrPull", "scope": "registry:benchacr2"},
         ],
     }
-    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=None, width=120)
+    return yaml.dump(doc, Dumper=_NoAliases, sort_keys=False, default_flow_style=None, width=120)
+
+
+class _NoAliases(yaml.SafeDumper):
+    """Writes a shared platform list out in full each time: the world loader refuses YAML aliases
+    beyond a small number (a guard against alias bombs)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
 
 
 def write_manifests(folder: Path) -> None:
