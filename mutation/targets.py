@@ -25,7 +25,7 @@ class Target:
 #: the credential and realm tests of the registry client's (slow: sandbox registry world) test files
 _REGISTRY_CREDENTIAL_TESTS = (
     "pull_secret or docker or realm or credential or prefix_of or spelling or never_reaches"
-    " or anonymous or entra or tenant or audience or redirect"
+    " or anonymous or entra or tenant or audience or redirect or origin or scope"
 )
 
 TARGETS: tuple[Target, ...] = (
@@ -64,7 +64,11 @@ TARGETS: tuple[Target, ...] = (
         "credential rule",
         "shared/clients/registry/credential_rule.py",
         ("*",),
-        ("tests/test_registry_client.py", "tests/test_registry_redirect_credentials.py"),
+        (
+            "tests/test_credential_rule.py",
+            "tests/test_registry_client.py",
+            "tests/test_registry_redirect_credentials.py",
+        ),
         keyword=_REGISTRY_CREDENTIAL_TESTS,
     ),
     # The authenticator's choice of credential and auth scheme per registry challenge.
