@@ -170,7 +170,9 @@ def test_the_body_is_compact_utf8_json() -> None:
 
 def test_no_space_is_left_before_an_ellipsis() -> None:
     d = digest(("a", [line(remediation="r" * (MAX_TEXT - 2) + " " + "x" * 5)]))
-    assert body(teams_payload(d))[4]["items"][3]["text"] == "r" * (MAX_TEXT - 2) + "…"
+    fix = body(teams_payload(d))[4]["items"][3]
+    assert fix["type"] == "RichTextBlock"
+    assert [run["text"] for run in fix["inlines"]] == ["r" * (MAX_TEXT - 2) + "…"]
 
 
 def test_given_secrets_are_scrubbed_from_lines_and_the_head() -> None:
