@@ -325,7 +325,7 @@ def test_an_allowed_literal_address_is_connected_on_its_own_port(
 class RawTlsListener:
     """A TCP listener that records each connection: the TLS server name asked for (SNI) and whether
     it answered. ``mode``: "answer" (TLS, then a 200 with no body), "drop" (close at once), "silent"
-    (accept and say nothing), "trickle" (TLS, then the answer's headers a byte every 0.1 s for
+    (accept and say nothing), "mute" (TLS, read the request, never answer), "trickle" (TLS, then the answer's headers a byte every 0.1 s for
     ``trickle_seconds``)."""
 
     def __init__(self, pki: Pki, mode: str, trickle_seconds: float = 0.0) -> None:
@@ -364,7 +364,9 @@ class RawTlsListener:
                         if not chunk:
                             break
                         data += chunk
-                    if self.mode == "trickle":  # headers one byte every 0.1 s for trickle_seconds
+                    if self.mode == "mute":  # the request read, no answer at all
+                        self._stop.wait(10)
+                    elif self.mode == "trickle":  # headers one byte every 0.1 s for trickle_seconds
                         tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: ")
                         for _ in range(int(self.trickle_seconds * 10)):
                             time.sleep(0.1)
@@ -440,6 +442,15 @@ def test_headers_trickled_past_the_request_deadline_end_the_request_at_the_deadl
         elapsed = time.monotonic() - started
     assert 0.9 < elapsed < 3.5, elapsed  # the trickle alone would take 4 s
     assert isinstance(caught.value, requests.exceptions.ReadTimeout), caught.value
+
+
+@pytest.mark.sandbox
+def test_a_server_that_never_answers_is_given_up_at_the_request_deadline(tmp_path: Path) -> None:
+    with listener(tmp_path, "mute") as (_raw, s):
+        started = time.monotonic()
+        with request_deadline(1.0), pytest.raises(requests.exceptions.ReadTimeout):
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=8)  # the read timeout alone would wait 8 s
+        assert time.monotonic() - started < 4
 
 
 @pytest.mark.sandbox
