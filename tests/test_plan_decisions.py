@@ -609,6 +609,7 @@ def test_an_audit_message_nested_too_deeply_says_so() -> None:
     "cluster",
     [
         f"{AKS}/agentPools/pool1",  # a child of the cluster
+        f"{AKS}/X",  # anything after the cluster's name
         ACR,  # another kind with nothing after it
     ],
 )
