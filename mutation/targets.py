@@ -22,11 +22,28 @@ class Target:
     keyword: str = ""
 
 
+#: the credential and realm tests of the registry client's (slow: sandbox registry world) test files
+_REGISTRY_CREDENTIAL_TESTS = (
+    "pull_secret or docker or realm or credential or prefix_of or spelling or never_reaches"
+    " or anonymous or entra or tenant or audience or redirect or origin or scope"
+)
+
 TARGETS: tuple[Target, ...] = (
-    Target("rbac", "shared/rbac.py", ("*",), ("tests/test_rbac.py", "tests/test_conditions.py")),
+    Target("rbac", "shared/rbac.py", ("*",), ("tests/test_rbac.py",)),
+    # ABAC conditions: parsing and evaluation of role-assignment conditions.
+    Target("conditions", "shared/conditions.py", ("*",), ("tests/test_conditions.py", "tests/test_rbac.py")),
+    # Azure's action matching (wildcards, case), used by both of the above.
+    Target("actions", "shared/actions.py", ("*",), ("tests/test_rbac.py", "tests/test_conditions.py")),
     Target("compare", "shared/compare.py", ("*",), ("tests/test_compare.py",)),
     Target("netguard", "shared/netguard.py", ("*",), ("tests/test_netguard.py",)),
-    Target("explain", "shared/explain.py", ("*",), ("tests/test_explain.py",), keyword="not read_fast"),
+    Target(
+        "explain",
+        "shared/explain.py",
+        ("*",),
+        ("tests/test_explain.py",),
+        keyword="not read_fast and not read_quickly and not costs_no_more and not adversarial_runs"
+        " and not linear_time",
+    ),
     Target("plan", "shared/plan.py", ("*",), ("tests/test_plan.py", "tests/test_plan_decisions.py")),
     # Pull-secret host matching: kubelet's rule for which docker-config entry serves an image.
     Target(
@@ -42,26 +59,41 @@ TARGETS: tuple[Target, ...] = (
         ),
         ("tests/test_secret_checks.py",),
     ),
-    # The registry client's credential rule: which credential is sent to which host.
+    # The registry client's credential rule: which credential is sent to which host (and realm).
+    Target(
+        "credential rule",
+        "shared/clients/registry/credential_rule.py",
+        ("*",),
+        (
+            "tests/test_credential_rule.py",
+            "tests/test_registry_client.py",
+            "tests/test_registry_redirect_credentials.py",
+        ),
+        keyword=_REGISTRY_CREDENTIAL_TESTS,
+    ),
+    # The authenticator's choice of credential and auth scheme per registry challenge.
     Target(
         "registry credentials",
-        "shared/clients/registry.py",
-        ("xǁRegistryClientǁ_credential_matches__*", "xǁRegistryClientǁ_decide_auth__*"),
-        ("tests/test_registry_client.py",),
-        keyword="pull_secret or docker or realm or credential or prefix_of or spelling or never_reaches"
-        " or anonymous or entra or tenant or audience or redirect",
+        "shared/clients/registry/auth.py",
+        (
+            "xǁAuthenticatorǁ_credential_matches__*",
+            "xǁAuthenticatorǁ_choose_auth__*",
+            "xǁAuthenticatorǁdecide__*",
+        ),
+        ("tests/test_registry_client.py", "tests/test_registry_redirect_credentials.py"),
+        keyword=_REGISTRY_CREDENTIAL_TESTS,
     ),
-    # The renderers: Slack block/section limits and Teams card size, truncation and layout.
+    # The renderers: diagnoses, escaping, Slack block/section limits and Teams card size and layout.
     Target(
         "render slack",
         "shared/render/slack.py",
         ("*",),
-        ("tests/test_render_slack.py", "tests/test_render_slack_layout.py"),
+        ("tests/test_render_slack.py", "tests/test_render_slack_layout.py", "tests/test_render_diagnoses.py"),
     ),
     Target(
         "render teams",
         "shared/render/teams.py",
         ("*",),
-        ("tests/test_render_teams.py", "tests/test_render_teams_layout.py"),
+        ("tests/test_render_teams.py", "tests/test_render_teams_layout.py", "tests/test_render_diagnoses.py"),
     ),
 )

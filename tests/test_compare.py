@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.compare import Changes, compare
+from shared.compare import Changes, compare, covered_groups
 from shared.findings import Finding
 
 AKS = "/subscriptions/s1/resourceGroups/rg/providers/Microsoft.ContainerService/managedClusters/aks-prod"
@@ -156,3 +156,34 @@ def test_results_are_sorted_most_urgent_first() -> None:
     warning = finding("DOCKERHUB_ANONYMOUS_PULLS", registry="docker.io")
     changes = compare([], [warning, ROLE])
     assert changes.new == (ROLE, warning)
+
+
+def test_a_registry_unreachable_on_the_pull_path_keeps_that_registrys_image_findings_open() -> None:
+    unreachable = finding("REGISTRY_UNREACHABLE", registry=ACR, evidence={"identity": "kubelet"})
+    other_image = finding("IMAGE_NOT_FOUND", registry="other.azurecr.io", image="other.azurecr.io/api:1")
+    changes = compare([IMAGE, other_image, ROLE], [unreachable])
+    assert changes.still_open == (IMAGE,)
+    assert keys(changes.resolved) == keys([other_image, ROLE])
+
+
+def test_a_registry_unreachable_seen_from_arm_alone_hides_nothing() -> None:
+    unreachable = finding("REGISTRY_UNREACHABLE", registry=ACR, evidence={"reason": "private endpoint only"})
+    changes = compare([IMAGE], [unreachable])
+    assert changes.resolved == (IMAGE,)
+    assert changes.still_open == ()
+
+
+def test_a_finding_naming_an_identity_is_not_a_registry_failure() -> None:
+    role = finding("ROLE_MISSING", registry=ACR, evidence={"identity": "kubelet"})
+    changes = compare([IMAGE], [role])
+    assert changes.resolved == (IMAGE,)
+
+
+def test_an_incomplete_source_covers_every_group_it_feeds() -> None:
+    changes = compare([ROLE, IMAGE], [incomplete("arm")])
+    assert changes.still_open == (ROLE,)  # arm feeds roles, not images
+    assert changes.resolved == (IMAGE,)
+    assert covered_groups("arm") == frozenset({"roles", "network", "performance"})
+    assert covered_groups("Kubernetes, roles") == frozenset(
+        {"cluster", "images", "secrets", "network", "access", "performance", "roles"}
+    )

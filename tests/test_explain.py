@@ -1215,3 +1215,15 @@ def test_the_remediation_names_the_image() -> None:
         'Failed to pull image "acme/web:1": no matching manifest for linux/arm64 in the manifest list entries'
     )
     assert "docker manifest inspect acme/web:1" in result.remediation
+
+
+def test_a_line_of_numbers_alone_is_not_taken_for_the_unrecognised_cause() -> None:
+    e = explain("500: 42\nthe frobnicator exploded")
+    assert e.cause == "unknown"
+    assert e.summary == "the pull failed for a reason pullwatch does not recognise (the frobnicator exploded)"
+
+
+def test_a_cause_in_the_middle_of_a_huge_text_is_not_read() -> None:
+    filler = "x " * 25_000  # 50,000 characters: the cause sits past the head and before the tail
+    e = explain(f"{filler}manifest unknown {filler}")
+    assert e.cause == "no_detail"

@@ -27,6 +27,8 @@ from shared.netguard import (
     PlainHttpRefused,
     _host_header,
     address_refusal,
+    deadline_remaining,
+    request_deadline,
 )
 
 
@@ -128,6 +130,7 @@ def test_allow_list_admits_private_ranges_but_never_metadata() -> None:
         ("2002:7f00:1::", "a loopback address (127.0.0.1 inside a 6to4 address)"),
         ("64:ff9b::a01:203", "a private address (10.1.2.3 inside a NAT64 address)"),
         ("::ffff:100.64.0.1", "a shared (CGNAT) address (100.64.0.1 inside an IPv4-mapped address)"),
+        ("::2", "a private address (0.0.0.2 inside an IPv4-compatible address)"),  # the first past ::1
     ],
 )
 def test_embedded_ipv4_gets_the_ipv4_policy_and_its_reason(address: str, reason: str) -> None:
@@ -322,10 +325,12 @@ def test_an_allowed_literal_address_is_connected_on_its_own_port(
 class RawTlsListener:
     """A TCP listener that records each connection: the TLS server name asked for (SNI) and whether
     it answered. ``mode``: "answer" (TLS, then a 200 with no body), "drop" (close at once), "silent"
-    (accept and say nothing)."""
+    (accept and say nothing), "mute" (TLS, read the request, never answer), "trickle" (TLS, then the answer's headers a byte every 0.1 s for
+    ``trickle_seconds``)."""
 
-    def __init__(self, pki: Pki, mode: str) -> None:
+    def __init__(self, pki: Pki, mode: str, trickle_seconds: float = 0.0) -> None:
         self.mode = mode
+        self.trickle_seconds = trickle_seconds
         self.server_names: list[str | None] = []
         self.accepted = 0
         self._held: list[socket.socket] = []
@@ -359,7 +364,16 @@ class RawTlsListener:
                         if not chunk:
                             break
                         data += chunk
-                    tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                    if self.mode == "mute":  # the request read, no answer at all
+                        self._stop.wait(10)
+                    elif self.mode == "trickle":  # headers one byte every 0.1 s for trickle_seconds
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nX-Slow: ")
+                        for _ in range(int(self.trickle_seconds * 10)):
+                            time.sleep(0.1)
+                            tls.sendall(b"x")
+                        tls.sendall(b"\r\nConnection: close\r\n\r\n")
+                    else:
+                        tls.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
 
     def close(self) -> None:
         self._stop.set()
@@ -370,9 +384,11 @@ class RawTlsListener:
 
 
 @contextlib.contextmanager
-def listener(tmp_path: Path, mode: str) -> Iterator[tuple[RawTlsListener, requests.Session]]:
+def listener(
+    tmp_path: Path, mode: str, trickle_seconds: float = 0.0
+) -> Iterator[tuple[RawTlsListener, requests.Session]]:
     pki = Pki(tmp_path)
-    raw = RawTlsListener(pki, mode)
+    raw = RawTlsListener(pki, mode, trickle_seconds)
     g = guard(hosts={"contosoacr.azurecr.io": ("127.0.0.1", raw.port)}, ca_bundle=str(pki.ca_bundle))
     try:
         with requests.Session() as s:
@@ -400,12 +416,68 @@ def test_a_dropped_connection_is_not_retried_by_the_adapter(tmp_path: Path) -> N
 
 
 @pytest.mark.sandbox
+def test_retries_given_to_the_adapter_connect_again_after_a_dropped_connection(tmp_path: Path) -> None:
+    with listener(tmp_path, "drop") as (raw, s):
+        s.mount("https://", PinnedAdapter(s.get_adapter("https://x/").guard, retries=1))  # type: ignore[attr-defined]
+        with pytest.raises(requests.exceptions.ConnectionError):
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=5)
+        assert raw.accepted == 2
+
+
+@pytest.mark.sandbox
 def test_the_request_deadline_reaches_the_connection(tmp_path: Path) -> None:
     with listener(tmp_path, "silent") as (_raw, s):
         started = time.monotonic()
         with pytest.raises(requests.exceptions.RequestException):
             s.get("https://contosoacr.azurecr.io/v2/", timeout=0.3)
         assert time.monotonic() - started < 3
+
+
+@pytest.mark.sandbox
+def test_headers_trickled_past_the_request_deadline_end_the_request_at_the_deadline(tmp_path: Path) -> None:
+    with listener(tmp_path, "trickle", trickle_seconds=4.0) as (_raw, s):
+        started = time.monotonic()
+        with request_deadline(1.0), pytest.raises(requests.exceptions.RequestException) as caught:
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=2)  # each byte comes well within 2 s
+        elapsed = time.monotonic() - started
+    assert 0.9 < elapsed < 3.5, elapsed  # the trickle alone would take 4 s
+    assert isinstance(caught.value, requests.exceptions.ReadTimeout), caught.value
+
+
+@pytest.mark.sandbox
+def test_a_server_that_never_answers_is_given_up_at_the_request_deadline(tmp_path: Path) -> None:
+    with listener(tmp_path, "mute") as (_raw, s):
+        started = time.monotonic()
+        with request_deadline(1.0), pytest.raises(requests.exceptions.ReadTimeout):
+            s.get("https://contosoacr.azurecr.io/v2/", timeout=8)  # the read timeout alone would wait 8 s
+        assert time.monotonic() - started < 4
+
+
+@pytest.mark.sandbox
+def test_an_answer_trickled_inside_the_request_deadline_is_read_whole(tmp_path: Path) -> None:
+    with listener(tmp_path, "trickle", trickle_seconds=1.5) as (_raw, s), request_deadline(3.0):
+        assert s.get("https://contosoacr.azurecr.io/v2/", timeout=1).status_code == 200
+
+
+@pytest.mark.sandbox
+def test_a_spent_request_deadline_fails_the_request_instead_of_asking(tmp_path: Path) -> None:
+    with (
+        listener(tmp_path, "answer") as (_raw, s),
+        request_deadline(0.0),
+        pytest.raises(requests.exceptions.RequestException),
+    ):
+        s.get("https://contosoacr.azurecr.io/v2/", timeout=5)
+
+
+def test_the_deadline_left_counts_down_and_is_none_outside_a_deadline() -> None:
+    assert deadline_remaining() is None
+    with request_deadline(5.0):
+        left = deadline_remaining()
+        assert left is not None and 4.0 < left <= 5.0
+        time.sleep(0.05)
+        later = deadline_remaining()
+        assert later is not None and later < left
+    assert deadline_remaining() is None
 
 
 def test_a_name_that_resolves_to_no_address_is_not_resolved(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -346,3 +346,32 @@ def test_a_deleted_resource_group_with_nothing_watched_is_ignored_with_the_reaso
     )
     assert plan.audits == () and plan.forget == ()
     assert [why for _, why in plan.ignored] == ["no watched cluster or registry in resource group rg-x"]
+
+
+def test_a_deleted_resource_group_forgets_its_clusters_and_rechecks_the_others_naming_the_registry() -> None:
+    group = "/subscriptions/{subscription-id}/resourceGroups/{resource-group}"
+    registry = f"{group}/providers/Microsoft.ContainerRegistry/registries/hubacr".lower()
+    elsewhere = (
+        "/subscriptions/s2/resourceGroups/rg2/providers/Microsoft.ContainerService/managedClusters/far"
+    )
+    known = [
+        KnownCluster(id=CLUSTER, registry_ids=frozenset({registry})),  # held by the group: forgotten
+        KnownCluster(id=elsewhere, registry_ids=frozenset({registry})),  # pulled from it: rechecked
+    ]
+    plan = plan_events([parse_event(_container_delete(group))], known, Scope())
+    assert plan.forget == (CLUSTER,)
+    assert [(a.cluster, a.reasons) for a in plan.audits] == [
+        (elsewhere, ("resource group {resource-group} deleted, with registry hubacr",))
+    ]
+    assert plan.ignored == ()
+
+
+def test_a_deleted_resource_group_holding_only_clusters_is_not_reported_as_ignored() -> None:
+    group = "/subscriptions/{subscription-id}/resourceGroups/{resource-group}"
+    plan = plan_events([parse_event(_container_delete(group))], inventory(), Scope())
+    assert plan.forget == (CLUSTER, OTHER) and plan.ignored == ()
+
+
+def test_a_deleted_subscription_is_named_as_a_subscription_in_the_reason() -> None:
+    plan = plan_events([parse_event(_container_delete(f"/subscriptions/{SUB}"))], inventory(), Scope())
+    assert [a.reasons for a in plan.audits] == [(f"subscription {SUB} deleted, with registry <name>",)]

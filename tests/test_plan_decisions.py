@@ -563,3 +563,71 @@ def test_child_names_ending_in_capital_x_are_kept_whole() -> None:
     assert pool.audits[0].reasons == ("cluster aks-prod changed (agentPools/poolX)",)
     replica = plan_events([arm("Write", ACR + "/replications/regionX")], INVENTORY, Scope())
     assert replica.audits[0].reasons == ("registry contosoacr changed (replications/regionX)",)
+
+
+def test_a_storms_reasons_and_event_ids_keep_the_first_that_fit_in_8000_characters() -> None:
+    # each item costs its length + 4: forty of 196 characters fill 8,000 exactly, the 41st is left out
+    request = AuditRequest(AKS, reasons=("r" * 196,) * 41, event_ids=("e" * 196,) * 41)
+    assert request.reasons == ("r" * 196,) * 40
+    assert request.event_ids == ("e" * 196,) * 40
+
+
+def test_a_long_reason_is_cut_to_256_and_a_long_event_id_to_512_characters() -> None:
+    request = AuditRequest(AKS, reasons=("r" * 300,), event_ids=("e" * 600,))
+    assert request.reasons == ("r" * 256,)
+    assert request.event_ids == ("e" * 512,)
+
+
+def test_a_storms_hints_keep_the_first_that_fit_in_8000_characters_each_value_cut_to_256() -> None:
+    hint = {"k": "v" * 191}  # 200 characters of JSON: forty fill 8,000 exactly
+    request = AuditRequest(AKS, hints=(hint,) * 41)
+    assert request.hints == (hint,) * 40
+    assert AuditRequest(AKS, hints=({"k" * 300: "v" * 300},)).hints == ({"k" * 256: "v" * 256},)
+
+
+def test_an_audit_message_of_exactly_64_kib_is_read_and_one_byte_more_is_refused() -> None:
+    from shared.errors import InputError
+
+    head = f'{{"cluster": "{AKS}", "nightly": false, "pad": "'
+    exact = head + "x" * (64 * 1024 - len(head) - 2) + '"}'
+    assert len(exact) == 64 * 1024
+    assert AuditRequest.from_json(exact).cluster == AKS
+    with pytest.raises(InputError) as bad:
+        AuditRequest.from_json(exact[:-2] + 'x"}')
+    assert str(bad.value) == "audit message is larger than 65536 bytes (65537)"
+
+
+def test_an_audit_message_nested_too_deeply_says_so() -> None:
+    from shared.errors import InputError
+
+    with pytest.raises(InputError) as bad:
+        AuditRequest.from_json("[" * 30_000)
+    assert str(bad.value) == "audit message is not usable JSON: nested too deeply"
+
+
+@pytest.mark.parametrize(
+    "cluster",
+    [
+        f"{AKS}/agentPools/pool1",  # a child of the cluster
+        f"{AKS}/X",  # anything after the cluster's name
+        ACR,  # another kind with nothing after it
+    ],
+)
+def test_an_audit_message_for_anything_but_a_cluster_is_refused(cluster: str) -> None:
+    from shared.errors import InputError
+
+    with pytest.raises(InputError, match="is not a managedCluster resource ID"):
+        AuditRequest.from_json(f'{{"cluster": "{cluster}"}}')
+
+
+def test_a_cluster_id_with_a_trailing_slash_is_read() -> None:
+    assert AuditRequest.from_json(f'{{"cluster": "{AKS}/"}}').cluster.rstrip("/") == AKS
+
+
+def test_a_refused_cluster_id_is_shown_cut_to_200_characters() -> None:
+    from shared.errors import InputError
+
+    long_id = "/x" * 150
+    with pytest.raises(InputError) as bad:
+        AuditRequest.from_json(f'{{"cluster": "{long_id}"}}')
+    assert str(bad.value) == f"audit message: {long_id[:200]!r} is not a managedCluster resource ID"

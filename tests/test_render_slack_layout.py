@@ -194,3 +194,18 @@ def test_the_fallback_text_fits_exactly_at_its_limit() -> None:
 
 def test_no_space_is_left_before_an_ellipsis() -> None:
     assert line_text(line(message="m" * 498 + " " + "x" * 10)).endswith("\n" + "m" * 498 + "…")
+
+
+def test_a_portal_link_percent_encodes_what_would_end_or_split_it() -> None:
+    meta = ClusterMeta("/subscriptions/s1/resourceGroups/rg|a<b>c d&e/x", "aks")
+    texts = sections(slack_payload(Digest((ClusterBlock(meta, (line(),)),))))
+    link = (
+        "<https://portal.azure.com/#resource/subscriptions/s1/resourceGroups/rg%7Ca%3Cb%3Ec%20d&amp;e/x|aks>"
+    )
+    assert any(link in t for t in texts), texts
+
+
+def test_a_long_fix_is_cut_so_the_affected_workloads_still_show() -> None:
+    text = line_text(line(remediation="r" * 5000, affected=("shop/Deployment/api", "shop/Deployment/web")))
+    assert len(text) <= MAX_LINE
+    assert text.endswith("…```\n_affects 2 workloads: shop/Deployment/api, shop/Deployment/web_")

@@ -170,7 +170,9 @@ def test_the_body_is_compact_utf8_json() -> None:
 
 def test_no_space_is_left_before_an_ellipsis() -> None:
     d = digest(("a", [line(remediation="r" * (MAX_TEXT - 2) + " " + "x" * 5)]))
-    assert body(teams_payload(d))[4]["items"][3]["inlines"][0]["text"] == "r" * (MAX_TEXT - 2) + "…"
+    fix = body(teams_payload(d))[4]["items"][3]
+    assert fix["type"] == "RichTextBlock"
+    assert [run["text"] for run in fix["inlines"]] == ["r" * (MAX_TEXT - 2) + "…"]
 
 
 def test_given_secrets_are_scrubbed_from_lines_and_the_head() -> None:
@@ -179,3 +181,26 @@ def test_given_secrets_are_scrubbed_from_lines_and_the_head() -> None:
     assert "canary-value-7781" not in json.dumps(payload)
     assert body(payload)[4]["items"][2]["text"] == "token [redacted] refused"
     assert body(payload)[0]["text"] == "[redacted]: image pulls — 1 new"
+
+
+def test_a_fix_of_several_lines_is_one_monospace_row_per_line() -> None:
+    d = digest(("a", [line(remediation="az login\naz acr import x \\\n  --force")]))
+    assert body(teams_payload(d))[4]["items"][3:] == [
+        literal("az login", spacing="Small"),
+        literal("az acr import x \\", spacing="None"),
+        literal("  --force", spacing="None"),
+    ]
+
+
+def test_list_marks_at_the_start_of_a_line_stay_literal() -> None:
+    d = digest(("a", [line(message="- one\n  2. two\n+three *x")]))
+    assert body(teams_payload(d))[4]["items"][2]["text"] == "\\- one\n  \\2. two\n+three \\*x"
+
+
+def test_a_portal_link_keeps_parentheses_and_spaces_inside_its_target() -> None:
+    meta = ClusterMeta("/subscriptions/s1/resourceGroups/rg (a) b/providers/x", "aks")
+    payload = teams_payload(Digest((ClusterBlock(meta, (line(),)),)))
+    assert (
+        "[aks](https://portal.azure.com/#resource/subscriptions/s1/resourceGroups/rg%20%28a%29%20b/providers/x)"
+        in (json.dumps(payload, ensure_ascii=False))
+    )
