@@ -555,3 +555,20 @@ def test_a_thread_that_never_set_a_deadline_has_none() -> None:
         worker.start()
         worker.join(5)
     assert seen == [None]  # the deadline belongs to the thread that set it
+
+
+@pytest.mark.sandbox
+def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    raw = RawTlsListener(pki, "mute")
+    try:
+        plain = socket.create_connection(("127.0.0.1", raw.port), timeout=5)
+        context = guard(ca_bundle=str(pki.ca_bundle)).ssl_context()
+        with context.wrap_socket(
+            plain, server_hostname="contosoacr.azurecr.io", do_handshake_on_connect=False
+        ) as tls:
+            tls.settimeout(0.0)
+            with pytest.raises(ssl.SSLWantReadError):  # as ssl.SSLSocket does: no waiting for the server
+                tls.do_handshake()
+    finally:
+        raw.close()
