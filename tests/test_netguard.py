@@ -506,6 +506,7 @@ def deadline_socket(tmp_path: Path) -> Iterator[ssl.SSLSocket]:
 def test_a_reused_socket_gets_back_the_timeout_asked_for_once_the_deadline_block_ends(tmp_path: Path) -> None:
     with deadline_socket(tmp_path) as tls:
         tls.settimeout(7.0)  # what urllib3 asks for one read
+        assert tls.gettimeout() == 7.0
         with request_deadline(2.0):
             tls.send(b"GET / HTTP/1.1\r\n")
             armed = tls.gettimeout()
@@ -572,3 +573,9 @@ def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
                 tls.do_handshake()
     finally:
         raw.close()
+
+
+@pytest.mark.sandbox
+def test_send_refuses_flags_as_ssl_sockets_do(tmp_path: Path) -> None:
+    with deadline_socket(tmp_path) as tls, pytest.raises(ValueError, match="non-zero flags"):
+        tls.send(b"GET / HTTP/1.1\r\n", socket.MSG_OOB)
