@@ -20,6 +20,7 @@ from sandbox.pki import Pki
 from shared.config import Settings
 from shared.netguard import (
     AddressRefused,
+    DeadlinePassed,
     Endpoint,
     NameNotResolved,
     NetGuard,
@@ -485,3 +486,96 @@ def test_a_name_that_resolves_to_no_address_is_not_resolved(monkeypatch: pytest.
     with pytest.raises(NameNotResolved) as error:
         guard().resolve("empty.example", 443)
     assert str(error.value) == "empty.example does not resolve (no addresses)"
+
+
+@contextlib.contextmanager
+def deadline_socket(tmp_path: Path) -> Iterator[ssl.SSLSocket]:
+    """A TLS socket from the guard's context, connected to a listener that reads and never answers."""
+    pki = Pki(tmp_path)
+    raw = RawTlsListener(pki, "mute")
+    g = guard(ca_bundle=str(pki.ca_bundle))
+    try:
+        plain = socket.create_connection(("127.0.0.1", raw.port), timeout=5)
+        with g.ssl_context().wrap_socket(plain, server_hostname="contosoacr.azurecr.io") as tls:
+            yield tls
+    finally:
+        raw.close()
+
+
+@pytest.mark.sandbox
+def test_a_reused_socket_gets_back_the_timeout_asked_for_once_the_deadline_block_ends(tmp_path: Path) -> None:
+    with deadline_socket(tmp_path) as tls:
+        tls.settimeout(7.0)  # what urllib3 asks for one read
+        assert tls.gettimeout() == 7.0
+        with request_deadline(2.0):
+            tls.send(b"GET / HTTP/1.1\r\n")
+            armed = tls.gettimeout()
+            assert armed is not None and 1.0 < armed <= 2.0  # the deadline is shorter than the timeout
+        tls.send(b"Host: x\r\n")
+        assert tls.gettimeout() == 7.0  # outside the block the pooled socket waits as asked again
+        with request_deadline(30.0):
+            tls.send(b"X: y\r\n")
+            assert tls.gettimeout() == 7.0  # a deadline further away than the timeout leaves it
+        tls.settimeout(None)
+        with request_deadline(2.0):
+            tls.send(b"X: z\r\n")
+            armed = tls.gettimeout()
+            assert armed is not None and 1.0 < armed <= 2.0  # no timeout: the deadline alone bounds it
+
+
+@pytest.mark.sandbox
+def test_a_read_that_would_outlast_the_deadline_ends_at_the_deadline(tmp_path: Path) -> None:
+    with deadline_socket(tmp_path) as tls:
+        tls.settimeout(8.0)
+        started = time.monotonic()
+        with request_deadline(0.5), pytest.raises(TimeoutError):
+            tls.recv(1024)
+        assert time.monotonic() - started < 3
+
+
+@pytest.mark.sandbox
+def test_no_call_starts_with_exactly_nothing_left_of_the_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with deadline_socket(tmp_path) as tls:
+        tls.settimeout(5.0)
+        with monkeypatch.context() as frozen:
+            frozen.setattr("shared.netguard.time.monotonic", lambda: 1000.0)  # the clock stands still
+            with request_deadline(0.0):
+                assert deadline_remaining() == 0.0
+                with pytest.raises(DeadlinePassed, match=r"^the request deadline passed$"):
+                    tls.send(b"GET / HTTP/1.1\r\n")
+                with pytest.raises(DeadlinePassed, match=r"^the request deadline passed$"):
+                    tls.recv(1024)
+
+
+def test_a_thread_that_never_set_a_deadline_has_none() -> None:
+    seen: list[float | None] = []
+    with request_deadline(5.0):
+        worker = threading.Thread(target=lambda: seen.append(deadline_remaining()))
+        worker.start()
+        worker.join(5)
+    assert seen == [None]  # the deadline belongs to the thread that set it
+
+
+@pytest.mark.sandbox
+def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    raw = RawTlsListener(pki, "mute")
+    try:
+        plain = socket.create_connection(("127.0.0.1", raw.port), timeout=5)
+        context = guard(ca_bundle=str(pki.ca_bundle)).ssl_context()
+        with context.wrap_socket(
+            plain, server_hostname="contosoacr.azurecr.io", do_handshake_on_connect=False
+        ) as tls:
+            tls.settimeout(0.0)
+            with pytest.raises(ssl.SSLWantReadError):  # as ssl.SSLSocket does: no waiting for the server
+                tls.do_handshake()
+    finally:
+        raw.close()
+
+
+@pytest.mark.sandbox
+def test_send_refuses_flags_as_ssl_sockets_do(tmp_path: Path) -> None:
+    with deadline_socket(tmp_path) as tls, pytest.raises(ValueError, match="non-zero flags"):
+        tls.send(b"GET / HTTP/1.1\r\n", socket.MSG_OOB)
