@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -17,6 +16,7 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
+from conftest import isolated_app_settings
 
 from sandbox.azurite import Azurite
 from sandbox.host import FunctionsHost, decode_event_grid_item, load_function_app
@@ -33,31 +33,10 @@ CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.Cont
 pytestmark = pytest.mark.sandbox
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def function_app(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """function_app.py loaded as the Functions host loads it, with app settings pointing at Azurite."""
-    suffix = uuid.uuid4().hex[:10]
-    dead = _closed_port()
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "PULLWATCH_AUDIT_QUEUE": f"audit-{suffix}",
-        "PULLWATCH_STATE_TABLE": f"state{suffix}",
-        "PULLWATCH_DEBOUNCE_SECONDS": "30",
-        "PULLWATCH_SUBSCRIPTIONS": SUB,
-        # Nothing in these tests may leave this machine: Azure endpoints point at a closed local port.
-        "IDENTITY_ENDPOINT": f"http://127.0.0.1:{dead}/msi/token",
-        "IDENTITY_HEADER": "test",
-        "PULLWATCH_ARM_ENDPOINT": f"https://127.0.0.1:{dead}",
-        "PULLWATCH_GRAPH_ENDPOINT": f"https://127.0.0.1:{dead}",
-        "PULLWATCH_HTTP_TIMEOUT_SECONDS": "2",
-        "PULLWATCH_RETRIES": "0",
-    }
+    env = isolated_app_settings(azurite, SUB)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     module = load_function_app()

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import json
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import isolated_app_settings
 
 from sandbox.azurite import Azurite
 from sandbox.host import FunctionsHost
@@ -28,30 +28,10 @@ CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.Cont
 STORM = 600  # × 512-character ids: far over one Table property; `make bench` runs 5,000 GUID ids
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def host(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionsHost]:
-    suffix = uuid.uuid4().hex[:10]
-    dead = _closed_port()
-    env = {
-        "AzureWebJobsStorage": azurite.connection_string,
-        "PULLWATCH_AUDIT_QUEUE": f"audit-{suffix}",
-        "PULLWATCH_STATE_TABLE": f"state{suffix}",
-        "PULLWATCH_DEBOUNCE_SECONDS": "3600",  # the storm takes longer than a short window
-        "PULLWATCH_SUBSCRIPTIONS": SUB,
-        # Nothing here may leave this machine: Azure endpoints point at a closed local port.
-        "IDENTITY_ENDPOINT": f"http://127.0.0.1:{dead}/msi/token",
-        "IDENTITY_HEADER": "test",
-        "PULLWATCH_ARM_ENDPOINT": f"https://127.0.0.1:{dead}",
-        "PULLWATCH_GRAPH_ENDPOINT": f"https://127.0.0.1:{dead}",
-        "PULLWATCH_HTTP_TIMEOUT_SECONDS": "2",
-        "PULLWATCH_RETRIES": "0",
-    }
+    # the storm takes longer than a short debounce window
+    env = isolated_app_settings(azurite, SUB, PULLWATCH_DEBOUNCE_SECONDS="3600")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     functions = FunctionsHost(azurite.connection_string, env["PULLWATCH_AUDIT_QUEUE"])
