@@ -7,6 +7,8 @@ STAMP := .make
 APT_PACKAGES := docker-registry skopeo
 # Only `make previews` (the README pictures) needs these.
 PREVIEW_APT_PACKAGES := chromium fonts-lato fonts-noto-color-emoji
+# Only `make bench` needs this: nginx is the ACR login server's front in the registry rows.
+BENCH_APT_PACKAGES := nginx-light
 export PATH := $(CURDIR)/.venv/bin:$(CURDIR)/node_modules/.bin:$(PATH)
 
 .PHONY: setup test demo bench lint typecheck unit clean mutation previews
@@ -36,6 +38,9 @@ endef
 
 $(STAMP)/apt:
 	$(call apt_install,$(APT_PACKAGES),setup)
+
+$(STAMP)/apt-bench:
+	$(call apt_install,$(BENCH_APT_PACKAGES),bench)
 
 $(STAMP)/apt-previews:
 	$(call apt_install,$(PREVIEW_APT_PACKAGES),previews)
@@ -70,7 +75,7 @@ test: lint typecheck unit
 demo: setup
 	@$(PY) -m sandbox run sandbox/worlds/demo.yaml
 
-bench: setup
+bench: setup $(STAMP)/apt-bench
 	@$(PY) -m bench
 
 # The README pictures (docs/img/*.png) from a real demo run, screenshotted by headless Chromium;

@@ -1,125 +1,151 @@
-"""The bench's ACR login server: an asyncio (aiohttp) front so that the ACR rows measure pullwatch.
+"""The bench's ACR login server: nginx in front, so that the ACR rows measure pullwatch.
 
-tests/registry_fixture.py's :class:`AcrFront` answers ``/oauth2/*`` like ACR and forwards
-``/v2/*`` to ``docker-registry`` through ``sandbox.httpserver`` (a thread per connection) and
-``requests``: about 1.3 ms of CPU per forwarded request, which on a shared 2-core machine cost the
-ACR rows more than pullwatch's own work (py-spy and per-process CPU times in the README's bench
-notes). This front keeps AcrFront's answers — it calls the same ``_exchange`` / ``_token`` logic and
-rewrites the challenge realm the same way — and forwards ``/v2/*`` on kept-alive aiohttp connections
-(C HTTP parser, one event loop thread). Every request is recorded as ``(method, path)``.
+A real ACR login server is one host that answers ``/oauth2/*`` itself and serves ``/v2/*`` from the
+registry behind it. tests/registry_fixture.py's :class:`AcrFront` plays that in Python (a thread
+per connection, each ``/v2/`` request forwarded with ``requests``): about 1.3 ms of CPU per
+forwarded request, and an asyncio front after it still 0.3 ms, which on a shared 2-core machine
+cost the ACR rows a third of what pullwatch itself spent (per-process CPU in the README's bench
+notes). Here Debian's ``nginx-light`` terminates TLS for the ACR host name and:
+
+- forwards ``/oauth2/*`` to :class:`AcrFront` (its ``_exchange`` / ``_token``: the same answers the
+  tests get; a run sends one or two of these);
+- forwards ``/v2/*`` to ``docker-registry`` on kept-alive connections. The registry's challenge
+  already names ``https://<ACR host>/oauth2/token`` as its realm, so nothing is rewritten.
+
+Every request is counted from nginx's access log (``method path`` per line).
 """
 
 from __future__ import annotations
 
-import asyncio
-import re
-import ssl
+import os
+import shutil
+import socket
+import subprocess
 import sys
-import threading
-from email.message import Message
+import time
 from pathlib import Path
-from urllib.parse import parse_qs
-
-import aiohttp
-from aiohttp import web
-
-from sandbox.httpserver import Request
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
-from registry_fixture import AcrFront
+from registry_fixture import AcrFront, free_port
 
-_COPY = ("docker-content-digest", "www-authenticate", "location", "link", "retry-after", "content-type")
+_CONFIG = """\
+worker_processes 1;
+daemon off;
+pid {root}/nginx.pid;
+error_log {root}/error.log error;
+events {{ worker_connections 512; }}
+http {{
+    log_format counted '$request_method $uri';
+    access_log {root}/access.log counted;
+    client_body_temp_path {root}/tmp-body;
+    proxy_temp_path {root}/tmp-proxy;
+    fastcgi_temp_path {root}/tmp-fastcgi;
+    uwsgi_temp_path {root}/tmp-uwsgi;
+    scgi_temp_path {root}/tmp-scgi;
+    upstream registry {{ server 127.0.0.1:{registry_port}; keepalive 32; }}
+    server {{
+        listen 127.0.0.1:{port} ssl;
+        server_name {host};
+        ssl_certificate {cert};
+        ssl_certificate_key {key};
+        ssl_protocols TLSv1.2 TLSv1.3;
+        keepalive_requests 100000;
+        location /oauth2/ {{
+            proxy_pass https://127.0.0.1:{login_port};
+            proxy_set_header Host {host};
+            proxy_ssl_verify off;
+        }}
+        location / {{
+            proxy_pass http://registry;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host {host};
+        }}
+    }}
+}}
+"""
 
 
-class FastAcrFront:
-    def __init__(self, logic: AcrFront, cert: tuple[Path, Path]) -> None:
+class NginxAcrFront:
+    """``nginx`` on 127.0.0.1:``port`` for ``logic.host``: ``/oauth2/*`` to ``logic``, the rest to
+    ``logic.backend`` (the registry). ``count`` / ``reset`` read its access log."""
+
+    def __init__(self, logic: AcrFront, cert: tuple[Path, Path], workdir: Path) -> None:
+        if shutil.which("nginx") is None:
+            raise RuntimeError("nginx is not installed (make bench installs nginx-light with apt-get)")
         self.logic = logic
         self.cert = cert
-        self.seen: list[tuple[str, str]] = []
+        self.root = workdir
         self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="bench-acr-front", daemon=True)
-        self._runner: web.AppRunner | None = None
-        self._session: aiohttp.ClientSession | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._log_from = 0
 
-    def start(self) -> FastAcrFront:
-        self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(timeout=30)
-        return self
-
-    def stop(self) -> None:
-        asyncio.run_coroutine_threadsafe(self._stop(), self._loop).result(timeout=30)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-
-    def count(self, method: str | None = None, path: str = "") -> int:
-        return sum(1 for m, p in list(self.seen) if (method is None or m == method) and p.startswith(path))
-
-    def reset(self) -> None:
-        self.seen.clear()
-
-    async def _start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=64, force_close=False), auto_decompress=False
-        )
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._handle)
-        self._runner = web.AppRunner(app, access_log=None)
-        await self._runner.setup()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(str(self.cert[0]), str(self.cert[1]))
-        site = web.TCPSite(self._runner, "127.0.0.1", 0, ssl_context=context)
-        await site.start()
-        server = site._server
-        assert isinstance(server, asyncio.base_events.Server)
-        self.port = int(server.sockets[0].getsockname()[1])
-
-    async def _stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-        if self._session is not None:
-            await self._session.close()
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        body = await request.read()
-        self.seen.append((request.method, request.path))
-        if request.path in ("/oauth2/exchange", "/oauth2/token"):
-            headers = Message()
-            for name, value in request.headers.items():
-                headers[name] = value
-            answer = (self.logic._exchange if request.path == "/oauth2/exchange" else self.logic._token)(
-                Request(
-                    request.method,
-                    request.path,
-                    parse_qs(request.query_string, keep_blank_values=True),
-                    headers,
-                    body,
-                    ("127.0.0.1", 0),
+    def start(self) -> NginxAcrFront:
+        self.logic.start()
+        self.root.mkdir(parents=True, exist_ok=True)
+        for _ in range(5):
+            self.port = free_port()
+            config = self.root / "nginx.conf"
+            config.write_text(
+                _CONFIG.format(
+                    root=self.root,
+                    port=self.port,
+                    host=self.logic.host,
+                    cert=self.cert[0],
+                    key=self.cert[1],
+                    login_port=self.logic.port,
+                    registry_port=self.logic.backend.port,
                 )
             )
-            payload, content_type = answer.encoded()
-            return web.Response(
-                status=answer.status,
-                body=payload,
-                headers={**answer.headers, **({"Content-Type": content_type} if content_type else {})},
+            self._proc = subprocess.Popen(
+                ["nginx", "-p", str(self.root), "-e", str(self.root / "error.log"), "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
             )
-        assert self._session is not None
-        forward = {k: v for k, v in request.headers.items() if k.lower() in ("authorization", "accept")}
-        async with self._session.request(
-            request.method,
-            f"{self.logic.backend.url}{request.path_qs}",
-            headers=forward,
-            data=body or None,
-            allow_redirects=False,
-        ) as upstream:
-            content = await upstream.read()
-            out = {k: v for k, v in upstream.headers.items() if k.lower() in _COPY}
-            challenge = upstream.headers.get("WWW-Authenticate")
-            if challenge:
-                realm = f"https://{request.headers.get('Host') or self.logic.host}/oauth2/token"
-                out = {k: v for k, v in out.items() if k.lower() != "www-authenticate"}
-                out["WWW-Authenticate"] = re.sub(r'realm="[^"]*"', f'realm="{realm}"', challenge)
-            if request.method == "HEAD":
-                out["Content-Length"] = upstream.headers.get("Content-Length", "0")
-                return web.Response(status=upstream.status, headers=out)
-            return web.Response(status=upstream.status, body=content, headers=out)
+            deadline = time.monotonic() + 10
+            while time.monotonic() < deadline and self._proc.poll() is None:
+                try:
+                    socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                    self.reset()
+                    return self
+                except OSError:
+                    time.sleep(0.05)
+            self._stop_nginx()
+        raise RuntimeError(f"nginx did not start; see {self.root / 'error.log'}")
+
+    def _stop_nginx(self) -> None:
+        if self._proc is not None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait(timeout=5)
+            self._proc = None
+
+    def stop(self) -> None:
+        self._stop_nginx()
+        self.logic.stop()
+
+    def _lines(self) -> list[str]:
+        log = self.root / "access.log"
+        if not log.exists():
+            return []
+        with log.open("rb") as f:
+            f.seek(self._log_from)
+            return f.read().decode("utf-8", "replace").splitlines()
+
+    def count(self, method: str | None = None, path: str = "") -> int:
+        """Requests nginx answered since the last :meth:`reset` with ``method`` and a path starting
+        with ``path`` (nginx writes each line when it has sent the answer)."""
+        total = 0
+        for line in self._lines():
+            seen_method, _, seen_path = line.partition(" ")
+            if (method is None or seen_method == method) and seen_path.startswith(path):
+                total += 1
+        return total
+
+    def reset(self) -> None:
+        log = self.root / "access.log"
+        self._log_from = os.path.getsize(log) if log.exists() else 0
+        self.logic.reset()

@@ -32,7 +32,9 @@ Public interface::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
+import os
 import socket
 import ssl
 import threading
@@ -211,16 +213,38 @@ class NetGuard:
         return Endpoint(name, port, addresses[0], port)
 
     def ssl_context(self) -> ssl.SSLContext:
-        """System CAs plus ``Settings.ca_bundle``; hostname checked; TLS 1.2 or later."""
+        """System CAs plus ``Settings.ca_bundle``; hostname checked; TLS 1.2 or later (shared by every
+        guard with the same bundle: loading the system CAs costs about 20 ms of CPU each time)."""
         with self._lock:
             if self._context is None:
-                ctx = ssl.create_default_context()
-                ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-                ctx.sslsocket_class = DeadlineSSLSocket
-                if self.settings.ca_bundle:
-                    ctx.load_verify_locations(cafile=self.settings.ca_bundle)
-                self._context = ctx
+                self._context = _shared_ssl_context(
+                    self.settings.ca_bundle, _file_stamp(self.settings.ca_bundle)
+                )
             return self._context
+
+
+def _file_stamp(path: str | None) -> tuple[int, int] | None:
+    """(mtime_ns, size) of ``path``: a rewritten CA bundle gets a new context."""
+    if not path:
+        return None
+    try:
+        stat = os.stat(path)
+    except OSError:
+        return None
+    return stat.st_mtime_ns, stat.st_size
+
+
+@functools.lru_cache(maxsize=8)
+def _shared_ssl_context(ca_bundle: str | None, stamp: tuple[int, int] | None) -> ssl.SSLContext:
+    """One verifying TLS context per CA bundle (and its stamp). An ``SSLContext`` may be shared by
+    threads; nothing changes it after this function returns."""
+    del stamp  # part of the cache key only
+    ctx = ssl.create_default_context()
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslsocket_class = DeadlineSSLSocket
+    if ca_bundle:
+        ctx.load_verify_locations(cafile=ca_bundle)
+    return ctx
 
 
 # -- the deadline of one request -------------------------------------------------------------------

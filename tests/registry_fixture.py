@@ -21,6 +21,7 @@ import gzip
 import hashlib
 import io
 import json
+import os
 import re
 import socket
 import ssl
@@ -116,8 +117,10 @@ class RegistryProcess:
         issuer: TokenIssuer,
         tls: tuple[Path, Path] | None = None,
         ca_bundle: Path | None = None,
+        gogc: int | None = None,
     ) -> None:
         self.workdir = workdir
+        self.gogc = gogc  # Go's GOGC for the registry process (None: Go's default, 100)
         self.realm, self.service, self.issuer = realm, service, issuer
         self.tls = tls
         self.verify: str | bool = str(ca_bundle) if ca_bundle else True
@@ -165,7 +168,10 @@ class RegistryProcess:
                 )
             )
             log = open(self.workdir / "registry.log", "ab")  # noqa: SIM115 - closed in stop()
-            self.proc = subprocess.Popen(["docker-registry", "serve", str(config)], stdout=log, stderr=log)
+            env = {**os.environ, "GOGC": str(self.gogc)} if self.gogc else None
+            self.proc = subprocess.Popen(
+                ["docker-registry", "serve", str(config)], stdout=log, stderr=log, env=env
+            )
             log.close()
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline:

@@ -579,3 +579,41 @@ def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
 def test_send_refuses_flags_as_ssl_sockets_do(tmp_path: Path) -> None:
     with deadline_socket(tmp_path) as tls, pytest.raises(ValueError, match="non-zero flags"):
         tls.send(b"GET / HTTP/1.1\r\n", socket.MSG_OOB)
+
+
+def test_guards_with_the_same_ca_bundle_share_one_tls_context(tmp_path: Path) -> None:
+    # Loading the system CAs costs about 20 ms of CPU; a client per cluster audit must not pay it.
+    bundle = Pki(tmp_path).ca_bundle
+    first, second = guard(ca_bundle=str(bundle)), guard(ca_bundle=str(bundle))
+    assert first.ssl_context() is second.ssl_context()
+    assert guard().ssl_context() is not first.ssl_context()  # no bundle: another context
+
+
+def test_a_rewritten_ca_bundle_gets_a_new_tls_context_that_trusts_it(tmp_path: Path) -> None:
+    bundle = Pki(tmp_path / "a").ca_bundle
+    before = guard(ca_bundle=str(bundle)).ssl_context()
+    replacement = Pki(tmp_path / "b")
+    bundle.write_bytes(replacement.ca_bundle.read_bytes() + b"\n")
+    after = guard(ca_bundle=str(bundle)).ssl_context()
+    assert after is not before
+    cert, key = replacement.issue(["registry.test"])
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(str(cert), str(key))
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        port = listener.getsockname()[1]
+
+        def accept() -> None:
+            conn, _ = listener.accept()
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
+                pass
+
+        thread = threading.Thread(target=accept, daemon=True)
+        thread.start()
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            after.wrap_socket(raw, server_hostname="registry.test") as tls,
+        ):
+            assert tls.version() is not None  # verified against the rewritten bundle
+        thread.join(timeout=5)

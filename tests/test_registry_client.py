@@ -593,6 +593,23 @@ def test_redirect_to_other_host_drops_credentials(world: World) -> None:
         assert_no_secret(seen.text())
 
 
+def test_a_redirect_url_carrying_user_and_password_adds_no_credential(world: World) -> None:
+    # requests turns ``https://user:password@host/`` into Basic auth; a registry's redirect must not
+    # make pullwatch send a credential of the registry's choosing (the credential rule decides).
+    world.front.fault(
+        "HEAD",
+        r"/manifests/",
+        Response(
+            307, b"", {"Location": "https://mallory:stolen@collector.example.net/v2/web/manifests/1.4.2"}
+        ),
+    )
+    with world.client() as client:
+        check_one(client, f"{ACR}/web:1.4.2", want_platforms=False)
+    assert [s.method for s in world.recorder.seen] == ["HEAD"]
+    for seen in world.recorder.seen:
+        assert not any(k.lower() == "authorization" for k in seen.headers), seen.headers
+
+
 def test_pull_secret_for_other_host_not_sent(world: World) -> None:
     cred = RegistryCredential("other.example.org", "puller", PASSWORD, "secret:shop/other")
     with world.client() as client:

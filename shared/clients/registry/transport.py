@@ -87,6 +87,21 @@ def exception_kind(exc: BaseException) -> str:
     return CONNECT_FAILED
 
 
+def _prepare(
+    method: str, url: str, headers: dict[str, str], data: Any, params: Any
+) -> requests.PreparedRequest:
+    """The request as ``PreparedRequest.prepare`` builds it, minus its cookie jar and the
+    ``user:password@`` credentials of a URL: pullwatch keeps no cookies, and the only credentials a
+    request carries are the ones the credential rule let through (a URL from a registry's redirect
+    must not add its own)."""
+    prepared = requests.PreparedRequest()
+    prepared.prepare_method(method)
+    prepared.prepare_url(url, params)
+    prepared.prepare_headers(headers)
+    prepared.prepare_body(data, None)
+    return prepared
+
+
 class Transport:
     """Adapters, worker pools and request counts of one client; :meth:`send` is every request.
 
@@ -257,11 +272,8 @@ class Transport:
             host = (parts.hostname or parts.netloc).lower()
             adapter = self._adapter(host)
             timeout = self.settings.http_timeout
-            prepared = requests.PreparedRequest()
             try:
-                prepared.prepare(
-                    method=method, url=url, headers={**DEFAULT_HEADERS, **headers}, data=data, params=params
-                )
+                prepared = _prepare(method, url, {**DEFAULT_HEADERS, **headers}, data, params)
                 response = adapter.send(
                     prepared,
                     stream=True,
