@@ -9,8 +9,8 @@ notes). Here Debian's ``nginx-light`` terminates TLS for the ACR host name and:
 
 - forwards ``/oauth2/*`` to :class:`AcrFront` (its ``_exchange`` / ``_token``: the same answers the
   tests get; a run sends one or two of these);
-- forwards ``/v2/*`` to ``docker-registry`` on kept-alive connections. The registry's challenge
-  already names ``https://<ACR host>/oauth2/token`` as its realm, so nothing is rewritten.
+- forwards ``/v2/*`` to ``docker-registry`` on kept-alive connections, with the challenge's realm
+  rewritten to ``https://<the Host the client asked for>/oauth2/token`` as AcrFront does.
 
 Every request is counted from nginx's access log (``method path`` per line).
 """
@@ -43,6 +43,12 @@ http {{
     uwsgi_temp_path {root}/tmp-uwsgi;
     scgi_temp_path {root}/tmp-scgi;
     upstream registry {{ server 127.0.0.1:{registry_port}; keepalive 32; }}
+    # The challenge's realm names the host the client asked for, as AcrFront's does: a client that
+    # reached the registry as 127.0.0.1:port (the skopeo loop) asks for its token there too.
+    map $upstream_http_www_authenticate $challenge {{
+        '~^(?<before>.*)realm="[^"]*"(?<after>.*)$' '${{before}}realm="https://$http_host/oauth2/token"${{after}}';
+        default $upstream_http_www_authenticate;
+    }}
     server {{
         listen 127.0.0.1:{port} ssl;
         server_name {host};
@@ -60,6 +66,8 @@ http {{
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header Host {host};
+            proxy_hide_header WWW-Authenticate;
+            add_header WWW-Authenticate $challenge always;
         }}
     }}
 }}
@@ -111,7 +119,9 @@ class NginxAcrFront:
                 except OSError:
                     time.sleep(0.05)
             self._stop_nginx()
-        raise RuntimeError(f"nginx did not start; see {self.root / 'error.log'}")
+        log = self.root / "error.log"
+        last = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
+        raise RuntimeError(f"nginx did not start: {last[0] if last else 'no error logged'}")
 
     def _stop_nginx(self) -> None:
         if self._proc is not None:

@@ -9,6 +9,7 @@ tokens in batches, then per image the manifest, platforms and tag suggestions
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -133,25 +134,33 @@ class RegistryClient:
             tokens = self.authenticator.tokens(
                 host, targets[0].identity, auth, list(dict.fromkeys(t.ref.repository for t in targets))
             )
-        results = self.transport.map(
-            host, lambda t: self.manifests.check_one(host, t, auth, steps, tokens), targets
-        )
-        # Platforms: one GET per distinct (repository, digest), however many tags point at it.
-        wanted: dict[tuple[str, str], ImageRef] = {}
-        for target, result in zip(targets, results, strict=True):
-            if target.want_platforms and result.found:
-                wanted.setdefault((target.ref.repository, result.digest or target.ref.reference), target.ref)
+        # Platforms: one GET per distinct (repository, digest), however many tags point at it, sent
+        # by the worker whose HEAD first found that digest, right after it: no second phase waiting
+        # for the slowest HEAD.
+        found: dict[tuple[str, str], tuple[tuple[str, ...] | None, Step]] = {}
+        claimed: set[tuple[str, str]] = set()
+        claiming = threading.Lock()
 
-        def read(item: tuple[tuple[str, str], ImageRef]) -> tuple[tuple[str, ...] | None, Step]:
-            (_repo, reference), ref = item
+        def read_platforms(key: tuple[str, str], ref: ImageRef) -> None:
             token = tokens.get(ref.repository)
             headers = {
                 "Accept": ACCEPT,
                 **authorization(auth, token if isinstance(token, Token) else None, self.scrub),
             }
-            return self.manifests.platforms_of(host, ref, reference, headers, auth.scope)
+            found[key] = self.manifests.platforms_of(host, ref, key[1], headers, auth.scope)
 
-        found = dict(zip(wanted, self.transport.map(host, read, wanted.items()), strict=True))
+        def check(target: ImageTarget) -> ImageResult:
+            result = self.manifests.check_one(host, target, auth, steps, tokens)
+            if target.want_platforms and result.found:
+                key = (target.ref.repository, result.digest or target.ref.reference)
+                with claiming:
+                    first = key not in claimed
+                    claimed.add(key)
+                if first:
+                    read_platforms(key, target.ref)
+            return result
+
+        results = self.transport.map(host, check, targets)
         out = []
         for target, result in zip(targets, results, strict=True):
             key = (target.ref.repository, result.digest or target.ref.reference)
