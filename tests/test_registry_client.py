@@ -23,7 +23,7 @@ from registry_fixture import (
     push_image,
 )
 
-from sandbox.httpserver import Response
+from sandbox.httpserver import Request, Response
 from sandbox.pki import Pki
 from shared.checks.registry_steps import Verdict, credential_rejected, image_verdict
 from shared.clients.registry import (
@@ -246,6 +246,29 @@ def test_full_chain_index_and_single_platform(world: World) -> None:
     form = next(s for s in world.front.seen if s.path == "/oauth2/token").body.decode()
     assert form.count("scope=") == 2
     assert_no_secret(json.dumps([r.evidence() for r in results.values()]))
+
+
+def test_an_index_is_read_once_per_digest_without_waiting_for_the_slowest_head(world: World) -> None:
+    # web:1.4.2, 1.4.3 and 1.5.0 are one index; api's HEAD is answered a second late. The index GET
+    # goes out right after the first web HEAD found the digest, not after every HEAD is answered.
+    world.front.reset()
+    state: dict[str, bool] = {}
+
+    def slow_head(request: Request) -> Response:
+        time.sleep(1.0)
+        state["index_read_before_this_answer"] = any(
+            s.method == "GET" and s.path.startswith("/v2/web/manifests/") for s in list(world.front.seen)
+        )
+        return world.front._forward(request)
+
+    world.front.fault("HEAD", r"^/v2/api/manifests/", slow_head, times=1)
+    images = [f"{ACR}/web:1.4.2", f"{ACR}/web:1.4.3", f"{ACR}/web:1.5.0", f"{ACR}/api:2.0"]
+    with world.client() as client:
+        results = client.check_images([target(i) for i in images])
+    assert [r.platforms for r in results] == [("linux/amd64", "linux/arm64")] * 3 + [("linux/amd64",)]
+    assert len({r.digest for r in results[:3]}) == 1
+    assert world.front.count("GET", "/v2/web/manifests/") == 1  # one read for the three tags
+    assert state == {"index_read_before_this_answer": True}
 
 
 def test_token_batches_and_reuse(world: World) -> None:
