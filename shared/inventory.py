@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core import MatchConditions
 from azure.core.credentials import TokenCredential
@@ -23,12 +23,17 @@ from azure.core.exceptions import (
     ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
-from azure.storage.queue import QueueClient
 
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.plan import AuditRequest, KnownCluster, known_cluster_from_dict, known_cluster_to_dict
 from shared.state import storage_error
+
+if TYPE_CHECKING:
+    # azure-storage-queue imports aiohttp (about 0.1 s, for an isinstance check) when it is
+    # installed, and kubernetes installs it; :meth:`AuditQueue.from_settings` imports it when a
+    # trigger first needs the queue, so the function app's import does not pay for it.
+    from azure.storage.queue import QueueClient
 
 log = logging.getLogger("pullwatch.inventory")
 
@@ -93,6 +98,8 @@ class AuditQueue:
 
     @classmethod
     def from_settings(cls, settings: Settings, credential: TokenCredential | None = None) -> AuditQueue:
+        from azure.storage.queue import QueueClient
+
         from shared.state import StateStore
 
         table = StateStore.from_settings(settings, credential).table

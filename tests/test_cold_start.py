@@ -32,3 +32,25 @@ def test_importing_function_app_does_not_import_kubernetes() -> None:
 def test_the_kube_seam_is_what_brings_kubernetes_in() -> None:
     """The check above can fail: importing the cluster client does load ``kubernetes``."""
     assert "kubernetes" in _modules_after("import shared.clients.kube")
+
+
+def test_importing_function_app_does_not_import_the_queue_sdk() -> None:
+    # azure-storage-queue loads aiohttp (installed by kubernetes) at import, about 0.1 s; the
+    # triggers that enqueue import it when they first build the queue client.
+    modules = _modules_after("import function_app")
+    assert "azure.storage.queue" not in modules
+    assert "aiohttp" not in modules
+
+
+def test_building_the_audit_queue_is_what_brings_the_queue_sdk_in() -> None:
+    """The check above can fail: the queue client's module is imported where the queue is built."""
+    code = (
+        "from shared import state\n"
+        "from shared.config import Settings\n"
+        "from shared.inventory import AuditQueue\n"
+        "class NoTable:\n"
+        "    table = None\n"
+        "state.StateStore.from_settings = classmethod(lambda cls, settings, credential=None: NoTable())\n"
+        "AuditQueue.from_settings(Settings(storage_connection='UseDevelopmentStorage=true'))\n"
+    )
+    assert "azure.storage.queue" in _modules_after(code)
