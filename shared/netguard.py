@@ -379,6 +379,11 @@ class PinnedAdapter(HTTPAdapter):
         host, port = self._target(request.url or "")
         return self.pool_for(host, port)
 
+    def request_url(self, request: requests.PreparedRequest, proxies: Any) -> str:
+        """The path and query: a pinned pool never goes through a proxy (``send`` drops them), so
+        requests' proxy lookup for every request has nothing to find."""
+        return request.path_url
+
     def cert_verify(self, conn: Any, url: str, verify: Any, cert: Any) -> None:
         """Verification is fixed by the pool's SSL context; nothing per request can weaken it."""
 
