@@ -561,7 +561,10 @@ def test_a_thread_that_never_set_a_deadline_has_none() -> None:
 @pytest.mark.sandbox
 def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
     pki = Pki(tmp_path)
-    raw = RawTlsListener(pki, "mute")
+    # "silent": the server never sends its hello, so the handshake cannot finish. (A listener that
+    # answers could, under load, answer between the client's write and read, and the handshake
+    # would then rightly complete without raising.)
+    raw = RawTlsListener(pki, "silent")
     try:
         plain = socket.create_connection(("127.0.0.1", raw.port), timeout=5)
         context = guard(ca_bundle=str(pki.ca_bundle)).ssl_context()
