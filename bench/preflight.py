@@ -8,7 +8,8 @@ used once. The 200 manifests (:func:`write_manifests`, one file per Deployment) 
 those workloads.
 
 Measured in-process with the product's own settings pointing at the sandbox, each with fresh
-clients (no cache shared between the two):
+clients (no cache shared between the two), after one untimed audit (so neither pays the lazy
+import of the management SDKs):
 
 - **preflight**: :func:`shared.preflight.check.preflight_cluster` on the 200 files (reading them
   included);
@@ -153,19 +154,26 @@ def preflight_200() -> Row:
         write_manifests(folder)
         settings = Settings.from_env()
 
+        def audit_once() -> Any:
+            auditor = connect_auditor(settings, DefaultAzureCredential())
+            try:
+                return auditor.audit_clusters([cluster_id], AuditOptions(clusters=(cluster_id,)))
+            finally:
+                auditor.close()
+
+        # One untimed audit first: the management SDKs are imported on first use (cold start), and
+        # whichever of the two ran first would pay for that import alone.
+        audit_once()
         box.log.reset()
         start = time.monotonic()
-        auditor = connect_auditor(settings, DefaultAzureCredential())
-        try:
-            audit = auditor.audit_clusters([cluster_id], AuditOptions(clusters=(cluster_id,)))
-        finally:
-            auditor.close()
+        audit = audit_once()
         audit_s = time.monotonic() - start
         audit_requests = box.log.snapshot()
 
         box.log.reset()
         start = time.monotonic()
         manifests = read_manifests([str(folder)], cwd=folder)
+        read_s = time.monotonic() - start
         result = preflight_cluster(settings, DefaultAzureCredential(), manifests, cluster_id)
         preflight_s = time.monotonic() - start
         preflight_requests = box.log.snapshot()
@@ -185,5 +193,6 @@ def preflight_200() -> Row:
             f"preflight requests: {_requests(preflight_requests)}",
             f"audit requests:     {_requests(audit_requests)}",
             f"findings, both: {_codes(found)}; sandbox build {box.build_seconds:.1f}s",
+            f"preflight's reading of the {WORKLOADS} manifest files: {read_s:.2f}s of its time",
         ],
     )

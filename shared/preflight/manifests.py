@@ -294,9 +294,10 @@ def _objects(
 
 
 def _shown(path: Path, cwd: Path) -> str:
-    """The path as reported: relative to the working folder when under it (SARIF wants that)."""
+    """The path as reported: relative to the working folder (``cwd``, resolved) when under it
+    (SARIF wants that)."""
     try:
-        return path.resolve().relative_to(cwd.resolve()).as_posix()
+        return path.resolve().relative_to(cwd).as_posix()
     except ValueError:
         return path.as_posix()
 
@@ -339,7 +340,7 @@ def read_manifests(
     source_prefix: str = "",
 ) -> ManifestSet:
     """Every manifest object under ``paths`` (``-``: ``stdin``), in the order given."""
-    base = Path(cwd) if cwd is not None else Path.cwd()
+    base = (Path(cwd) if cwd is not None else Path.cwd()).resolve()
     objects: list[ManifestObject] = []
     files: list[str] = []
     for raw in paths or ["-"]:
