@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 import json
 import os
-import socket
 import sys
 import threading
 import time
@@ -56,12 +55,6 @@ def _env(values: dict[str, str]) -> Iterator[None]:
                 os.environ[k] = v
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def _role_delete(sample: dict[str, Any]) -> dict[str, Any]:
     event = copy.deepcopy(sample)
     uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
@@ -72,26 +65,15 @@ def _role_delete(sample: dict[str, Any]) -> dict[str, Any]:
 
 def event_storm_5000(events: int = 5000) -> Row:
     from sandbox.azurite import Azurite
-    from sandbox.host import FunctionsHost
+    from sandbox.host import FunctionsHost, isolated_app_settings
     from shared.plan import KnownCluster
 
     sample = json.loads(SAMPLE.read_text())[1]
     delivery = [_role_delete(sample) for _ in range(events)]
-    suffix = uuid.uuid4().hex[:10]
-    dead = _closed_port()
     with Azurite() as azurite:
-        settings = {
-            "AzureWebJobsStorage": azurite.connection_string,
-            "PULLWATCH_AUDIT_QUEUE": f"audit-{suffix}",
-            "PULLWATCH_STATE_TABLE": f"state{suffix}",
-            "PULLWATCH_DEBOUNCE_SECONDS": "3600",
-            "PULLWATCH_SUBSCRIPTIONS": SUB,
-            "IDENTITY_ENDPOINT": f"http://127.0.0.1:{dead}/msi/token",
-            "IDENTITY_HEADER": "bench",
-            "PULLWATCH_ARM_ENDPOINT": f"https://127.0.0.1:{dead}",
-            "PULLWATCH_GRAPH_ENDPOINT": f"https://127.0.0.1:{dead}",
-            "PULLWATCH_HTTP_TIMEOUT_SECONDS": "2",
-        }
+        settings = isolated_app_settings(
+            azurite.connection_string, SUB, PULLWATCH_DEBOUNCE_SECONDS="3600", IDENTITY_HEADER="bench"
+        )
         with _env(settings):
             host = FunctionsHost(azurite.connection_string, settings["PULLWATCH_AUDIT_QUEUE"])
             app = host.module.process_app.get()

@@ -23,8 +23,10 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 import typing
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
@@ -40,6 +42,30 @@ from azure.storage.queue import QueueClient
 
 log = logging.getLogger("sandbox.host")
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def isolated_app_settings(connection_string: str, subscription: str, **overrides: str) -> dict[str, str]:
+    """App settings for a function_app run by this host outside Azure (tests, bench): its own queue
+    and table on the Azurite of ``connection_string``, and every Azure endpoint on a closed local
+    port, so nothing it does can leave this machine."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = int(s.getsockname()[1])
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "AzureWebJobsStorage": connection_string,
+        "PULLWATCH_AUDIT_QUEUE": f"audit-{suffix}",
+        "PULLWATCH_STATE_TABLE": f"state{suffix}",
+        "PULLWATCH_DEBOUNCE_SECONDS": "30",
+        "PULLWATCH_SUBSCRIPTIONS": subscription,
+        "IDENTITY_ENDPOINT": f"http://127.0.0.1:{dead}/msi/token",
+        "IDENTITY_HEADER": "test",
+        "PULLWATCH_ARM_ENDPOINT": f"https://127.0.0.1:{dead}",
+        "PULLWATCH_GRAPH_ENDPOINT": f"https://127.0.0.1:{dead}",
+        "PULLWATCH_HTTP_TIMEOUT_SECONDS": "2",
+        "PULLWATCH_RETRIES": "0",
+        **overrides,
+    }
 
 
 def load_function_app(path: Path = ROOT / "function_app.py") -> ModuleType:

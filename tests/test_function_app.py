@@ -16,10 +16,9 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
-from conftest import isolated_app_settings
 
 from sandbox.azurite import Azurite
-from sandbox.host import FunctionsHost, decode_event_grid_item, load_function_app
+from sandbox.host import FunctionsHost, decode_event_grid_item, isolated_app_settings, load_function_app
 from shared.app import App
 from shared.config import SETTINGS
 from shared.plan import KnownCluster
@@ -36,7 +35,7 @@ pytestmark = pytest.mark.sandbox
 @pytest.fixture
 def function_app(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     """function_app.py loaded as the Functions host loads it, with app settings pointing at Azurite."""
-    env = isolated_app_settings(azurite, SUB)
+    env = isolated_app_settings(azurite.connection_string, SUB)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     module = load_function_app()

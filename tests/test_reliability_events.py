@@ -11,10 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import isolated_app_settings
 
 from sandbox.azurite import Azurite
-from sandbox.host import FunctionsHost
+from sandbox.host import FunctionsHost, isolated_app_settings
 from shared.app import App
 from shared.plan import KnownCluster
 
@@ -31,7 +30,7 @@ STORM = 600  # × 512-character ids: far over one Table property; `make bench` r
 @pytest.fixture
 def host(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[FunctionsHost]:
     # the storm takes longer than a short debounce window
-    env = isolated_app_settings(azurite, SUB, PULLWATCH_DEBOUNCE_SECONDS="3600")
+    env = isolated_app_settings(azurite.connection_string, SUB, PULLWATCH_DEBOUNCE_SECONDS="3600")
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     functions = FunctionsHost(azurite.connection_string, env["PULLWATCH_AUDIT_QUEUE"])
