@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -32,7 +33,7 @@ from shared.config import Settings
 from shared.correlate import correlate
 from shared.errors import PullwatchError, UpstreamError
 from shared.findings import Finding, sort_findings
-from shared.model import ClusterInfo, RegistryInfo, RoleAssignment, RoleDefinition
+from shared.model import ClusterInfo, PullIdentity, RegistryInfo, RoleAssignment, RoleDefinition
 from shared.plan import KnownCluster
 from shared.pull_credentials import SecretReader
 from shared.reference import ImageRef, ReferenceError, parse_reference
@@ -247,7 +248,22 @@ class Auditor:
         except ArmAccessDenied as exc:
             return ClusterFacts(cluster_id, cluster_unreadable=f"cannot read the cluster: {exc}")
         reading = options.read_secrets or self.settings.read_secrets
-        snapshot, kube, snapshot_unreadable = self._snapshot(cluster, reading)
+        subs = list(dict.fromkeys([cluster.subscription_id, *self.subscriptions(options.subscriptions)]))
+        # The cluster's Kubernetes objects, the registries and role assignments of each subscription,
+        # the pull identity with its groups and the egress IPs do not depend on one another: read them
+        # at once, so the audit waits for the slowest of them, not for their sum. Each is still read
+        # once (registries_in and assignments_in keep what they read for the steps below).
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="collect") as pool:
+            snapshot_read = pool.submit(self._snapshot, cluster, reading)
+            registries_read = pool.submit(lambda: [self.registries_in(sub) for sub in subs])
+            assignments_read = pool.submit(lambda: [self.assignments_in(sub) for sub in subs])
+            identity_read = pool.submit(self._pull_identity, cluster)
+            egress_read = pool.submit(self._egress_ips, cluster)
+            snapshot, kube, snapshot_unreadable = snapshot_read.result()
+            registries_read.result()
+            assignments_read.result()
+            identity, identity_unreadable, groups, groups_unreadable = identity_read.result()
+            egress_ips = egress_read.result()
 
         # images the cluster uses
         usages: list[ImageUsage] = []
@@ -269,7 +285,6 @@ class Auditor:
                     pass
 
         # registries from ARM: every ACR of the watched subscriptions (one list per subscription)
-        subs = list(dict.fromkeys([cluster.subscription_id, *self.subscriptions(options.subscriptions)]))
         acrs: dict[str, RegistryInfo] = {}
         for sub in subs:
             for reg in self.registries_in(sub):
@@ -283,13 +298,7 @@ class Auditor:
             None,
         )
 
-        # the pull identity and its roles
-        identity = None
-        identity_unreadable = None
-        try:
-            identity = resolve_pull_identity(cluster, self.arm.service_principal_object_id)
-        except UpstreamError as exc:
-            identity_unreadable = f"cannot resolve the service principal: {exc}"
+        # the pull identity's roles
         assignments: list[RoleAssignment] = []
         unreadable: dict[str, str] = {}
         read: set[str] = set()
@@ -300,13 +309,6 @@ class Auditor:
             else:
                 read.add(sub)
                 assignments.extend(got_assignments)
-        groups: tuple[str, ...] = ()
-        groups_unreadable = None
-        if identity is not None:
-            try:
-                groups = self.arm.member_groups(identity.object_id)
-            except UpstreamError as exc:
-                groups_unreadable = str(exc)
         used_acrs = [acrs[h] for h in sorted(hosts) if h in acrs]
         if identity is not None:
             for reg in registries_with_identity_role(identity, list(acrs.values()), assignments, groups):
@@ -370,7 +372,7 @@ class Auditor:
             groups=groups,
             groups_unreadable=groups_unreadable,
             repositories={host: frozenset(r) for host, r in repos.items()},
-            egress_ips=self._egress_ips(cluster),
+            egress_ips=egress_ips,
             endpoint_vnets=self._private_endpoint_vnets(used_acrs),
             image_results=results,
             credential_trials=trials,
@@ -396,6 +398,22 @@ class Auditor:
             if cluster.private_cluster:
                 reason += " (private cluster: give pullwatch network access to the API server, e.g. VNet integration)"
             return None, None, f"cannot read the cluster's API server: {reason}"
+
+    def _pull_identity(
+        self, cluster: ClusterInfo
+    ) -> tuple[PullIdentity | None, str | None, tuple[str, ...], str | None]:
+        """The kubelet's pull identity and its groups: (identity, why it is unknown, groups, why
+        they are unknown)."""
+        try:
+            identity = resolve_pull_identity(cluster, self.arm.service_principal_object_id)
+        except UpstreamError as exc:
+            return None, f"cannot resolve the service principal: {exc}", (), None
+        if identity is None:
+            return None, None, (), None
+        try:
+            return identity, None, self.arm.member_groups(identity.object_id), None
+        except UpstreamError as exc:
+            return identity, None, (), str(exc)
 
     def _egress_ips(self, cluster: ClusterInfo) -> tuple[str, ...] | None:
         try:

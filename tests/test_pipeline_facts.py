@@ -3,6 +3,7 @@ fake seams collects facts, runs the registered checks and links symptoms to root
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import pytest
@@ -180,6 +181,47 @@ def test_an_auditor_over_fake_seams_collects_checks_and_correlates() -> None:
     assert registry.checked == [str(REF)]
     assert result.clusters[0].inventory is not None
     assert result.clusters[0].inventory.registry_modes == {ACR.login_server: LEGACY_MODE}
+
+
+class MeetingArm(FakeArm):
+    """Its four reads that depend on nothing but the cluster wait for one another at a barrier:
+    read one after another, the first waits alone and the barrier breaks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.meeting = threading.Barrier(4, timeout=5)
+
+    def cluster_user_kubeconfig(self, cluster_id: str) -> bytes:
+        self.meeting.wait()
+        return super().cluster_user_kubeconfig(cluster_id)
+
+    def list_registries(self, subscription: str) -> list[RegistryInfo]:
+        self.meeting.wait()
+        return super().list_registries(subscription)
+
+    def list_role_assignments(self, subscription: str) -> list[Any]:
+        self.meeting.wait()
+        return super().list_role_assignments(subscription)
+
+    def public_ip_addresses(self, ids: Any) -> tuple[str, ...]:
+        self.meeting.wait()
+        return super().public_ip_addresses(ids)
+
+
+def test_the_reads_that_depend_only_on_the_cluster_are_made_at_once() -> None:
+    arm, registry = MeetingArm(), FakeRegistry()
+    auditor = Auditor(
+        Settings.from_env({}),
+        arm=arm,  # type: ignore[arg-type]
+        kube_connect=unreachable_kube,
+        registry=registry,  # type: ignore[arg-type]
+    )
+    seen_before = KnownCluster(**{**previous(LEGACY_MODE).__dict__, "images": frozenset({str(REF)})})
+    result = auditor.audit_clusters([CLUSTER.id], AuditOptions(), {CLUSTER.id.lower(): seen_before})
+    assert not arm.meeting.broken
+    codes = sorted((f.code, f.evidence.get("check")) for f in result.findings)
+    assert codes == [("CHECK_INCOMPLETE", "kubernetes"), ("ROLE_MISSING", None)]
+    assert arm.calls.count(f"list_registries {SUB}") == 1  # read once, kept for the later steps
 
 
 @pytest.mark.sandbox
