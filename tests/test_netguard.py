@@ -579,6 +579,36 @@ def test_a_non_blocking_handshake_stays_non_blocking(tmp_path: Path) -> None:
 
 
 @pytest.mark.sandbox
+def test_a_blocking_handshake_asked_of_a_non_blocking_socket_waits_for_the_server(tmp_path: Path) -> None:
+    # ssl.SSLSocket.do_handshake(block=True) on a socket with timeout 0 blocks for that handshake.
+    # The server says hello only after 0.3 s, so a handshake that did not block could not finish.
+    pki = Pki(tmp_path)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(*(str(p) for p in pki.issue(["contosoacr.azurecr.io"])))
+    done = threading.Event()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+
+        def late_hello() -> None:
+            conn, _ = listener.accept()
+            time.sleep(0.3)
+            with contextlib.suppress(OSError), server.wrap_socket(conn, server_side=True):
+                done.wait(5)
+
+        thread = threading.Thread(target=late_hello, daemon=True)
+        thread.start()
+        plain = socket.create_connection(listener.getsockname(), timeout=5)
+        context = guard(ca_bundle=str(pki.ca_bundle)).ssl_context()
+        with context.wrap_socket(
+            plain, server_hostname="contosoacr.azurecr.io", do_handshake_on_connect=False
+        ) as tls:
+            tls.settimeout(0.0)
+            tls.do_handshake(block=True)
+            assert tls.version() is not None and tls.gettimeout() == 0.0  # done, and non-blocking again
+        done.set()
+        thread.join(5)
+
+
+@pytest.mark.sandbox
 def test_send_refuses_flags_as_ssl_sockets_do(tmp_path: Path) -> None:
     with deadline_socket(tmp_path) as tls, pytest.raises(ValueError, match="non-zero flags"):
         tls.send(b"GET / HTTP/1.1\r\n", socket.MSG_OOB)
