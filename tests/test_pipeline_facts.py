@@ -20,7 +20,7 @@ from shared.clients.registry import ImageResult, Step
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.model import ABAC_MODE, LEGACY_MODE, ClusterInfo, NodePool, RegistryInfo
-from shared.pipeline import AuditOptions, Auditor
+from shared.pipeline import AuditOptions, Auditor, AuditResult
 from shared.plan import KnownCluster
 from shared.reference import parse_reference
 
@@ -163,17 +163,22 @@ def unreachable_kube(cluster: ClusterInfo, kubeconfig: bytes) -> Any:
     raise UpstreamError("Kubernetes API of aks-prod unreachable: connection refused")
 
 
-def test_an_auditor_over_fake_seams_collects_checks_and_correlates() -> None:
-    arm, registry = FakeArm(), FakeRegistry()
+def audit_with_api_server_down(arm: FakeArm, registry: FakeRegistry) -> AuditResult:
+    """An audit of CLUSTER over the fake seams, its API server unreachable, the last audit having
+    seen REF on the legacy-mode ACR."""
     auditor = Auditor(
         Settings.from_env({}),
         arm=arm,  # type: ignore[arg-type]
         kube_connect=unreachable_kube,
         registry=registry,  # type: ignore[arg-type]
     )
-    seen_before = previous(LEGACY_MODE)
-    seen_before = KnownCluster(**{**seen_before.__dict__, "images": frozenset({str(REF)})})
-    result = auditor.audit_clusters([CLUSTER.id], AuditOptions(), {CLUSTER.id.lower(): seen_before})
+    seen_before = KnownCluster(**{**previous(LEGACY_MODE).__dict__, "images": frozenset({str(REF)})})
+    return auditor.audit_clusters([CLUSTER.id], AuditOptions(), {CLUSTER.id.lower(): seen_before})
+
+
+def test_an_auditor_over_fake_seams_collects_checks_and_correlates() -> None:
+    registry = FakeRegistry()
+    result = audit_with_api_server_down(FakeArm(), registry)
     codes = sorted((f.code, f.evidence.get("check")) for f in result.findings)
     assert codes == [("CHECK_INCOMPLETE", "kubernetes"), ("ROLE_MISSING", None)]
     assert all(f.id.startswith(f.code + ":") for f in result.findings)
@@ -209,15 +214,8 @@ class MeetingArm(FakeArm):
 
 
 def test_the_reads_that_depend_only_on_the_cluster_are_made_at_once() -> None:
-    arm, registry = MeetingArm(), FakeRegistry()
-    auditor = Auditor(
-        Settings.from_env({}),
-        arm=arm,  # type: ignore[arg-type]
-        kube_connect=unreachable_kube,
-        registry=registry,  # type: ignore[arg-type]
-    )
-    seen_before = KnownCluster(**{**previous(LEGACY_MODE).__dict__, "images": frozenset({str(REF)})})
-    result = auditor.audit_clusters([CLUSTER.id], AuditOptions(), {CLUSTER.id.lower(): seen_before})
+    arm = MeetingArm()
+    result = audit_with_api_server_down(arm, FakeRegistry())
     assert not arm.meeting.broken
     codes = sorted((f.code, f.evidence.get("check")) for f in result.findings)
     assert codes == [("CHECK_INCOMPLETE", "kubernetes"), ("ROLE_MISSING", None)]
