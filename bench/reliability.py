@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import sys
@@ -19,73 +18,38 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "tests"))
+
+from estate import CLUSTER, KNOWN_CLUSTER, SUB, role_assignment_deleted  # noqa: E402
+
 from bench.__main__ import Row  # noqa: E402
 
-SUB = "22222222-2222-2222-2222-222222222222"
-REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
-CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
-SAMPLE = (
-    ROOT
-    / "tests/data/wire/eventgrid/resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json"
-)
 TENANT = "11111111-1111-1111-1111-111111111111"
-
-
-@contextmanager
-def _env(values: dict[str, str]) -> Iterator[None]:
-    saved = {k: os.environ.get(k) for k in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-
-
-def _role_delete(sample: dict[str, Any]) -> dict[str, Any]:
-    event = copy.deepcopy(sample)
-    uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    event.update(id=str(uuid.uuid4()), subject=uri, topic=f"/subscriptions/{SUB}")
-    event["data"].update(resourceUri=uri, operationName="Microsoft.Authorization/roleAssignments/delete")
-    return event
 
 
 def event_storm_5000(events: int = 5000) -> Row:
     from sandbox.azurite import Azurite
     from sandbox.host import FunctionsHost, isolated_app_settings
-    from shared.plan import KnownCluster
 
-    sample = json.loads(SAMPLE.read_text())[1]
-    delivery = [_role_delete(sample) for _ in range(events)]
+    delivery = [role_assignment_deleted() for _ in range(events)]
     with Azurite() as azurite:
         settings = isolated_app_settings(
             azurite.connection_string, SUB, PULLWATCH_DEBOUNCE_SECONDS="3600", IDENTITY_HEADER="bench"
         )
-        with _env(settings):
+        with mock.patch.dict(os.environ, settings):
             host = FunctionsHost(azurite.connection_string, settings["PULLWATCH_AUDIT_QUEUE"])
             app = host.module.process_app.get()
             try:
-                app.inventory.save(
-                    KnownCluster(
-                        id=CLUSTER,
-                        registries=frozenset({"contosoacr.azurecr.io"}),
-                        registry_ids=frozenset({REGISTRY.lower()}),
-                        images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-                    )
-                )
+                app.inventory.save(KNOWN_CLUSTER)
                 start = time.perf_counter()
                 first = host.deliver_event_grid(delivery)
                 first_s = time.perf_counter() - start

@@ -8,32 +8,25 @@ pointed at a closed local port."""
 
 from __future__ import annotations
 
-import copy
 import json
 import socket
 import uuid
-from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
 from azure.storage.queue import QueueClient
+from estate import CLUSTER, KNOWN_CLUSTER, SUB, role_assignment_deleted
 
 from sandbox.azurite import Azurite
 from shared.app import App
 from shared.config import Settings
 from shared.errors import UpstreamError
 from shared.inventory import AuditQueue
-from shared.plan import AuditRequest, KnownCluster
+from shared.plan import AuditRequest
 from shared.state import StateStore
 
 pytestmark = pytest.mark.sandbox
-
-ROOT = Path(__file__).resolve().parent.parent
-WIRE = ROOT / "tests" / "data" / "wire" / "eventgrid"
-SUB = "22222222-2222-2222-2222-222222222222"
-REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
-CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
 
 
 class _NoCredential:
@@ -59,17 +52,6 @@ def _dead_queue(name: str) -> QueueClient:
     return QueueClient.from_connection_string(conn, name, retry_total=0, connection_timeout=2)
 
 
-def _role_delete(event_id: str) -> dict[str, Any]:
-    sample = json.loads(
-        (WIRE / "resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json").read_text()
-    )[1]
-    uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    sample = copy.deepcopy(sample)
-    sample.update(id=event_id, subject=uri, topic=f"/subscriptions/{SUB}")
-    sample["data"].update(resourceUri=uri, operationName="Microsoft.Authorization/roleAssignments/delete")
-    return dict(sample)
-
-
 def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redelivers_it(
     azurite: Azurite,
 ) -> None:
@@ -86,15 +68,8 @@ def test_a_delivery_that_could_not_be_enqueued_is_handled_when_event_grid_redeli
     broken = AuditQueue(_dead_queue(f"redelivery-{suffix}"), store.table)
     app = App(settings, _NoCredential(), store=store, queue=broken)  # type: ignore[arg-type]
     try:
-        app.inventory.save(
-            KnownCluster(
-                id=CLUSTER,
-                registries=frozenset({"contosoacr.azurecr.io"}),
-                registry_ids=frozenset({REGISTRY.lower()}),
-                images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-            )
-        )
-        event = _role_delete("ev-redelivered-1")
+        app.inventory.save(KNOWN_CLUSTER)
+        event = role_assignment_deleted("ev-redelivered-1")
         with pytest.raises(UpstreamError):  # the queue is down: the function fails, Event Grid retries
             app.handle_event_grid([event])
 

@@ -3,10 +3,8 @@ with real ``azure.functions`` objects and Azurite for queues and tables."""
 
 from __future__ import annotations
 
-import copy
 import json
 import logging
-import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -16,6 +14,7 @@ import azure.functions as func
 import pytest
 from azure.functions.queue import QueueMessage
 from azure.storage.queue import QueueClient
+from estate import CLUSTER, KNOWN_CLUSTER, REGISTRY, SUB, WIRE, role_assignment_deleted
 
 from sandbox.azurite import Azurite
 from sandbox.host import FunctionsHost, decode_event_grid_item, isolated_app_settings, load_function_app
@@ -24,10 +23,6 @@ from shared.config import SETTINGS
 from shared.plan import KnownCluster
 
 ROOT = Path(__file__).resolve().parent.parent
-WIRE = ROOT / "tests" / "data" / "wire" / "eventgrid"
-SUB = "22222222-2222-2222-2222-222222222222"
-REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
-CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
 
 pytestmark = pytest.mark.sandbox
 
@@ -56,17 +51,6 @@ def app(function_app: ModuleType) -> App:
 
 def _queue(azurite: Azurite, app: App) -> QueueClient:
     return QueueClient.from_connection_string(azurite.connection_string, app.settings.audit_queue)
-
-
-def _role_delete(event_id: str) -> dict[str, Any]:
-    sample = json.loads(
-        (WIRE / "resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json").read_text()
-    )[1]
-    uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    sample = copy.deepcopy(sample)
-    sample.update(id=event_id, subject=uri, topic=f"/subscriptions/{SUB}")
-    sample["data"].update(resourceUri=uri, operationName="Microsoft.Authorization/roleAssignments/delete")
-    return sample
 
 
 def _grid_event(item: dict[str, Any]) -> Any:
@@ -126,15 +110,8 @@ def test_check_endpoint_reports_an_unreachable_azure_as_incomplete_not_as_clear(
 def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
     functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
-    app.inventory.save(
-        KnownCluster(
-            id=CLUSTER,
-            registries=frozenset({"contosoacr.azurecr.io"}),
-            registry_ids=frozenset({REGISTRY.lower()}),
-            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-        )
-    )
-    first, second = _role_delete("ev-1"), _role_delete("ev-2")
+    app.inventory.save(KNOWN_CLUSTER)
+    first, second = role_assignment_deleted("ev-1"), role_assignment_deleted("ev-2")
     for item in (first, first, second, first):  # a duplicate delivery, then another change in the window
         functions["event_handler"](_grid_event(item))
     queue = _queue(azurite, app)
@@ -147,15 +124,8 @@ def test_events_are_deduplicated_and_coalesced_into_one_debounced_audit(
 def test_a_cloudevent_reaches_the_planner_with_its_type_and_source_through_the_trigger(
     functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
-    app.inventory.save(
-        KnownCluster(
-            id=CLUSTER,
-            registries=frozenset({"contosoacr.azurecr.io"}),
-            registry_ids=frozenset({REGISTRY.lower()}),
-            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-        )
-    )
-    grid = _role_delete("ce-1")
+    app.inventory.save(KNOWN_CLUSTER)
+    grid = role_assignment_deleted("ce-1")
     cloud_event = {
         "specversion": "1.0",
         "id": grid["id"],
@@ -264,21 +234,14 @@ def test_500_deliveries_with_duplicates_reordering_and_malformed_events_give_the
     import random
 
     other = CLUSTER.replace("aks-prod", "aks-dev")
-    app.inventory.save(
-        KnownCluster(
-            id=CLUSTER,
-            registries=frozenset({"contosoacr.azurecr.io"}),
-            registry_ids=frozenset({REGISTRY.lower()}),
-            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-        )
-    )
+    app.inventory.save(KNOWN_CLUSTER)
     app.inventory.save(
         KnownCluster(
             id=other, registries=frozenset({"docker.io"}), images=frozenset({"docker.io/library/nginx:1.27"})
         )
     )
     rng = random.Random(11)
-    good = [_role_delete(f"ev-{i}") for i in range(40)]
+    good = [role_assignment_deleted(f"ev-{i}") for i in range(40)]
     batch: list[Any] = []
     for _ in range(450):
         batch.append(_grid_event(rng.choice(good)))  # duplicates of 40 distinct events
@@ -342,7 +305,7 @@ def test_a_failed_or_cancelled_resource_write_is_ignored_without_a_warning(
     functions: dict[str, Callable[..., Any]], app: App, caplog: pytest.LogCaptureFixture
 ) -> None:
     for kind in ("ResourceWriteFailure", "ResourceWriteCancel", "ResourceActionFailure"):
-        item = _role_delete(f"quiet-{kind}")
+        item = role_assignment_deleted(f"quiet-{kind}")
         item["eventType"] = f"Microsoft.Resources.{kind}"
         with caplog.at_level("DEBUG", logger="pullwatch"):
             functions["event_handler"](_grid_event(item))

@@ -3,27 +3,19 @@ the host splits a delivery) on a real Azurite: bounded state, oversized input re
 
 from __future__ import annotations
 
-import json
 import logging
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
+from estate import CLUSTER, KNOWN_CLUSTER, SUB, role_assignment_deleted
 
 from sandbox.azurite import Azurite
 from sandbox.host import FunctionsHost, isolated_app_settings
 from shared.app import App
-from shared.plan import KnownCluster
 
 pytestmark = [pytest.mark.sandbox, pytest.mark.reliability]
 
-ROOT = Path(__file__).resolve().parent.parent
-WIRE = ROOT / "tests" / "data" / "wire" / "eventgrid"
-SUB = "22222222-2222-2222-2222-222222222222"
-REGISTRY = f"/subscriptions/{SUB}/resourceGroups/rg-shared/providers/Microsoft.ContainerRegistry/registries/contosoacr"
-CLUSTER = f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/Microsoft.ContainerService/managedClusters/aks-prod"
 STORM = 600  # × 512-character ids: far over one Table property; `make bench` runs 5,000 GUID ids
 
 
@@ -34,30 +26,12 @@ def host(azurite: Azurite, monkeypatch: pytest.MonkeyPatch) -> Iterator[Function
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     functions = FunctionsHost(azurite.connection_string, env["PULLWATCH_AUDIT_QUEUE"])
-    functions.module.process_app.get().inventory.save(
-        KnownCluster(
-            id=CLUSTER,
-            registries=frozenset({"contosoacr.azurecr.io"}),
-            registry_ids=frozenset({REGISTRY.lower()}),
-            images=frozenset({"contosoacr.azurecr.io/web:1.4.2"}),
-        )
-    )
+    functions.module.process_app.get().inventory.save(KNOWN_CLUSTER)
     try:
         yield functions
     finally:
         functions.close()
         functions.module.process_app.close()
-
-
-def role_delete(event_id: str) -> dict[str, Any]:
-    """A real Resource Manager role-assignment delete (docs sample), under the watched registry."""
-    sample = json.loads(
-        (WIRE / "resources.write-delete-action.eventgrid-schema.resourcegroup-topic.docs.json").read_text()
-    )[1]
-    uri = f"{REGISTRY}/providers/Microsoft.Authorization/roleAssignments/{uuid.uuid4()}"
-    sample.update(id=event_id, subject=uri, topic=f"/subscriptions/{SUB}")
-    sample["data"].update(resourceUri=uri, operationName="Microsoft.Authorization/roleAssignments/delete")
-    return sample
 
 
 def app_of(host: FunctionsHost) -> App:
@@ -72,7 +46,7 @@ def storm_id() -> str:
 
 
 def test_an_event_storm_and_its_redelivery_fail_no_invocation(host: FunctionsHost) -> None:
-    delivery = [role_delete(storm_id()) for _ in range(STORM)]
+    delivery = [role_assignment_deleted(storm_id()) for _ in range(STORM)]
     first = host.deliver_event_grid(delivery)
     assert (first["invoked"], first["failed"]) == (STORM, 0), host.failures[:3]
     assert app_of(host).queue.depth() == 1, "one debounced audit for the one affected cluster"
@@ -87,7 +61,7 @@ def test_an_event_storm_and_its_redelivery_fail_no_invocation(host: FunctionsHos
 def test_an_oversized_event_id_is_rejected_alone_with_a_reason(
     host: FunctionsHost, caplog: pytest.LogCaptureFixture
 ) -> None:
-    huge, fine = role_delete("x" * 100_000), role_delete(str(uuid.uuid4()))
+    huge, fine = role_assignment_deleted("x" * 100_000), role_assignment_deleted(str(uuid.uuid4()))
     with caplog.at_level(logging.WARNING, "pullwatch"):
         for _ in range(2):  # and on every redelivery
             out = host.deliver_event_grid([huge, fine])
