@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import urllib3
+from network_box import NetworkBox
 
-from sandbox.httpserver import Response, Server
 from sandbox.network import NameNotResolved, Network
 from sandbox.pki import Pki
 from sandbox.world import Fault, parse
@@ -38,53 +38,32 @@ WORLD = "\n".join(
 HOSTS = [f"{kind.replace('_', '-')}.example.com" for kind in FAULT_KINDS]
 
 
-class Box:
-    def __init__(self, tmp_path: Path) -> None:
-        self.world = parse(WORLD)
-        self.pki = Pki(tmp_path)
-        self.network = Network(self.world, self.pki).start()
-        names = [*HOSTS, "gone.example.com", "docker.io", "registry-1.docker.io", "auth.docker.io"]
-        self.front = Server(
-            lambda request: Response(200, {"front": request.path}),
-            cert=self.pki.issue(names),
-            name="test-front",
-        ).start()
-        for name in names:
-            self.network.register(name, self.front.address)
-
-    def get(
-        self, host: str, viewpoint: str | None, path: str = "/v2/", timeout: float = 3.0
-    ) -> urllib3.BaseHTTPResponse:
-        return self.network.request("GET", f"https://{host}{path}", viewpoint=viewpoint, timeout=timeout)
-
-    def stop(self) -> None:
-        self.front.stop()
-        self.network.stop()
+NAMES = [*HOSTS, "gone.example.com", "docker.io", "registry-1.docker.io", "auth.docker.io"]
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Box]:
-    b = Box(tmp_path)
+def box(tmp_path: Path) -> Iterator[NetworkBox]:
+    b = NetworkBox(WORLD, NAMES, tmp_path)
     try:
         yield b
     finally:
         b.stop()
 
 
-def _reaches_front(box: Box, host: str, viewpoint: str | None) -> None:
+def _reaches_front(box: NetworkBox, host: str, viewpoint: str | None) -> None:
     answer = box.get(host, viewpoint)
     assert answer.status == 200 and json.loads(answer.data) == {"front": "/v2/"}
 
 
 @pytest.mark.parametrize("host", HOSTS)
-def test_a_fault_from_one_cluster_leaves_the_app_and_other_clusters_alone(box: Box, host: str) -> None:
+def test_a_fault_from_one_cluster_leaves_the_app_and_other_clusters_alone(box: NetworkBox, host: str) -> None:
     _reaches_front(box, host, None)
     _reaches_front(box, host, "app")
     _reaches_front(box, host, "aks-dev")
     assert box.network.resolve(host, "aks-prod") != box.front.address
 
 
-def test_dns_fault_does_not_resolve(box: Box) -> None:
+def test_dns_fault_does_not_resolve(box: NetworkBox) -> None:
     assert box.network.resolve("dns.example.com", "aks-prod") is None
     with pytest.raises(NameNotResolved):
         box.get("dns.example.com", "aks-prod")
@@ -95,7 +74,7 @@ def test_dns_fault_does_not_resolve(box: Box) -> None:
     assert box.network.resolve("gone.example.com", "aks-dev") is None
 
 
-def test_refused_fault_is_a_real_refused_connection(box: Box) -> None:
+def test_refused_fault_is_a_real_refused_connection(box: NetworkBox) -> None:
     address = box.network.resolve("refused.example.com", "aks-prod")
     assert address is not None
     with pytest.raises(ConnectionRefusedError):
@@ -104,7 +83,7 @@ def test_refused_fault_is_a_real_refused_connection(box: Box) -> None:
         box.get("refused.example.com", "aks-prod")
 
 
-def test_timeout_fault_accepts_and_never_answers(box: Box) -> None:
+def test_timeout_fault_accepts_and_never_answers(box: NetworkBox) -> None:
     address = box.network.resolve("timeout.example.com", "aks-prod")
     assert address is not None
     with socket.create_connection(address, timeout=2) as sock:  # the connection is accepted...
@@ -116,7 +95,7 @@ def test_timeout_fault_accepts_and_never_answers(box: Box) -> None:
         box.get("timeout.example.com", "aks-prod", timeout=0.5)
 
 
-def test_tls_fault_presents_a_certificate_from_an_unknown_ca(box: Box) -> None:
+def test_tls_fault_presents_a_certificate_from_an_unknown_ca(box: NetworkBox) -> None:
     with pytest.raises(urllib3.exceptions.SSLError) as info:
         box.get("tls.example.com", "aks-prod")
     assert "certificate verify failed" in str(info.value)
@@ -127,13 +106,13 @@ def test_tls_fault_presents_a_certificate_from_an_unknown_ca(box: Box) -> None:
         context.wrap_socket(raw, server_hostname="tls.example.com")
 
 
-def test_rate_limit_fault_answers_429_with_retry_after(box: Box) -> None:
+def test_rate_limit_fault_answers_429_with_retry_after(box: NetworkBox) -> None:
     answer = box.get("rate-limit.example.com", "aks-prod")
     assert answer.status == 429 and answer.headers["Retry-After"] == "1"
     assert json.loads(answer.data)["errors"][0]["code"] == "TOOMANYREQUESTS"
 
 
-def test_server_error_fault_answers_5xx(box: Box) -> None:
+def test_server_error_fault_answers_5xx(box: NetworkBox) -> None:
     assert box.get("server-error.example.com", "aks-prod").status == 503
     answer = box.network.request(
         "POST", "https://server-error.example.com/oauth2/exchange", viewpoint="aks-prod"
@@ -141,7 +120,7 @@ def test_server_error_fault_answers_5xx(box: Box) -> None:
     assert answer.status == 500
 
 
-def test_firewall_fault_answers_acr_denied_on_every_path(box: Box) -> None:
+def test_firewall_fault_answers_acr_denied_on_every_path(box: NetworkBox) -> None:
     for path in ("/v2/", "/oauth2/exchange", "/oauth2/token?service=x", "/v2/web/manifests/1"):
         answer = box.get("firewall.example.com", "aks-prod", path)
         assert answer.status == 403
@@ -157,7 +136,7 @@ def test_firewall_fault_answers_acr_denied_on_every_path(box: Box) -> None:
         }
 
 
-def test_docker_hub_aliases_share_a_fault_but_not_the_auth_host(box: Box) -> None:
+def test_docker_hub_aliases_share_a_fault_but_not_the_auth_host(box: NetworkBox) -> None:
     for alias in ("docker.io", "registry-1.docker.io", "index.docker.io"):
         assert box.network.resolve(alias, "aks-dev") == box.network.resolve("docker.io", "aks-dev")
         assert box.network.resolve(alias, "aks-dev") != box.front.address
@@ -166,7 +145,7 @@ def test_docker_hub_aliases_share_a_fault_but_not_the_auth_host(box: Box) -> Non
     assert {"docker.io", "index.docker.io", "registry-1.docker.io", "auth.docker.io"} <= set(setting)
 
 
-def test_faults_can_be_added_and_removed_while_running(box: Box) -> None:
+def test_faults_can_be_added_and_removed_while_running(box: NetworkBox) -> None:
     host = "rate-limit.example.com"
     box.network.add_fault(Fault(host, "firewall", None))
     assert box.get(host, None).status == 403  # the world-wide fault now applies to the app
@@ -186,7 +165,7 @@ def test_docker_hub_names_never_fall_through_to_real_dns(tmp_path: Path) -> None
             assert setting[name] is None
 
 
-def test_client_ip_per_viewpoint(box: Box) -> None:
+def test_client_ip_per_viewpoint(box: NetworkBox) -> None:
     assert box.network.client_ip(None) == box.network.client_ip("app") == "203.0.113.10"
     assert box.network.client_ip("aks-prod") == "20.50.1.10"  # default: 20.50.<n>.10, n = cluster order
     assert box.network.client_ip("aks-dev") == "20.60.0.7"
@@ -194,7 +173,7 @@ def test_client_ip_per_viewpoint(box: Box) -> None:
 
 def test_stop_closes_every_fault_endpoint(tmp_path: Path) -> None:
     threads_before = set(threading.enumerate())
-    b = Box(tmp_path)
+    b = NetworkBox(WORLD, NAMES, tmp_path)
     silent = b.network.resolve("timeout.example.com", "aks-prod")
     served = b.network.resolve("rate-limit.example.com", "aks-prod")
     assert silent is not None and served is not None

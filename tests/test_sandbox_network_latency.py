@@ -9,11 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from network_box import NetworkBox
 
-from sandbox.httpserver import Response, Server
 from sandbox.latency import Relays
-from sandbox.network import Network
-from sandbox.pki import Pki
 from sandbox.world import WorldError, parse
 
 pytestmark = pytest.mark.sandbox
@@ -33,67 +31,54 @@ faults:
 """
 
 
-class Box:
-    def __init__(self, tmp_path: Path) -> None:
-        self.world = parse(WORLD)
-        self.pki = Pki(tmp_path)
-        self.network = Network(self.world, self.pki).start()
-        names = [FAR, NEAR, "gone.example.com"]
-        self.front = Server(
-            lambda request: Response(200, {"front": request.path}), cert=self.pki.issue(names), name="front"
-        ).start()
-        for name in names:
-            self.network.register(name, self.front.address)
+NAMES = [FAR, NEAR, "gone.example.com"]
 
-    def timed_get(self, host: str, viewpoint: str | None = None) -> float:
-        start = time.monotonic()
-        answer = self.network.request("GET", f"https://{host}/v2/", viewpoint=viewpoint, timeout=10)
-        elapsed = time.monotonic() - start
-        assert answer.status == 200 and json.loads(answer.data) == {"front": "/v2/"}
-        return elapsed
 
-    def stop(self) -> None:
-        self.front.stop()
-        self.network.stop()
+def timed_get(box: NetworkBox, host: str, viewpoint: str | None = None) -> float:
+    start = time.monotonic()
+    answer = box.get(host, viewpoint, timeout=10)
+    elapsed = time.monotonic() - start
+    assert answer.status == 200 and json.loads(answer.data) == {"front": "/v2/"}
+    return elapsed
 
 
 @pytest.fixture
-def box(tmp_path: Path) -> Iterator[Box]:
-    b = Box(tmp_path)
+def box(tmp_path: Path) -> Iterator[NetworkBox]:
+    b = NetworkBox(WORLD, NAMES, tmp_path)
     try:
         yield b
     finally:
         b.stop()
 
 
-def test_a_request_on_a_new_connection_pays_tcp_tls_and_the_request_round_trips(box: Box) -> None:
+def test_a_request_on_a_new_connection_pays_tcp_tls_and_the_request_round_trips(box: NetworkBox) -> None:
     assert box.network.rtt(FAR) == RTT
-    assert box.timed_get(FAR) >= 3 * RTT  # TCP handshake, TLS 1.3 handshake, the request
+    assert timed_get(box, FAR) >= 3 * RTT  # TCP handshake, TLS 1.3 handshake, the request
     assert box.network.relay_connections(FAR) == 1
 
 
-def test_a_reused_connection_pays_one_round_trip_and_no_handshake(box: Box) -> None:
-    first = box.timed_get(FAR)
-    second = box.timed_get(FAR)
+def test_a_reused_connection_pays_one_round_trip_and_no_handshake(box: NetworkBox) -> None:
+    first = timed_get(box, FAR)
+    second = timed_get(box, FAR)
     assert second >= RTT
     assert second < first  # no handshake: two round trips fewer
     assert box.network.relay_connections(FAR) == 1  # the pool reused the connection
 
 
-def test_latency_from_one_cluster_leaves_the_app_and_other_clusters_near(box: Box) -> None:
+def test_latency_from_one_cluster_leaves_the_app_and_other_clusters_near(box: NetworkBox) -> None:
     assert box.network.rtt(NEAR, "aks-prod") == RTT
     assert box.network.rtt(NEAR) is None and box.network.rtt(NEAR, "aks-dev") is None
     assert box.network.resolve(NEAR) == box.front.address
     assert box.network.resolve(NEAR, "aks-dev") == box.front.address
     assert box.network.resolve(NEAR, "aks-prod") != box.front.address
-    assert box.timed_get(NEAR, "aks-prod") >= 3 * RTT
-    box.timed_get(NEAR)
-    box.timed_get(NEAR, "aks-dev")
+    assert timed_get(box, NEAR, "aks-prod") >= 3 * RTT
+    timed_get(box, NEAR)
+    timed_get(box, NEAR, "aks-dev")
     assert box.network.relay_connections(NEAR, "aks-prod") == 1
     assert box.network.relay_connections(NEAR) == 0 and box.network.relay_connections(NEAR, "aks-dev") == 0
 
 
-def test_the_product_sees_the_relay_in_its_hosts_setting(box: Box) -> None:
+def test_the_product_sees_the_relay_in_its_hosts_setting(box: NetworkBox) -> None:
     relay = box.network.hosts_setting()[FAR]
     assert relay is not None and relay != f"127.0.0.1:{box.front.port}"
     assert box.network.hosts_setting()["gone.example.com"] is None
