@@ -17,6 +17,7 @@ from azure.storage.queue import QueueClient
 from estate import CLUSTER, KNOWN_CLUSTER, REGISTRY, SUB, WIRE, role_assignment_deleted
 
 from sandbox.azurite import Azurite
+from sandbox.events import as_delivered
 from sandbox.host import FunctionsHost, decode_event_grid_item, isolated_app_settings, load_function_app
 from shared.app import App
 from shared.config import SETTINGS
@@ -125,16 +126,7 @@ def test_a_cloudevent_reaches_the_planner_with_its_type_and_source_through_the_t
     functions: dict[str, Callable[..., Any]], app: App, azurite: Azurite
 ) -> None:
     app.inventory.save(KNOWN_CLUSTER)
-    grid = role_assignment_deleted("ce-1")
-    cloud_event = {
-        "specversion": "1.0",
-        "id": grid["id"],
-        "source": grid["topic"],
-        "subject": grid["subject"],
-        "type": grid["eventType"],
-        "time": grid["eventTime"],
-        "data": grid["data"],
-    }
+    [cloud_event] = as_delivered([role_assignment_deleted("ce-1")], "CloudEventSchemaV1_0")
     event = _grid_event(cloud_event)
     assert isinstance(event, func.CloudEvent), "the worker's converter keeps a CloudEvent a CloudEvent"
     functions["event_handler"](event)
