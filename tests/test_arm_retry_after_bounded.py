@@ -85,11 +85,9 @@ def _finishes_within(seconds: float, call: Any) -> BaseException | None:
     return outcome[0]
 
 
-def test_arm_call_does_not_sleep_an_hour_on_retry_after(
-    throttled: tuple[Server, _Throttling], pki: Pki
-) -> None:
-    server, handler = throttled
-    arm = ArmClient(
+def _arm(server: Server, pki: Pki) -> ArmClient:
+    """The ARM seam against ``server`` for both ARM and Graph: 2 s timeouts, 2 retries."""
+    return ArmClient(
         _Token(),
         endpoint=server.url,
         graph_endpoint=server.url,
@@ -97,6 +95,13 @@ def test_arm_call_does_not_sleep_an_hour_on_retry_after(
         timeout=2,
         retries=2,
     )
+
+
+def test_arm_call_does_not_sleep_an_hour_on_retry_after(
+    throttled: tuple[Server, _Throttling], pki: Pki
+) -> None:
+    server, handler = throttled
+    arm = _arm(server, pki)
     try:
         error = _finishes_within(20, arm.list_subscriptions)
         assert isinstance(error, UpstreamError) and "429" in str(error), error
@@ -111,7 +116,7 @@ def test_network_read_does_not_sleep_an_hour_on_retry_after(
     throttled: tuple[Server, _Throttling], pki: Pki
 ) -> None:
     server, handler = throttled
-    arm = ArmClient(_Token(), endpoint=server.url, ca_bundle=str(pki.ca_bundle), timeout=2, retries=2)
+    arm = _arm(server, pki)
     try:
         error = _finishes_within(20, lambda: arm.public_ip_addresses([PIP]))
         assert isinstance(error, UpstreamError) and "429" in str(error), error
@@ -124,14 +129,7 @@ def test_a_short_retry_after_is_still_honoured(pki: Pki) -> None:
     # The bound must not turn retries off: a 429 asking for 1 s is retried and then succeeds.
     handler = _Throttling("1", times=1)
     with Server(handler, cert=pki.issue(["127.0.0.1"]), name="arm") as server:
-        arm = ArmClient(
-            _Token(),
-            endpoint=server.url,
-            graph_endpoint=server.url,
-            ca_bundle=str(pki.ca_bundle),
-            timeout=2,
-            retries=2,
-        )
+        arm = _arm(server, pki)
         try:
             started = time.monotonic()
             assert [s.subscription_id for s in arm.list_subscriptions()] == [SUB]
